@@ -1,0 +1,63 @@
+"""Entry point: settings -> instance lock -> services -> FastAPI (+ Gradio at /) -> uvicorn."""
+
+from __future__ import annotations
+
+import sys
+
+from core.errors import RefineryError
+from core.instance_lock import InstanceLock
+from core.settings import Settings, parse_settings
+
+
+def create_app(services):
+    """The one ASGI app: REST API under /api/v1 and the Gradio UI at /."""
+    import gradio as gr
+    from fastapi import FastAPI
+
+    from core.api import build_api, install_error_handlers
+    from core.services import VERSION
+    from ui.layout import build_app
+
+    app = FastAPI(title="Refinery", version=VERSION)
+    install_error_handlers(app)
+    app.include_router(build_api(services))
+    blocks = build_app(services)
+    blocks.queue(default_concurrency_limit=4)
+    return gr.mount_gradio_app(app, blocks, path="/")
+
+
+def serve(settings: Settings) -> None:
+    import uvicorn
+
+    from core.services import build_services
+
+    services = build_services(settings)
+    print(f"Loading model {settings.model} ...", flush=True)
+    services.models.get()  # converts the bundled model once, with a progress bar
+    print(
+        f"Refinery is ready: http://{settings.host}:{settings.port}  (data in {settings.data_dir})"
+    )
+    try:
+        uvicorn.run(
+            create_app(services), host=settings.host, port=settings.port, log_level="warning"
+        )
+    finally:
+        services.close()
+
+
+def main(argv: list[str] | None = None) -> int:
+    settings = parse_settings(argv)
+    lock = InstanceLock(settings.lock_path)
+    try:
+        lock.acquire(f"serving {settings.host}:{settings.port}")
+        serve(settings)
+    except RefineryError as error:
+        print(f"refinery: {error.message}", file=sys.stderr)
+        return 2
+    finally:
+        lock.release()
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,165 @@
+"""Routes for health, chat turns, feedback and the interaction log."""
+
+from __future__ import annotations
+
+import json
+from datetime import datetime
+from typing import Literal
+
+from fastapi import APIRouter, Query
+from fastapi.responses import StreamingResponse
+from pydantic import BaseModel, ConfigDict, Field
+from starlette.concurrency import iterate_in_threadpool, run_in_threadpool
+
+from core.chat import ChatRequest, ChatUpdate
+from core.feedback import Feedback
+from core.generation import GenerationOptions
+from core.services import VERSION, Services
+from core.store.chatlog import InteractionFilter
+
+
+class Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class Turn(Strict):
+    role: Literal["user", "assistant"]
+    content: str
+
+
+class ChatBody(Strict):
+    prompt: str
+    model: str | None = None
+    use_documents: bool = False
+    user: str = "anonymous"
+    conversation_id: str | None = None
+    history: list[Turn] = Field(default_factory=list)
+    system_prompt: str | None = None
+    max_new_tokens: int = 256
+    temperature: float = 0.7
+    top_p: float = 0.9
+    stream: bool = False
+
+    def to_request(self) -> ChatRequest:
+        return ChatRequest(
+            prompt=self.prompt,
+            history=[t.model_dump() for t in self.history],
+            system_prompt=self.system_prompt,
+            options=GenerationOptions(
+                max_new_tokens=self.max_new_tokens,
+                temperature=self.temperature,
+                top_p=self.top_p,
+            ),
+            conversation_id=self.conversation_id,
+            user=self.user,
+            model=self.model,
+        )
+
+
+class FeedbackBody(Strict):
+    response_id: str
+    rating: int | None = None
+    thumb: Literal["up", "down"] | None = None
+    correction: str | None = None
+    tags: list[str] | None = None
+    user: str = "anonymous"
+
+
+def turn_json(update: ChatUpdate) -> dict:
+    turn = update.turn
+    return {
+        "response_id": turn.id,
+        "conversation_id": turn.conversation_id,
+        "text": turn.response,
+        "model": turn.model_id,
+        "adapter_version": turn.adapter_version,
+        "latency_ms": round(turn.latency_ms, 1),
+        "ttft_ms": None if turn.ttft_ms is None else round(turn.ttft_ms, 1),
+        "tokens": turn.completion_tokens,
+        "prompt_tokens": turn.prompt_tokens,
+        "tokens_per_s": round(turn.tokens_per_s, 2),
+        "confidence": turn.confidence,
+        "finish_reason": turn.finish_reason,
+        "notice": update.notice,
+    }
+
+
+def build_chat_router(services: Services) -> APIRouter:
+    router = APIRouter()
+
+    @router.get("/health")
+    def health() -> dict:
+        return {
+            "status": "ok",
+            "version": VERSION,
+            "model": services.models.name,
+            "loaded_models": [services.models.name] if services.models.is_loaded else [],
+            "schema_version": services.db.schema_version("chatlog"),
+        }
+
+    @router.post("/chat")
+    async def chat(body: ChatBody):
+        request = body.to_request()
+        if not body.stream:
+            return turn_json(await run_in_threadpool(services.chat.complete, request))
+        services.chat.check_model(request.model)
+        services.chat.check_limits(request)
+        return StreamingResponse(
+            iterate_in_threadpool(_server_sent_events(services, request)),
+            media_type="text/event-stream",
+        )
+
+    @router.post("/feedback")
+    def feedback(body: FeedbackBody) -> dict:
+        record = services.feedback.rate(Feedback(**body.model_dump()))
+        return {
+            "response_id": record.interaction_id,
+            "user": record.rater,
+            "rating": record.rating,
+            "thumb": record.thumb,
+            "correction": record.correction,
+            "tags": record.tags,
+            "updated_at": record.updated_at.isoformat(),
+        }
+
+    @router.get("/interactions")
+    def interactions(
+        text: str | None = None,
+        min_rating: int | None = Query(None, ge=1, le=5),
+        max_rating: int | None = Query(None, ge=1, le=5),
+        thumb: Literal["up", "down", "none"] | None = None,
+        rated: bool | None = None,
+        date_from: datetime | None = None,
+        date_to: datetime | None = None,
+        conversation_id: str | None = None,
+        limit: int = Query(100, ge=1, le=1000),
+        offset: int = Query(0, ge=0),
+    ) -> dict:
+        flt = InteractionFilter(
+            text=text,
+            min_rating=min_rating,
+            max_rating=max_rating,
+            thumb=thumb,
+            rated=rated,
+            date_from=date_from,
+            date_to=date_to,
+            conversation_id=conversation_id,
+            limit=limit,
+            offset=offset,
+        )
+        frame = services.log.query(flt)
+        return {
+            "total": services.log.count(flt),
+            "items": json.loads(frame.to_json(orient="records", date_format="iso")),
+        }
+
+    return router
+
+
+def _server_sent_events(services: Services, request: ChatRequest):
+    try:
+        for update in services.chat.stream(request):
+            payload = turn_json(update) if update.turn else {"text": update.text}
+            yield f"data: {json.dumps(payload)}\n\n"
+    except Exception as error:  # headers are sent: report in-band
+        yield f"event: error\ndata: {json.dumps({'error': str(error)})}\n\n"

