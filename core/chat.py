@@ -77,21 +77,21 @@ class ChatService:
     def stream(self, request: ChatRequest, stop_event=None) -> Iterator[ChatUpdate]:
         self.check_model(request.model)
         self.check_limits(request)
-        loaded = self.models.get()
-        budget = loaded.context_length - request.options.max_new_tokens
-        if budget < 1:
-            raise InvalidInput(
-                f"max_new_tokens ({request.options.max_new_tokens}) leaves no room for the prompt"
-                f" in the model's context of {loaded.context_length} tokens"
-            )
-        prompt = fit_to_context(loaded.tokenizer, request.messages(), budget)
-        stream = GenerationStream(loaded, prompt, request.options, lock=self.models.use_lock)
-        if stop_event is not None:
-            stream.stop_event = stop_event
-        text = ""
-        for delta in stream:
-            text += delta
-            yield ChatUpdate(text, prompt.notice)
+        with self.models.use(None) as loaded:
+            budget = loaded.context_length - request.options.max_new_tokens
+            if budget < 1:
+                raise InvalidInput(
+                    f"max_new_tokens ({request.options.max_new_tokens}) leaves no room for the"
+                    f" prompt in the model's context of {loaded.context_length} tokens"
+                )
+            prompt = fit_to_context(loaded.tokenizer, request.messages(), budget)
+            stream = GenerationStream(loaded, prompt, request.options)
+            if stop_event is not None:
+                stream.stop_event = stop_event
+            text = ""
+            for delta in stream:
+                text += delta
+                yield ChatUpdate(text, prompt.notice)
         turn = self._record(request, prompt, stream.result)
         yield ChatUpdate(turn.response, prompt.notice, turn)
 

@@ -125,19 +125,9 @@ class GenerationStream:
     prompt: PreparedPrompt
     options: GenerationOptions
     stop_event: threading.Event = field(default_factory=threading.Event)
-    lock: threading.Lock | None = None
     result: GenerationResult | None = None
 
     def __iter__(self) -> Iterator[str]:
-        if self.lock is not None:
-            self.lock.acquire()
-        try:
-            yield from self._run()
-        finally:
-            if self.lock is not None:
-                self.lock.release()
-
-    def _run(self) -> Iterator[str]:
         import torch
         from transformers import StoppingCriteria, StoppingCriteriaList
 

@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+import hashlib
 import importlib.util
 import os
 import shutil
 import threading
-from dataclasses import dataclass
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 from core.errors import ModelUnavailable
@@ -129,8 +132,17 @@ def load_model(name: str, *, cache_dir: Path, device: str = "auto") -> LoadedMod
     )
 
 
+def adapter_key(adapter_dir: Path) -> str:
+    """A stable peft adapter name for a folder (peft names may not contain dots)."""
+    return "a" + hashlib.sha1(str(adapter_dir.resolve()).encode()).hexdigest()[:12]
+
+
 class ModelService:
-    """Owns the one base model in memory; loads it lazily and serialises its use."""
+    """Owns the one base model in memory; loads it lazily and serialises its use.
+
+    LoRA adapters are attached to that one copy of the weights and switched on
+    and off under `use_lock`, so base and fine-tuned answers cost one model's memory.
+    """
 
     def __init__(self, name: str, *, cache_dir: Path, device: str = "auto") -> None:
         self.name = name
@@ -149,3 +161,38 @@ class ModelService:
             if self._loaded is None:
                 self._loaded = load_model(self.name, cache_dir=self.cache_dir, device=self.device)
             return self._loaded
+
+    @contextmanager
+    def use(self, adapter_dir: Path | str | None = None) -> Iterator[LoadedModel]:
+        """Hold the model exclusively with exactly this adapter active (None: base weights)."""
+        with self.use_lock:
+            loaded = self.get()
+            if adapter_dir is None:
+                if hasattr(loaded.model, "disable_adapter"):
+                    with loaded.model.disable_adapter():
+                        yield loaded
+                else:
+                    yield loaded
+                return
+            loaded = self._attach(Path(adapter_dir))
+            loaded.model.set_adapter(adapter_key(Path(adapter_dir)))
+            yield loaded
+
+    def _attach(self, adapter_dir: Path) -> LoadedModel:
+        from peft import PeftModel
+
+        if not (adapter_dir / "adapter_config.json").is_file():
+            raise ModelUnavailable(f"{adapter_dir} is not a LoRA adapter folder")
+        key = adapter_key(adapter_dir)
+        loaded = self.get()
+        model = loaded.model
+        if not isinstance(model, PeftModel):
+            model = PeftModel.from_pretrained(model, adapter_dir, adapter_name=key)
+        elif key not in model.peft_config:
+            model.load_adapter(adapter_dir, adapter_name=key)
+        else:
+            return loaded
+        model.eval()
+        with self._load_lock:
+            self._loaded = replace(loaded, model=model)
+        return self._loaded

@@ -16,10 +16,14 @@ class Settings:
     port: int = 7860
     data_dir: Path = Path("data/runtime")
     model: str = DEFAULT_MODEL
+    cache_dir: Path | None = None  # converted models; default <data_dir>/models
     device: str = "auto"
     max_prompt_chars: int = 20_000
     max_new_tokens_limit: int = 1024
     default_max_new_tokens: int = 256
+    max_upload_bytes: int = 50 * 1024 * 1024  # per uploaded document
+    chunk_tokens: int = 200  # the embedding model reads at most 256 word pieces
+    chunk_overlap: int = 40
     extra: dict = field(default_factory=dict)
 
     def __post_init__(self) -> None:
@@ -28,6 +32,8 @@ class Settings:
         if self.device not in ("auto", "cpu", "cuda"):
             raise ValueError(f"device must be auto, cpu or cuda, got {self.device!r}")
         object.__setattr__(self, "data_dir", Path(self.data_dir).expanduser().resolve())
+        if self.cache_dir is not None:
+            object.__setattr__(self, "cache_dir", Path(self.cache_dir).expanduser().resolve())
 
     @property
     def db_path(self) -> Path:
@@ -35,7 +41,7 @@ class Settings:
 
     @property
     def models_dir(self) -> Path:
-        return self.data_dir / "models"
+        return self.cache_dir or self.data_dir / "models"
 
     @property
     def lock_path(self) -> Path:
@@ -54,6 +60,11 @@ def parse_settings(argv: list[str] | None = None, env: dict[str, str] | None = N
         default=env.get("REFINERY_MODEL", DEFAULT_MODEL),
         help="'smollm2' (bundled), a local model folder, or a cached hub id",
     )
+    parser.add_argument(
+        "--cache-dir",
+        default=env.get("REFINERY_CACHE_DIR"),
+        help="where converted models are kept (default: <data-dir>/models)",
+    )
     parser.add_argument("--device", default=env.get("REFINERY_DEVICE", "auto"))
     args = parser.parse_args(argv)
     return Settings(
@@ -61,5 +72,6 @@ def parse_settings(argv: list[str] | None = None, env: dict[str, str] | None = N
         port=args.port,
         data_dir=Path(args.data_dir),
         model=args.model,
+        cache_dir=Path(args.cache_dir) if args.cache_dir else None,
         device=args.device,
     )

@@ -20,6 +20,16 @@ def tiny_model_dir(tmp_path_factory) -> Path:
     return make_tiny_llama(tmp_path_factory.mktemp("models") / "tiny-llama")
 
 
+@pytest.fixture(scope="session")
+def real_model_cache(tmp_path_factory) -> Path:
+    """The bundled default model, converted once per test session (for `slow` tests)."""
+    from core.models import convert_bundled_model
+
+    cache = tmp_path_factory.mktemp("real-model-cache")
+    convert_bundled_model(cache)
+    return cache
+
+
 @pytest.fixture
 def settings(tmp_path, tiny_model_dir):
     from core.settings import Settings
