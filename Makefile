@@ -26,7 +26,7 @@ run: setup
 
 test: setup
 	$(PY) -m pytest -q
-	$(PY) -m pytest -q -m slow tests/test_real_model.py
+	$(PY) -m pytest -q -m slow tests/test_real_model.py tests/test_training_real_model.py
 
 test-fast: setup
 	$(PY) -m pytest -q
@@ -36,6 +36,11 @@ test-slow: setup
 
 bench: setup
 	$(PY) bench/chat_latency.py
+	$(PY) bench/compare.py
+	$(PY) bench/ingest.py
+	$(PY) bench/curation.py
+	$(PY) bench/explain.py
+	$(PY) bench/train_throughput.py
 
 lint: setup
 	$(PY) -m ruff check .

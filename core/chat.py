@@ -8,7 +8,15 @@ from dataclasses import asdict, dataclass, field
 from datetime import datetime
 
 from core.errors import InvalidInput, NotFound
-from core.generation import GenerationOptions, GenerationStream, fit_to_context
+from core.generation import (
+    GenerationOptions,
+    GenerationStream,
+    check_limits,
+    fit_to_context,
+    prompt_budget,
+    turn_fields,
+)
+from core.grounding import fit_sources, retrieve, with_sources
 from core.models import ModelService
 from core.store.chatlog import ChatLog, TurnRecord
 
@@ -24,6 +32,8 @@ class ChatRequest:
     conversation_id: str | None = None
     user: str = "anonymous"
     model: str | None = None
+    use_documents: bool = False  # ground the answer on the top chunks of the document store
+    documents_k: int = 4
 
     def __post_init__(self) -> None:
         if not self.prompt or not self.prompt.strip():
@@ -33,6 +43,8 @@ class ChatRequest:
                 raise InvalidInput("each history turn needs a role (user/assistant) and content")
         if not self.user.strip():
             raise InvalidInput("the user name is empty")
+        if not 1 <= self.documents_k <= 20:
+            raise InvalidInput(f"documents_k must be 1-20, got {self.documents_k}")
 
     def messages(self) -> list[dict]:
         system = [{"role": "system", "content": self.system_prompt}] if self.system_prompt else []
@@ -47,59 +59,87 @@ class ChatUpdate:
     text: str
     notice: str | None = None
     turn: TurnRecord | None = None
+    sources: tuple = ()  # core.document_service.SearchHit the answer was grounded on
 
 
 class ChatService:
     def __init__(
-        self, models: ModelService, log: ChatLog, *, max_prompt_chars: int, max_new_tokens: int
+        self,
+        models: ModelService,
+        log: ChatLog,
+        *,
+        max_prompt_chars: int,
+        max_new_tokens: int,
+        experiments=None,  # core.experiments.ExperimentService: A/B arms decide the model
+        documents=None,  # core.document_service.DocumentService: grounding
+        registry=None,  # core.registry.ModelRegistry: adapters by id; the promoted one is default
     ) -> None:
         self.models = models
+        self.registry = registry
         self.log = log
+        self.experiments = experiments
+        self.documents = documents
         self.max_prompt_chars = max_prompt_chars
         self.max_new_tokens = max_new_tokens
 
     def check_limits(self, request: ChatRequest) -> None:
-        if len(request.prompt) > self.max_prompt_chars:
-            raise InvalidInput(
-                f"the prompt has {len(request.prompt):,} characters; the limit is "
-                f"{self.max_prompt_chars:,}"
-            )
-        if request.options.max_new_tokens > self.max_new_tokens:
-            raise InvalidInput(
-                f"max_new_tokens is {request.options.max_new_tokens}; the limit is "
-                f"{self.max_new_tokens}"
-            )
+        check_limits(
+            request.prompt,
+            request.options,
+            max_prompt_chars=self.max_prompt_chars,
+            max_new_tokens=self.max_new_tokens,
+        )
 
     def check_model(self, name: str | None) -> None:
-        if name not in (None, "", self.models.name):
-            raise NotFound(f"unknown model {name!r}; this studio serves {self.models.name!r}")
+        self.adapter_for(name)
+
+    def adapter_for(self, name: str | None) -> tuple[str | None, str | None]:
+        """(adapter folder, adapter version) for a model name; no name: the promoted adapter."""
+        if name in ("base", self.models.name):
+            return None, None
+        if not name:
+            active = self.registry.active() if self.registry else None
+            return (active.adapter_dir, active.id) if active else (None, None)
+        if self.registry is not None:
+            entry = self.registry.store.get(name)
+            if entry is not None:
+                return entry.adapter_dir, entry.id
+        raise NotFound(f"unknown model {name!r}; use {self.models.name!r} or a registered adapter")
 
     def stream(self, request: ChatRequest, stop_event=None) -> Iterator[ChatUpdate]:
         self.check_model(request.model)
         self.check_limits(request)
-        with self.models.use(None) as loaded:
-            budget = loaded.context_length - request.options.max_new_tokens
-            if budget < 1:
-                raise InvalidInput(
-                    f"max_new_tokens ({request.options.max_new_tokens}) leaves no room for the"
-                    f" prompt in the model's context of {loaded.context_length} tokens"
-                )
-            prompt = fit_to_context(loaded.tokenizer, request.messages(), budget)
+        arm = self.experiments.assign(request.user, request.model) if self.experiments else None
+        adapter, version = (
+            (arm.model.adapter_dir, arm.model.adapter_version) if arm
+            else self.adapter_for(request.model)
+        )
+        hits = retrieve(self.documents, request.prompt, request.documents_k) if (
+            request.use_documents
+        ) else []
+        with self.models.use(adapter) as loaded:
+            budget = prompt_budget(loaded, request.options)
+            messages = arm.prepare(request.messages()) if arm else request.messages()
+            sources = tuple(fit_sources(loaded.tokenizer, hits, budget // 2))
+            messages = with_sources(messages, list(sources))
+            prompt = fit_to_context(loaded.tokenizer, messages, budget)
             stream = GenerationStream(loaded, prompt, request.options)
             if stop_event is not None:
                 stream.stop_event = stop_event
             text = ""
             for delta in stream:
                 text += delta
-                yield ChatUpdate(text, prompt.notice)
-        turn = self._record(request, prompt, stream.result)
-        yield ChatUpdate(turn.response, prompt.notice, turn)
+                yield ChatUpdate(text, prompt.notice, sources=sources)
+        turn = self._record(request, prompt, stream.result, arm, version, sources)
+        yield ChatUpdate(turn.response, prompt.notice, turn, sources)
 
     def complete(self, request: ChatRequest) -> ChatUpdate:
         *_, last = self.stream(request)
         return last
 
-    def _record(self, request: ChatRequest, prompt, result) -> TurnRecord:
+    def _record(
+        self, request: ChatRequest, prompt, result, arm=None, version=None, sources=()
+    ) -> TurnRecord:
         conversation_id = request.conversation_id or uuid.uuid4().hex
         turn = TurnRecord(
             id=uuid.uuid4().hex,
@@ -108,19 +148,13 @@ class ChatService:
             created_at=datetime.now(),
             user_id=request.user,
             prompt=request.prompt,
-            context=prompt.messages,
-            response=result.text,
             model_id=self.models.name,
-            adapter_version=None,
+            adapter_version=version,
             settings={**asdict(request.options), "system_prompt": request.system_prompt},
-            latency_ms=result.latency_ms,
-            ttft_ms=result.ttft_ms,
-            prompt_tokens=result.prompt_tokens,
-            completion_tokens=result.completion_tokens,
-            tokens_per_s=result.tokens_per_s,
-            confidence=result.confidence,
-            truncated_turns=prompt.dropped_turns,
-            finish_reason=result.finish_reason,
+            **turn_fields(prompt, result),
+            retrieved_chunk_ids=[hit.chunk_id for hit in sources] if sources else None,
         )
         self.log.add_turn(turn)
+        if arm:
+            self.experiments.record_turn(turn.id, arm)
         return turn

@@ -7,6 +7,7 @@ import queue
 import threading
 import time
 from collections.abc import Iterator
+from contextlib import closing
 from dataclasses import dataclass, field
 
 from core.errors import InvalidInput
@@ -87,6 +88,31 @@ def fit_to_context(tokenizer, messages: list[dict], budget: int) -> PreparedProm
     return PreparedPrompt(encode_messages(tokenizer, final)[-budget:], final, dropped, cut)
 
 
+def check_limits(
+    prompt: str, options: GenerationOptions, *, max_prompt_chars: int, max_new_tokens: int
+) -> None:
+    """The studio's limits on one request, checked before the model is taken."""
+    if len(prompt) > max_prompt_chars:
+        raise InvalidInput(
+            f"the prompt has {len(prompt):,} characters; the limit is {max_prompt_chars:,}"
+        )
+    if options.max_new_tokens > max_new_tokens:
+        raise InvalidInput(
+            f"max_new_tokens is {options.max_new_tokens}; the limit is {max_new_tokens}"
+        )
+
+
+def prompt_budget(loaded: LoadedModel, options: GenerationOptions) -> int:
+    """How many tokens the prompt may take so the answer still fits the model's context."""
+    budget = loaded.context_length - options.max_new_tokens
+    if budget < 1:
+        raise InvalidInput(
+            f"max_new_tokens ({options.max_new_tokens}) leaves no room for the"
+            f" prompt in the model's context of {loaded.context_length} tokens"
+        )
+    return budget
+
+
 @dataclass(frozen=True, kw_only=True)
 class GenerationResult:
     text: str
@@ -99,22 +125,138 @@ class GenerationResult:
     finish_reason: str  # stop | length | cancelled
 
 
-class _TokenQueue:
-    """The streamer interface generate() calls: first the prompt, then each new token."""
+def turn_fields(prompt: PreparedPrompt, result: GenerationResult) -> dict:
+    """What a logged turn (core.store.chatlog.TurnRecord) keeps of one generated answer."""
+    return dict(
+        context=prompt.messages,
+        response=result.text,
+        latency_ms=result.latency_ms,
+        ttft_ms=result.ttft_ms,
+        prompt_tokens=result.prompt_tokens,
+        completion_tokens=result.completion_tokens,
+        tokens_per_s=result.tokens_per_s,
+        confidence=result.confidence,
+        truncated_turns=prompt.dropped_turns,
+        finish_reason=result.finish_reason,
+    )
+
+
+class _StepQueue:
+    """The streamer generate() calls: first the prompt, then one token per row per step."""
 
     def __init__(self) -> None:
-        self.tokens: queue.Queue = queue.Queue()
+        self.steps: queue.Queue = queue.Queue()
         self._prompt_seen = False
 
     def put(self, value) -> None:
         if not self._prompt_seen:
             self._prompt_seen = True
             return
-        for token in value.reshape(-1).tolist():
-            self.tokens.put(token)
+        self.steps.put(value.reshape(-1).tolist())
 
     def end(self) -> None:
-        self.tokens.put(None)
+        self.steps.put(None)
+
+
+@dataclass
+class GenerateRun:
+    """generate() in a worker thread: iterate for each step's tokens (one per row).
+
+    `output` is set once the steps are exhausted; a reader that goes away early sets
+    `stop_event`, so generate() stops at its next token. Errors re-raise in the reader.
+    """
+
+    loaded: LoadedModel
+    options: GenerationOptions
+    input_ids: object  # (rows, width) tensor
+    attention_mask: object
+    stop_event: threading.Event
+    extra: dict = field(default_factory=dict)  # more generate() arguments (adapter_names)
+    output: object = None
+
+    def __iter__(self) -> Iterator[list[int]]:
+        import torch
+
+        streamer = _StepQueue()
+        kwargs = self._generate_kwargs(streamer)
+        model = self.loaded.model
+        outcome: dict = {}
+
+        def work() -> None:
+            try:
+                with torch.inference_mode():
+                    outcome["output"] = model.generate(**kwargs)
+            except BaseException as error:  # re-raised in the caller's thread
+                outcome["error"] = error
+                streamer.end()
+
+        thread = threading.Thread(target=work, daemon=True)
+        thread.start()
+        completed = False
+        try:
+            while (step := streamer.steps.get()) is not None:
+                yield step
+            completed = True
+        finally:
+            if not completed:  # the reader went away: let generate() stop at the next token
+                self.stop_event.set()
+            thread.join()
+        if "error" in outcome:
+            raise outcome["error"]
+        self.output = outcome["output"]
+
+    def _generate_kwargs(self, streamer: _StepQueue) -> dict:
+        import torch
+        from transformers import StoppingCriteria, StoppingCriteriaList
+
+        stop_event = self.stop_event
+
+        class _StopOnEvent(StoppingCriteria):
+            def __call__(self, input_ids, scores, **kwargs):
+                return torch.full((input_ids.shape[0],), stop_event.is_set(), dtype=torch.bool)
+
+        sampling = self.options.temperature > 0
+        return dict(
+            input_ids=self.input_ids.to(self.loaded.device),
+            attention_mask=self.attention_mask.to(self.loaded.device),
+            max_new_tokens=self.options.max_new_tokens,
+            do_sample=sampling,
+            temperature=self.options.temperature if sampling else None,
+            top_p=self.options.top_p if sampling else None,
+            top_k=None,
+            streamer=streamer,
+            stopping_criteria=StoppingCriteriaList([_StopOnEvent()]),
+            return_dict_in_generate=True,
+            output_logits=True,
+            pad_token_id=self.loaded.tokenizer.pad_token_id,
+            **self.extra,
+        )
+
+
+def eos_ids(loaded: LoadedModel) -> set[int]:
+    """Every token id that ends an answer, from the tokenizer and the generation config."""
+    config = getattr(loaded.model.generation_config, "eos_token_id", None)
+    return _ids(loaded.tokenizer.eos_token_id) | _ids(config)
+
+
+def mean_logprob(logits, chosen: list[int]) -> float | None:
+    """The mean log-probability of the chosen tokens under their steps' logits (rows)."""
+    import torch
+
+    tokens = torch.tensor(chosen, device=logits.device)
+    logprobs = torch.log_softmax(logits.float(), dim=-1)[torch.arange(len(tokens)), tokens]
+    value = logprobs.mean().item()
+    return value if math.isfinite(value) else None
+
+
+def finish_reason(
+    tokens: list[int], *, cancelled: bool, eos: set[int], options: GenerationOptions
+) -> str:
+    if cancelled:
+        return "cancelled"
+    if tokens and tokens[-1] in eos:
+        return "stop"
+    return "length" if len(tokens) >= options.max_new_tokens else "stop"
 
 
 @dataclass
@@ -129,94 +271,45 @@ class GenerationStream:
 
     def __iter__(self) -> Iterator[str]:
         import torch
-        from transformers import StoppingCriteria, StoppingCriteriaList
 
-        stop_event = self.stop_event
-
-        class _StopOnEvent(StoppingCriteria):
-            def __call__(self, input_ids, scores, **kwargs):
-                return torch.full((input_ids.shape[0],), stop_event.is_set(), dtype=torch.bool)
-
-        model, tokenizer = self.loaded.model, self.loaded.tokenizer
-        input_ids = torch.tensor([self.prompt.input_ids], device=self.loaded.device)
-        streamer = _TokenQueue()
-        sampling = self.options.temperature > 0
-        kwargs = dict(
-            input_ids=input_ids,
-            attention_mask=torch.ones_like(input_ids),
-            max_new_tokens=self.options.max_new_tokens,
-            do_sample=sampling,
-            temperature=self.options.temperature if sampling else None,
-            top_p=self.options.top_p if sampling else None,
-            top_k=None,
-            streamer=streamer,
-            stopping_criteria=StoppingCriteriaList([_StopOnEvent()]),
-            return_dict_in_generate=True,
-            output_logits=True,
-            pad_token_id=tokenizer.pad_token_id,
+        tokenizer = self.loaded.tokenizer
+        input_ids = torch.tensor([self.prompt.input_ids])
+        run = GenerateRun(
+            self.loaded, self.options, input_ids, torch.ones_like(input_ids), self.stop_event
         )
-        outcome: dict = {}
-
-        def work() -> None:
-            try:
-                with torch.inference_mode():
-                    outcome["output"] = model.generate(**kwargs)
-            except BaseException as error:  # re-raised in the caller's thread
-                outcome["error"] = error
-                streamer.end()
-
         started = time.perf_counter()
-        thread = threading.Thread(target=work, daemon=True)
-        thread.start()
         generated: list[int] = []
         shown = ""
         first_token_at = None
-        completed = False
-        try:
-            while (token := streamer.tokens.get()) is not None:
+        with closing(iter(run)) as steps:
+            for step in steps:
                 first_token_at = first_token_at or time.perf_counter()
-                generated.append(token)
+                generated += step
                 text = tokenizer.decode(generated, skip_special_tokens=True)
                 if text.endswith("\ufffd"):
                     continue  # an unfinished multi-byte character: wait for the next token
                 if len(text) > len(shown):
                     delta, shown = text[len(shown) :], text
                     yield delta
-            completed = True
-        finally:
-            if not completed:  # the reader went away: let generate() stop at the next token
-                stop_event.set()
-            thread.join()
-        if "error" in outcome:
-            raise outcome["error"]
         finished = time.perf_counter()
-        self.result = self._summarise(
-            outcome["output"], generated, started, first_token_at, finished
-        )
+        self.result = self._summarise(run.output, generated, started, first_token_at, finished)
 
     def _summarise(self, output, generated, started, first_token_at, finished) -> GenerationResult:
         import torch
 
-        tokenizer = self.loaded.tokenizer
-        eos = set(_as_list(tokenizer.eos_token_id)) | set(
-            _as_list(getattr(self.loaded.model.generation_config, "eos_token_id", None))
-        )
         confidence = None
         if output.logits:
-            logits = torch.stack(output.logits, dim=1)[0].float()
-            chosen = torch.tensor(generated[: logits.shape[0]], device=logits.device)
-            logprobs = torch.log_softmax(logits, dim=-1)[torch.arange(len(chosen)), chosen]
-            value = logprobs.mean().item()
-            confidence = value if math.isfinite(value) else None
-        if self.stop_event.is_set():
-            reason = "cancelled"
-        elif generated and generated[-1] in eos:
-            reason = "stop"
-        else:
-            reason = "length" if len(generated) >= self.options.max_new_tokens else "stop"
+            logits = torch.stack(output.logits, dim=1)[0]
+            confidence = mean_logprob(logits, generated[: logits.shape[0]])
+        reason = finish_reason(
+            generated,
+            cancelled=self.stop_event.is_set(),
+            eos=eos_ids(self.loaded),
+            options=self.options,
+        )
         seconds = max(finished - started, 1e-9)
         return GenerationResult(
-            text=tokenizer.decode(generated, skip_special_tokens=True),
+            text=self.loaded.tokenizer.decode(generated, skip_special_tokens=True),
             prompt_tokens=len(self.prompt.input_ids),
             completion_tokens=len(generated),
             latency_ms=seconds * 1000,
@@ -227,7 +320,7 @@ class GenerationStream:
         )
 
 
-def _as_list(value) -> list:
+def _ids(value) -> set[int]:
     if value is None:
-        return []
-    return list(value) if isinstance(value, (list, tuple, set)) else [value]
+        return set()
+    return set(value) if isinstance(value, (list, tuple, set)) else {value}

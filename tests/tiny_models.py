@@ -70,3 +70,52 @@ def make_tiny_llama(
     model.save_pretrained(path)
     tokenizer.save_pretrained(path)
     return path
+
+
+def _save_tiny(model_class, config, tokenizer, path: Path, seed: int) -> Path:
+    import torch
+
+    torch.manual_seed(seed)
+    model = model_class(config)
+    model.save_pretrained(path)
+    tokenizer.save_pretrained(path)
+    return path
+
+
+def make_tiny_qwen2(path: Path, *, seed: int = 0) -> Path:
+    """A 2-layer, width-32 Qwen2 with a ChatML template."""
+    from transformers import Qwen2Config, Qwen2ForCausalLM
+
+    tokenizer = make_tokenizer(chat_template=True)
+    config = Qwen2Config(
+        vocab_size=len(tokenizer), hidden_size=32, intermediate_size=64, num_hidden_layers=2,
+        num_attention_heads=2, num_key_value_heads=1, max_position_embeddings=256,
+        eos_token_id=tokenizer.eos_token_id, pad_token_id=tokenizer.pad_token_id,
+        tie_word_embeddings=True,
+    )
+    return _save_tiny(Qwen2ForCausalLM, config, tokenizer, path, seed)
+
+
+def make_tiny_gpt2(path: Path, *, seed: int = 0) -> Path:
+    """A 2-layer, width-32 GPT-2 without a chat template (the plain prompt format)."""
+    from transformers import GPT2Config, GPT2LMHeadModel
+
+    tokenizer = make_tokenizer(chat_template=False)
+    config = GPT2Config(
+        vocab_size=len(tokenizer), n_embd=32, n_layer=2, n_head=2, n_positions=256,
+        bos_token_id=tokenizer.bos_token_id, eos_token_id=tokenizer.eos_token_id,
+    )
+    return _save_tiny(GPT2LMHeadModel, config, tokenizer, path, seed)
+
+
+def make_tiny_t5(path: Path, *, seed: int = 0) -> Path:
+    """A 2-layer, width-32 T5 encoder-decoder."""
+    from transformers import T5Config, T5ForConditionalGeneration
+
+    tokenizer = make_tokenizer(chat_template=False)
+    config = T5Config(
+        vocab_size=len(tokenizer), d_model=32, d_kv=16, d_ff=64, num_layers=2, num_heads=2,
+        pad_token_id=tokenizer.pad_token_id, eos_token_id=tokenizer.eos_token_id,
+        decoder_start_token_id=tokenizer.pad_token_id,
+    )
+    return _save_tiny(T5ForConditionalGeneration, config, tokenizer, path, seed)

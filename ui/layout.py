@@ -6,7 +6,17 @@ import gradio as gr
 
 from core.services import Services
 from ui.tabs.chat import build_chat_tab
+from ui.tabs.compare import build_compare_tab
+from ui.tabs.datasets import build_datasets_tab
+from ui.tabs.documents import build_documents_tab
+from ui.tabs.evaluate import build_evaluate_tab
+from ui.tabs.explain import build_explain_tab
+from ui.tabs.fairness import build_fairness_tab
+from ui.tabs.feedback import build_feedback_tab
 from ui.tabs.logs import build_logs_tab
+from ui.tabs.models import build_models_tab
+from ui.tabs.train import build_train_tab
+from ui.tabs.tune import build_tune_tab
 
 TITLE = "Refinery"
 
@@ -19,5 +29,15 @@ def build_app(services: Services) -> gr.Blocks:
         )
         with gr.Tabs():
             build_chat_tab(services)
+            build_documents_tab(services)
             build_logs_tab(services)
+            selection = build_feedback_tab(services)
+            build_datasets_tab(services, selection)
+            build_train_tab(services)
+            build_tune_tab(services)
+            build_models_tab(services)
+            build_compare_tab(services)
+            build_evaluate_tab(services)
+            build_explain_tab(services)
+            build_fairness_tab(services)
     return blocks

@@ -2,8 +2,14 @@
 
 from fastapi import APIRouter
 
+from core.api.arena import build_arena_router
 from core.api.chat import build_chat_router
+from core.api.curation import build_curation_router
+from core.api.datasets import build_datasets_router
+from core.api.documents import build_documents_router
 from core.api.errors import install_error_handlers
+from core.api.explain import build_explain_router
+from core.api.training import build_training_router
 from core.services import Services
 
 __all__ = ["build_api", "install_error_handlers"]
@@ -12,4 +18,10 @@ __all__ = ["build_api", "install_error_handlers"]
 def build_api(services: Services) -> APIRouter:
     router = APIRouter(prefix="/api/v1")
     router.include_router(build_chat_router(services))
+    router.include_router(build_curation_router(services))
+    router.include_router(build_datasets_router(services))
+    router.include_router(build_documents_router(services))
+    router.include_router(build_arena_router(services))
+    router.include_router(build_training_router(services))
+    router.include_router(build_explain_router(services))
     return router

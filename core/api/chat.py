@@ -31,6 +31,7 @@ class ChatBody(Strict):
     prompt: str
     model: str | None = None
     use_documents: bool = False
+    documents_k: int = 4
     user: str = "anonymous"
     conversation_id: str | None = None
     history: list[Turn] = Field(default_factory=list)
@@ -53,6 +54,8 @@ class ChatBody(Strict):
             conversation_id=self.conversation_id,
             user=self.user,
             model=self.model,
+            use_documents=self.use_documents,
+            documents_k=self.documents_k,
         )
 
 
@@ -81,6 +84,18 @@ def turn_json(update: ChatUpdate) -> dict:
         "confidence": turn.confidence,
         "finish_reason": turn.finish_reason,
         "notice": update.notice,
+        "sources": [source_json(hit) for hit in update.sources],
+    }
+
+
+def source_json(hit) -> dict:
+    return {
+        "id": hit.chunk_id,
+        "document": hit.source,
+        "document_id": hit.document_id,
+        "page": hit.page,
+        "score": round(hit.score, 4),
+        "text": hit.text[:300],
     }
 
 

@@ -1,9 +1,18 @@
 """Persistence. Only this package imports duckdb; each module owns its tables."""
 
-from core.store import chatlog
+from core.store import arena, chatlog, curation, datasets, documents, explain, registry, training
 from core.store.database import Database, Migration
 
-MIGRATIONS: tuple[Migration, ...] = (*chatlog.MIGRATIONS,)
+MIGRATIONS: tuple[Migration, ...] = (
+    *arena.MIGRATIONS,
+    *chatlog.MIGRATIONS,
+    *curation.MIGRATIONS,
+    *datasets.MIGRATIONS,
+    *documents.MIGRATIONS,
+    *explain.MIGRATIONS,
+    *registry.MIGRATIONS,
+    *training.MIGRATIONS,
+)
 
 
 def open_database(path) -> Database:

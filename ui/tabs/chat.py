@@ -11,6 +11,7 @@ from core.chat import ChatRequest
 from core.errors import RefineryError
 from core.feedback import Feedback, parse_tags
 from core.generation import GenerationOptions
+from core.grounding import citations
 from core.services import Services
 
 STARS = ["1", "2", "3", "4", "5"]
@@ -25,7 +26,8 @@ def metrics_line(turn, notice: str | None) -> str:
     confidence = "n/a" if turn.confidence is None else f"{turn.confidence:.2f}"
     ttft = "n/a" if turn.ttft_ms is None else f"{turn.ttft_ms:.0f} ms"
     line = (
-        f"**{turn.model_id}** · {turn.latency_ms / 1000:.1f} s · first token {ttft} · "
+        f"**{turn.model_id}**{f' + {turn.adapter_version}' if turn.adapter_version else ''}"
+        f" · {turn.latency_ms / 1000:.1f} s · first token {ttft} · "
         f"{turn.completion_tokens} tokens · {turn.tokens_per_s:.1f} tokens/s · "
         f"confidence {confidence} · {turn.finish_reason}"
     )
@@ -38,6 +40,11 @@ def selected_label(conv: dict) -> str:
         return "Send a message, then rate its answer here (click an answer to pick another)."
     text = conv["messages"][index]["content"].replace("\n", " ")
     return f"Rating answer #{index // 2 + 1}: _{text[:90]}{'…' if len(text) > 90 else ''}_"
+
+
+def model_choices(services: Services) -> list[tuple[str, str]]:
+    adapters = [(f"{m.name} ({m.id})", m.id) for m in services.registry.list()]
+    return [("promoted default", ""), (f"base: {services.models.name}", "base"), *adapters]
 
 
 def build_chat_tab(services: Services) -> None:
@@ -57,7 +64,7 @@ def build_chat_tab(services: Services) -> None:
                 prompt = gr.Textbox(
                     label="Message",
                     placeholder="Type a message and press Enter",
-                    lines=2,
+                    lines=1,
                     max_lines=8,
                     autofocus=True,
                 )
@@ -66,8 +73,12 @@ def build_chat_tab(services: Services) -> None:
                     stop = gr.Button("Stop", variant="stop")
                     clear = gr.Button("New chat")
                 metrics = gr.Markdown()
+                cited = gr.Textbox(label="Cited sources", lines=2, interactive=False)
             with gr.Column(scale=1):
                 user = gr.Textbox(label="Your name (rater)", value="anonymous")
+                model_choice = gr.Dropdown(
+                    model_choices(services), value="", label="Model (default: the promoted one)"
+                )
                 system_prompt = gr.Textbox(label="System prompt", lines=3)
                 max_new_tokens = gr.Slider(
                     1,
@@ -77,9 +88,10 @@ def build_chat_tab(services: Services) -> None:
                     label="Max new tokens",
                 )
                 temperature = gr.Slider(
-                    0.0, 2.0, value=0.7, step=0.05, label="Temperature (0 = greedy)"
+                    0.0, 2.0, value=0.3, step=0.05, label="Temperature (0 = greedy)"
                 )
                 top_p = gr.Slider(0.05, 1.0, value=0.9, step=0.05, label="Top-p")
+                ground = gr.Checkbox(label="Ground on documents", value=False)
         with gr.Accordion("Rate an answer", open=True):
             target = gr.Markdown(selected_label(new_conversation()))
             with gr.Row():
@@ -90,8 +102,11 @@ def build_chat_tab(services: Services) -> None:
             save = gr.Button("Save rating")
             rating_status = gr.Markdown()
 
-    def respond(text, conv, system, max_new, temp, top, rater, request: gr.Request):
+    def respond(
+        text, conv, system, max_new, temp, top, rater, model, grounded, request: gr.Request
+    ):
         messages = conv["messages"]
+        conv["sources"] = ""
         try:
             chat_request = ChatRequest(
                 prompt=text,
@@ -102,6 +117,8 @@ def build_chat_tab(services: Services) -> None:
                 ),
                 conversation_id=conv["id"],
                 user=rater or "anonymous",
+                model=model or None,
+                use_documents=bool(grounded),
             )
             stop_event = stops[request.session_hash] = threading.Event()
             shown = [
@@ -120,6 +137,7 @@ def build_chat_tab(services: Services) -> None:
         conv["messages"] = shown
         conv["reply_ids"][len(shown) - 1] = update.turn.id
         conv["selected"] = len(shown) - 1
+        conv["sources"] = citations(update.sources)
         yield shown, "", metrics_line(update.turn, update.notice), conv, selected_label(conv)
 
     def stop_generation(request: gr.Request):
@@ -177,10 +195,17 @@ def build_chat_tab(services: Services) -> None:
         return store(conv, rater, thumb="up" if data.liked else "down"), conv
 
     outputs = [chatbot, prompt, metrics, conv, target]
-    inputs = [prompt, conv, system_prompt, max_new_tokens, temperature, top_p, user]
-    prompt.submit(respond, inputs, outputs)
-    send.click(respond, inputs, outputs)
+    inputs = [
+        prompt, conv, system_prompt, max_new_tokens, temperature, top_p, user, model_choice, ground
+    ]
+    model_choice.focus(lambda: gr.update(choices=model_choices(services)), None, model_choice)
+    def show_sources(conv):
+        return conv.get("sources", "")
+
+    prompt.submit(respond, inputs, outputs).then(show_sources, conv, cited)
+    send.click(respond, inputs, outputs).then(show_sources, conv, cited)
     stop.click(stop_generation, None, None, concurrency_limit=None)
+    clear.click(lambda: "", None, cited)
     clear.click(
         restart,
         None,

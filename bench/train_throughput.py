@@ -1,0 +1,175 @@
+"""The project's LoRA trainer against a plain Hugging Face Trainer + peft script.
+
+Same model (the default SmolLM2-135M-Instruct), same chat data, same
+hyperparameters (LoRA r16/α32 on all linear layers, lr 2e-4 cosine, batch 4),
+same number of optimizer steps. Prints the non-padding tokens/s of each, their
+ratio, and the validation loss of each (token-weighted cross-entropy on the
+assistant tokens, computed by one function for both). Target: >= 1.5x with a
+validation loss no worse. Run with `make bench` or
+`.venv/bin/python bench/train_throughput.py [--steps N]`.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import random
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+from core.models import resolve_model_source  # noqa: E402
+from core.settings import Settings  # noqa: E402
+from core.training.data import IGNORE, encode_rows  # noqa: E402
+from core.training.events import RunFolder, read_jsonl, write_jsonl  # noqa: E402
+from core.training.spec import TrainingSpec  # noqa: E402
+
+TOPICS = ["the water cycle", "a LoRA adapter", "photosynthesis", "compound interest",
+          "the French revolution", "binary search", "a database index", "volcanoes",
+          "the immune system", "supply and demand", "plate tectonics", "a hash table"]
+FILLER = ("It matters because it shows how small parts add up to a larger whole. People often "
+          "find it easier to remember with a simple example from everyday life. ").split()
+
+
+def make_rows(count: int, seed: int) -> list[dict]:
+    """Chat rows of varied length, like curated feedback: short and long questions and answers."""
+    rng = random.Random(seed)
+    rows = []
+    for index in range(count):
+        topic = rng.choice(TOPICS)
+        question = f"Explain {topic} " + " ".join(rng.choices(FILLER, k=rng.randint(2, 60)))
+        answer = f"{topic.capitalize()} is " + " ".join(rng.choices(FILLER, k=rng.randint(5, 90)))
+        rows.append({"id": f"b{seed}-{index}", "messages": [
+            {"role": "user", "content": question + "?"},
+            {"role": "assistant", "content": answer + "."}]})
+    return rows
+
+
+def ours(spec: TrainingSpec, model_path: str, train, validation, folder: Path) -> dict:
+    run = RunFolder(folder)
+    run.path.mkdir(parents=True)
+    run.write_json(run.spec_path, spec.to_dict())
+    run.write_json(run.job_path, {"job_id": "bench", "model_path": model_path, "kind": "sft"})
+    write_jsonl(run.train_path, train)
+    write_jsonl(run.validation_path, validation)
+    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    subprocess.run([sys.executable, "-m", "core.training.worker", str(run.path)], cwd=ROOT,
+                   env=env, check=True, stderr=subprocess.DEVNULL)
+    steps = [e for e in read_jsonl(run.events_path) if e["type"] == "step"]
+    return {"tokens_per_s": steps[-1]["tokens_per_s"], "adapter": str(run.adapter_dir)}
+
+
+def baseline(spec: TrainingSpec, model_path: str, train, validation, folder: Path) -> dict:
+    """What a user would write: Trainer + peft, padding collator, default settings."""
+    import torch
+    from peft import LoraConfig, get_peft_model
+    from transformers import (
+        AutoModelForCausalLM,
+        AutoTokenizer,
+        DataCollatorForSeq2Seq,
+        Trainer,
+        TrainingArguments,
+    )
+
+    tokenizer = AutoTokenizer.from_pretrained(model_path)
+    torch.manual_seed(spec.seed)  # the same LoRA initialisation as the project's worker
+    model = AutoModelForCausalLM.from_pretrained(model_path, dtype=torch.float32)
+    model = get_peft_model(model, LoraConfig(
+        r=spec.lora_rank, lora_alpha=spec.lora_alpha, lora_dropout=spec.lora_dropout,
+        target_modules="all-linear", task_type="CAUSAL_LM"))
+    examples = encode_rows(tokenizer, train, kind="sft", max_length=spec.max_length,
+                           seq2seq=False)
+    dataset = [{"input_ids": e.input_ids, "attention_mask": [1] * len(e.input_ids),
+                "labels": e.labels} for e in examples]
+    collator = DataCollatorForSeq2Seq(tokenizer, padding=True)
+    counted = {"tokens": 0}
+
+    def collate(features):
+        batch = collator(features)
+        counted["tokens"] += int(batch["attention_mask"].sum())
+        return batch
+
+    args = TrainingArguments(
+        output_dir=str(folder), per_device_train_batch_size=spec.batch_size,
+        gradient_accumulation_steps=spec.grad_accumulation, learning_rate=spec.learning_rate,
+        lr_scheduler_type=spec.schedule, warmup_steps=int(spec.warmup_ratio * spec.max_steps),
+        max_steps=spec.max_steps, weight_decay=spec.weight_decay, seed=spec.seed,
+        logging_steps=1, save_strategy="no", report_to=[], use_cpu=not torch.cuda.is_available(),
+        remove_unused_columns=False, disable_tqdm=True,
+    )
+    trainer = Trainer(model=model, args=args, train_dataset=dataset, data_collator=collate)
+    started = time.monotonic()
+    trainer.train()
+    elapsed = time.monotonic() - started
+    model.save_pretrained(folder / "adapter")
+    return {"tokens_per_s": counted["tokens"] / elapsed, "adapter": str(folder / "adapter")}
+
+
+def validation_loss(model_path: str, adapter: str, validation) -> float:
+    """Token-weighted cross-entropy on the assistant tokens: one yardstick for both."""
+    import torch
+    from peft import PeftModel
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    tokenizer = AutoTokenizer.from_pretrained(model_path)
+    model = AutoModelForCausalLM.from_pretrained(model_path, dtype=torch.float32)
+    model = PeftModel.from_pretrained(model, adapter).eval()
+    total, count = 0.0, 0
+    with torch.no_grad():
+        for example in encode_rows(tokenizer, validation, kind="sft", max_length=512,
+                                   seq2seq=False):
+            ids = torch.tensor([example.input_ids])
+            labels = torch.tensor([example.labels])[:, 1:]
+            logits = model(input_ids=ids).logits[:, :-1]
+            keep = labels != IGNORE
+            total += float(torch.nn.functional.cross_entropy(
+                logits[keep], labels[keep], reduction="sum"))
+            count += int(keep.sum())
+    return total / count
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--model", default="smollm2")
+    parser.add_argument("--steps", type=int, default=6)
+    parser.add_argument("--train-rows", type=int, default=24)  # steps x batch = one epoch
+    parser.add_argument("--validation-rows", type=int, default=16)
+    parser.add_argument("--rounds", type=int, default=2,
+                        help="alternate the two trainers; the best tokens/s of each counts "
+                             "(a shared machine's load varies from minute to minute)")
+    args = parser.parse_args()
+    model_path = resolve_model_source(args.model, Settings().models_dir)
+    train, validation = make_rows(args.train_rows, 1), make_rows(args.validation_rows, 2)
+    spec = TrainingSpec(base_model=model_path, batch_size=4, grad_accumulation=1,
+                        max_steps=args.steps, eval_every=args.steps,
+                        checkpoint_every=args.steps, warmup_ratio=0.1)
+    print(f"{args.steps} optimizer steps of batch {spec.batch_size}x{spec.grad_accumulation}, "
+          f"{len(train)} train / {len(validation)} validation chat rows, {model_path}")
+    with tempfile.TemporaryDirectory() as tmp:
+        results: dict[str, dict] = {}
+        for round_ in range(args.rounds):
+            for name, trainer in (("hf-trainer", baseline), ("refinery", ours)):
+                result = trainer(spec, model_path, train, validation, Path(tmp) / f"{name}{round_}")
+                if name not in results:  # seeded, so every round reaches the same weights
+                    result["val_loss"] = validation_loss(model_path, result["adapter"], validation)
+                    results[name] = result
+                best = results[name]["tokens_per_s"] = max(results[name]["tokens_per_s"],
+                                                           result["tokens_per_s"])
+                print(f"round {round_ + 1} {name:>11}: {result['tokens_per_s']:7.1f} non-padding "
+                      f"tokens/s (best {best:.1f}), validation loss "
+                      f"{results[name]['val_loss']:.4f}", flush=True)
+    ratio = results["refinery"]["tokens_per_s"] / results["hf-trainer"]["tokens_per_s"]
+    delta = results["refinery"]["val_loss"] - results["hf-trainer"]["val_loss"]
+    print(f"speed-up {ratio:.2f}x (target >= 1.5x); validation loss difference {delta:+.4f}")
+    print(json.dumps({k: {"tokens_per_s": round(v["tokens_per_s"], 1),
+                          "val_loss": round(v["val_loss"], 4)} for k, v in results.items()}))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,216 @@
+"""Routes for side-by-side comparison, votes, promotion, A/B experiments and evaluations."""
+
+from __future__ import annotations
+
+from dataclasses import asdict
+from typing import Literal
+
+from fastapi import APIRouter, Query
+from pydantic import Field
+from starlette.concurrency import run_in_threadpool
+
+from core.api.chat import Strict
+from core.arena import CompareRequest
+from core.evaluation import EvalRequest, before_after
+from core.experiments import ExperimentSpec
+from core.generation import GenerationOptions
+from core.services import Services
+from core.store.arena import ComparisonRecord
+
+
+class CompareBody(Strict):
+    prompt: str
+    model_a: str = "base"
+    model_b: str
+    blind: bool = False
+    user: str = "anonymous"
+    system_prompt: str | None = None
+    max_new_tokens: int = 256
+    temperature: float = 0.7
+    top_p: float = 0.9
+
+    def to_request(self) -> CompareRequest:
+        options = GenerationOptions(
+            max_new_tokens=self.max_new_tokens, temperature=self.temperature, top_p=self.top_p
+        )
+        fields = self.model_dump(exclude={"max_new_tokens", "temperature", "top_p"})
+        return CompareRequest(**fields, options=options)
+
+
+class VoteBody(Strict):
+    comparison_id: str
+    vote: Literal["left", "right", "tie", "both_bad"]
+    user: str = "anonymous"
+
+
+class PromoteBody(Strict):
+    challenger: str
+    incumbent: str = "base"
+    user: str = "anonymous"
+    alpha: float | None = None
+    min_votes: int | None = None
+
+
+class RollbackBody(Strict):
+    user: str = "anonymous"
+
+
+class ExperimentBody(Strict):
+    name: str
+    model_a: str = "base"
+    model_b: str
+    split_b: float = 0.5
+    end_rated_turns: int | None = None
+    duration_hours: float | None = None
+    metric: Literal["thumbs", "stars"] = "thumbs"
+    alpha: float = 0.05
+
+
+class EvalItemBody(Strict):
+    id: str | None = None
+    prompt: str | None = None
+    messages: list[dict] | None = None
+    reference: str | None = None
+    contexts: list[str] = Field(default_factory=list)
+
+
+class EvaluationBody(Strict):
+    model: str
+    dataset_id: str | None = None
+    items: list[EvalItemBody] | None = None
+    max_new_tokens: int = 64
+    limit: int | None = None
+    use_documents: bool = False
+
+    def to_request(self) -> EvalRequest:
+        rows = None
+        if self.items is not None:
+            rows = [item.model_dump(exclude_none=True) for item in self.items]
+        return EvalRequest(
+            model=self.model,
+            dataset_id=self.dataset_id,
+            rows=rows,
+            max_new_tokens=self.max_new_tokens,
+            limit=self.limit,
+            use_documents=self.use_documents,
+        )
+
+
+def side_json(services: Services, record: ComparisonRecord, side: str, reveal: bool) -> dict:
+    turn = services.log.get_turn(getattr(record, f"{side}_interaction_id"))
+    return {
+        "response_id": turn["id"],
+        "text": turn["response"],
+        "model": getattr(record, f"{side}_model") if reveal else None,
+        "version": getattr(record, f"{side}_version") if reveal else None,
+        "latency_ms": round(turn["latency_ms"], 1),
+        "ttft_ms": None if turn["ttft_ms"] is None else round(turn["ttft_ms"], 1),
+        "tokens": turn["completion_tokens"],
+        "tokens_per_s": round(turn["tokens_per_s"], 2),
+        "confidence": turn["confidence"],
+        "finish_reason": turn["finish_reason"],
+    }
+
+
+def comparison_json(services: Services, record: ComparisonRecord, *, reveal: bool) -> dict:
+    """A comparison; in blind mode the model names stay hidden until a vote reveals them."""
+    return {
+        "comparison_id": record.id,
+        "blind": record.blind,
+        "prompt": record.prompt,
+        "left": side_json(services, record, "left", reveal),
+        "right": side_json(services, record, "right", reveal),
+    }
+
+
+def build_arena_router(services: Services) -> APIRouter:
+    router = APIRouter()
+
+    @router.post("/compare")
+    async def compare(body: CompareBody) -> dict:
+        update = await run_in_threadpool(services.arena.compare, body.to_request())
+        record = update.comparison
+        return comparison_json(services, record, reveal=not record.blind)
+
+    @router.post("/votes")
+    def vote(body: VoteBody) -> dict:
+        record = services.arena.vote(body.comparison_id, body.vote, voter=body.user)
+        return {**comparison_json(services, record, reveal=True), "vote": body.vote}
+
+    @router.get("/votes/summary")
+    def summary(model_a: str = Query(...), model_b: str = Query(...)) -> dict:
+        return services.arena.summary(model_a, model_b).to_dict()
+
+    @router.get("/votes/leaderboard")
+    def leaderboard() -> dict:
+        return {
+            "ratings": [asdict(rating) for rating in services.arena.leaderboard()],
+            "pairs": [pair.to_dict() for pair in services.arena.pairs()],
+        }
+
+    @router.get("/promotions/gate")
+    def gate(
+        challenger: str,
+        incumbent: str = "base",
+        alpha: float | None = None,
+        min_votes: int | None = None,
+    ) -> dict:
+        result = services.arena.gate(challenger, incumbent, alpha=alpha, min_votes=min_votes)
+        return {"allowed": result.allowed, "reason": result.reason, **result.summary.to_dict()}
+
+    @router.post("/promotions")
+    def promote(body: PromoteBody) -> dict:
+        return services.arena.promote(
+            body.challenger,
+            body.incumbent,
+            user=body.user,
+            alpha=body.alpha,
+            min_votes=body.min_votes,
+        )
+
+    @router.post("/promotions/rollback")
+    def rollback(body: RollbackBody) -> dict:
+        return services.arena.rollback(user=body.user)
+
+    @router.get("/promotions")
+    def promotions() -> dict:
+        return {"items": services.arena.history()}
+
+    @router.post("/ab-tests")
+    def create_experiment(body: ExperimentBody) -> dict:
+        return asdict(services.experiments.create(ExperimentSpec(**body.model_dump())))
+
+    @router.get("/ab-tests")
+    def experiments() -> dict:
+        return {"items": [asdict(record) for record in services.experiments.history()]}
+
+    @router.get("/ab-tests/{experiment_id}/results")
+    def experiment_results(experiment_id: str) -> dict:
+        return services.experiments.results(experiment_id)
+
+    @router.post("/ab-tests/{experiment_id}/stop")
+    def stop_experiment(experiment_id: str) -> dict:
+        return asdict(services.experiments.stop(experiment_id))
+
+    @router.post("/evaluations")
+    def start_evaluation(body: EvaluationBody) -> dict:
+        run_id = services.evaluations.start(body.to_request())
+        return services.evaluations.get(run_id)
+
+    @router.get("/evaluations")
+    def evaluations(ids: str | None = None) -> dict:
+        """Recent runs; with ids=a,b a before/after table of those runs in that order."""
+        if ids:
+            runs = [services.evaluations.get(run_id) for run_id in ids.split(",") if run_id]
+            return {"items": runs, "table": before_after(runs)}
+        return {"items": services.evaluations.history()}
+
+    @router.get("/evaluations/{run_id}")
+    def evaluation(run_id: str) -> dict:
+        return services.evaluations.get(run_id)
+
+    @router.post("/evaluations/{run_id}/cancel")
+    def cancel_evaluation(run_id: str) -> dict:
+        return services.evaluations.cancel(run_id)
+
+    return router

@@ -1,0 +1,101 @@
+"""Routes for curating rated turns: filtered pages, bulk actions and quality checks."""
+
+from __future__ import annotations
+
+import json
+from datetime import datetime
+from typing import Annotated, Literal
+
+import pandas as pd
+from fastapi import APIRouter, Query
+from pydantic import Field
+
+from core.api.chat import Strict
+from core.feedback import BulkAction
+from core.quality import QualityReport
+from core.services import Services
+from core.store.curation import CurationFilter
+
+
+class FilterBody(Strict):
+    """The filters of the Feedback tab; every field is optional."""
+
+    min_rating: int | None = Field(None, ge=1, le=5)
+    max_rating: int | None = Field(None, ge=1, le=5)
+    thumb: Literal["up", "down", "none"] | None = None
+    tags: list[str] = Field(default_factory=list)
+    model_version: str | None = None
+    rater: str | None = None
+    date_from: datetime | None = None
+    date_to: datetime | None = None
+    text: str | None = None
+    has_correction: bool | None = None
+    grounded: bool | None = None
+    label: str | None = None
+    include: bool | None = None
+
+    def to_filter(self, response_ids: list[str] | None = None) -> CurationFilter:
+        fields = self.model_dump()
+        fields["tags"] = tuple(fields["tags"])
+        return CurationFilter(**fields, response_ids=tuple(response_ids or ()))
+
+
+class PageQuery(FilterBody):
+    page: int = Field(1, ge=1)
+    page_size: int = Field(50, ge=1, le=1000)
+
+
+class QualityQuery(FilterBody):
+    field: Literal["rating", "thumb"] = "rating"
+
+
+class BulkBody(Strict):
+    action: str
+    tags: list[str] | None = None
+    label: str | None = None
+    filter: FilterBody = Field(default_factory=FilterBody)
+    response_ids: list[str] | None = None  # a selection; narrowed further by `filter`
+
+
+def records(frame: pd.DataFrame) -> list[dict]:
+    return json.loads(frame.to_json(orient="records", date_format="iso"))
+
+
+def report_json(report: QualityReport) -> dict:
+    agreement = report.agreement
+    return {
+        "rows_checked": report.rows_checked,
+        "truncated": report.truncated,
+        "agreement": None if agreement is None else agreement.__dict__,
+        "checks": [
+            {"name": c.name, "summary": c.summary, "rows": records(c.rows)} for c in report.checks
+        ],
+    }
+
+
+def build_curation_router(services: Services) -> APIRouter:
+    router = APIRouter()
+
+    @router.get("/feedback/rated")
+    def rated(query: Annotated[PageQuery, Query()]) -> dict:
+        flt = FilterBody(**query.model_dump(exclude={"page", "page_size"})).to_filter()
+        page = services.feedback.page(flt, page=query.page, page_size=query.page_size)
+        return {
+            "total": page.total,
+            "page": page.page,
+            "pages": page.pages,
+            "items": records(page.rows),
+        }
+
+    @router.post("/feedback/bulk")
+    def bulk(body: BulkBody) -> dict:
+        action = BulkAction(action=body.action, tags=body.tags, label=body.label)
+        rows = services.feedback.bulk(action, body.filter.to_filter(body.response_ids))
+        return {"action": body.action, "rows": rows}
+
+    @router.get("/quality")
+    def quality(query: Annotated[QualityQuery, Query()]) -> dict:
+        flt = FilterBody(**query.model_dump(exclude={"field"})).to_filter()
+        return report_json(services.quality.report(flt, field=query.field))
+
+    return router

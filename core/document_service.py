@@ -1,0 +1,331 @@
+"""The document store as a service: ingest many files, list, preview, re-chunk, delete, search."""
+
+from __future__ import annotations
+
+import hashlib
+import uuid
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from datetime import datetime
+from pathlib import Path
+from typing import BinaryIO
+
+import numpy as np
+
+from core.chunking import NEAR_DUPLICATE_JACCARD, Chunk, Chunker, ChunkSpec, jaccard, shingles
+from core.documents import (
+    DocumentError,
+    DocumentParser,
+    EmptyFile,
+    FileTooLarge,
+    Page,
+    ParseLimits,
+    kind_of,
+)
+from core.errors import InvalidInput, NotFound, RefineryError
+from core.retrieval import Embedder, VectorIndex
+from core.store.documents import ChunkRecord, DocumentRecord, DocumentStore
+
+NEAR_DUPLICATE_COSINE = 0.9  # embedding candidates, confirmed by word-shingle overlap
+MAX_SEARCH_K = 100
+
+Progress = Callable[[float, str], None]
+
+
+@dataclass(frozen=True)
+class IncomingFile:
+    """An upload: the name the person gave it (for display only) and where its bytes are."""
+
+    name: str
+    source: Path | BinaryIO
+
+    @property
+    def display_name(self) -> str:
+        return self.name.replace("\\", "/").rsplit("/", 1)[-1][:255] or "unnamed"
+
+
+@dataclass(frozen=True, kw_only=True)
+class IngestResult:
+    name: str
+    ok: bool
+    document_id: str | None = None
+    pages: int = 0
+    chunks: int = 0
+    duplicates: int = 0
+    error: str | None = None  # a DocumentError code
+    reason: str | None = None
+
+    def line(self) -> str:
+        if self.ok:
+            return (
+                f"✅ {self.name}: {self.pages} page(s), {self.chunks} chunk(s), "
+                f"{self.duplicates} duplicate(s)"
+            )
+        return f"⚠️ {self.name}: {self.reason}"
+
+
+@dataclass(frozen=True, kw_only=True)
+class SearchHit:
+    chunk_id: str
+    document_id: str
+    source: str
+    page: int | None
+    score: float
+    text: str
+
+
+class DocumentService:
+    def __init__(
+        self,
+        store: DocumentStore,
+        embedder: Embedder,
+        *,
+        uploads_dir: Path,
+        limits: ParseLimits,
+        spec: ChunkSpec,
+    ) -> None:
+        self.store = store
+        self.embedder = embedder
+        self.index = VectorIndex(store, threads=embedder.threads)
+        self.parser = DocumentParser(limits)
+        self.uploads_dir = uploads_dir
+        self.limits = limits
+        self.spec = spec
+        self._chunker: Chunker | None = None
+
+    @property
+    def chunker(self) -> Chunker:
+        if self._chunker is None:
+            self._chunker = Chunker(self.embedder.tokenizer_file)
+        return self._chunker
+
+    # ingestion
+
+    def ingest(
+        self,
+        files: Sequence[IncomingFile],
+        *,
+        spec: ChunkSpec | None = None,
+        progress: Progress | None = None,
+    ) -> list[IngestResult]:
+        """Each file succeeds or fails alone; the result list follows the input order."""
+        if not files:
+            raise InvalidInput("no files to ingest")
+        results = []
+        for number, file in enumerate(files):
+            if progress:
+                progress(number / len(files), f"{file.display_name} ({number + 1}/{len(files)})")
+            results.append(self.ingest_one(file, spec=spec or self.spec))
+        if progress:
+            progress(1.0, "done")
+        return results
+
+    def ingest_one(self, file: IncomingFile, *, spec: ChunkSpec) -> IngestResult:
+        name = file.display_name
+        stored: Path | None = None
+        try:
+            kind = kind_of(name)
+            stored, size, digest = self._store_upload(file, Path(name).suffix.lower())
+            pages = self.parser.parse(stored, name)
+            document_id = uuid.uuid4().hex
+            records, vectors = self._prepare(document_id, name, pages, spec)
+            version = self.store.version
+            self.store.add(
+                DocumentRecord(
+                    id=document_id,
+                    name=name,
+                    kind=kind,
+                    stored_name=stored.name,
+                    size_bytes=size,
+                    sha256=digest,
+                    pages=len(pages),
+                    chunk_tokens=spec.size,
+                    chunk_overlap=spec.overlap,
+                    created_at=datetime.now(),
+                ),
+                [(page.number, page.text) for page in pages],
+                records,
+                vectors,
+            )
+            originals = [i for i, record in enumerate(records) if record.duplicate_of is None]
+            self.index.added(
+                [records[i].id for i in originals], vectors[originals], version_before=version
+            )
+        except RefineryError as error:
+            if stored is not None:
+                stored.unlink(missing_ok=True)
+            code = error.code if isinstance(error, DocumentError) else "error"
+            return IngestResult(name=name, ok=False, error=code, reason=error.message)
+        return IngestResult(
+            name=name,
+            ok=True,
+            document_id=document_id,
+            pages=len(pages),
+            chunks=len(records),
+            duplicates=sum(r.duplicate_of is not None for r in records),
+        )
+
+    def _store_upload(self, file: IncomingFile, suffix: str) -> tuple[Path, int, str]:
+        """Copy the bytes under a generated name, stopping as soon as the size limit is passed."""
+        self.uploads_dir.mkdir(parents=True, exist_ok=True)
+        target = self.uploads_dir / f"{uuid.uuid4().hex}{suffix}"
+        digest, size = hashlib.sha256(), 0
+        source = open(file.source, "rb") if isinstance(file.source, Path) else file.source
+        try:
+            with open(target, "wb") as out:
+                while block := source.read(1 << 20):
+                    size += len(block)
+                    if size > self.limits.max_bytes:
+                        raise FileTooLarge(
+                            f"the file is larger than the limit of {self.limits.max_bytes:,} bytes"
+                        )
+                    digest.update(block)
+                    out.write(block)
+            if size == 0:
+                raise EmptyFile("the file is empty")
+        except RefineryError:
+            target.unlink(missing_ok=True)
+            raise
+        finally:
+            if isinstance(file.source, Path):
+                source.close()
+        return target, size, digest.hexdigest()
+
+    def _prepare(
+        self, document_id: str, name: str, pages, spec: ChunkSpec
+    ) -> tuple[list[ChunkRecord], np.ndarray]:
+        chunks = self.chunker.chunk(pages, spec)
+        vectors = self.embedder.embed([chunk.text for chunk in chunks])
+        duplicates = self._find_duplicates(document_id, chunks, vectors)
+        records = [
+            ChunkRecord(
+                id=uuid.uuid4().hex,
+                document_id=document_id,
+                seq=seq,
+                source=name,
+                page=chunk.page,
+                char_start=chunk.char_start,
+                char_end=chunk.char_end,
+                token_count=chunk.token_count,
+                text=chunk.text,
+                content_hash=chunk.content_hash,
+                duplicate_of=None,
+            )
+            for seq, chunk in enumerate(chunks)
+        ]
+        ids = [record.id for record in records]
+        for seq, target in duplicates.items():
+            original = ids[target] if isinstance(target, int) else target
+            records[seq] = ChunkRecord(**{**vars(records[seq]), "duplicate_of": original})
+        return records, vectors
+
+    def _find_duplicates(
+        self, document_id: str, chunks: list[Chunk], vectors: np.ndarray
+    ) -> dict[int, int | str]:
+        """seq -> the earlier seq in this document, or the stored chunk id, it duplicates."""
+        stored = self.store.originals_by_hash(
+            [c.content_hash for c in chunks], exclude_document=document_id
+        )
+        own = set(self.store.chunk_ids_of(document_id))
+        stored_near = self.index.nearest_many(vectors, 3, exclude=own)
+        found: dict[int, int | str] = {}
+        first_by_hash: dict[str, int] = {}
+        originals: list[int] = []
+        for seq, chunk in enumerate(chunks):
+            digest = chunk.content_hash
+            if digest in stored:
+                found[seq] = stored[digest]
+            elif digest in first_by_hash:
+                found[seq] = first_by_hash[digest]
+            elif (
+                near := self._near_duplicate(chunks, vectors, seq, originals, stored_near[seq])
+            ) is not None:
+                found[seq] = near
+            else:
+                first_by_hash[digest] = seq
+                originals.append(seq)
+        return found
+
+    def _near_duplicate(
+        self, chunks: list[Chunk], vectors: np.ndarray, seq: int, originals: list[int], stored
+    ) -> int | str | None:
+        words = shingles(chunks[seq].text)
+        if originals:
+            scores = vectors[originals] @ vectors[seq]
+            for position in np.flatnonzero(scores >= NEAR_DUPLICATE_COSINE):
+                earlier = originals[position]
+                if jaccard(words, shingles(chunks[earlier].text)) >= NEAR_DUPLICATE_JACCARD:
+                    return earlier
+        candidates = [n for n in stored if n.score >= NEAR_DUPLICATE_COSINE]
+        for row in self.store.get_chunks([n.chunk_id for n in candidates]):
+            if jaccard(words, shingles(row["text"])) >= NEAR_DUPLICATE_JACCARD:
+                return row["id"]
+        return None
+
+    # reading and changing
+
+    def list(self) -> list[dict]:
+        return self.store.list()
+
+    def get(self, document_id: str) -> DocumentRecord:
+        document = self.store.get(document_id)
+        if document is None:
+            raise NotFound(f"no document with id {document_id!r}")
+        return document
+
+    def preview(self, document_id: str, *, limit: int = 200, offset: int = 0) -> list[dict]:
+        self.get(document_id)
+        return self.store.chunks_of(document_id, limit=limit, offset=offset)
+
+    def rechunk(self, document_id: str, spec: ChunkSpec) -> int:
+        """Split the stored pages again with new sizes; returns the new chunk count."""
+        document = self.get(document_id)
+        pages = [Page(number, text) for number, text in self.store.pages(document_id)]
+        records, vectors = self._prepare(document_id, document.name, pages, spec)
+        self.store.replace_chunks(
+            document_id, records, vectors, chunk_tokens=spec.size, chunk_overlap=spec.overlap
+        )
+        return len(records)
+
+    def delete(self, document_id: str) -> None:
+        document = self.get(document_id)
+        self.store.delete(document_id)
+        (self.uploads_dir / document.stored_name).unlink(missing_ok=True)
+
+    def get_chunks(self, ids: Sequence[str]) -> list[dict]:
+        return self.store.get_chunks(ids)
+
+    def search(self, query: str, *, k: int = 5) -> list[SearchHit]:
+        if not query or not query.strip():
+            raise InvalidInput("the search query is empty")
+        if not 1 <= k <= MAX_SEARCH_K:
+            raise InvalidInput(f"k must be 1-{MAX_SEARCH_K}, got {k}")
+        vector = self.embedder.embed([query])[0]
+        neighbours = self.index.nearest(vector, k)
+        rows = {row["id"]: row for row in self.store.get_chunks([n.chunk_id for n in neighbours])}
+        return [
+            SearchHit(
+                chunk_id=n.chunk_id,
+                document_id=rows[n.chunk_id]["document_id"],
+                source=rows[n.chunk_id]["source"],
+                page=rows[n.chunk_id]["page"],
+                score=round(n.score, 4),
+                text=rows[n.chunk_id]["text"],
+            )
+            for n in neighbours
+            if n.chunk_id in rows
+        ]
+
+
+def build_document_service(db, settings) -> DocumentService:
+    """The service with the limits and chunk sizes of `settings` (a core.settings.Settings)."""
+    return DocumentService(
+        DocumentStore(db),
+        Embedder(device=settings.device),
+        uploads_dir=settings.data_dir / "uploads",
+        limits=ParseLimits(
+            max_bytes=settings.max_upload_bytes,
+            max_unzipped_bytes=10 * settings.max_upload_bytes,
+        ),
+        spec=ChunkSpec(size=settings.chunk_tokens, overlap=settings.chunk_overlap),
+    )

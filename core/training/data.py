@@ -1,0 +1,121 @@
+"""Rows -> token ids with loss masks, and batches that waste no compute on padding.
+
+Chat ("sft") rows learn only the assistant's final answer: the prompt tokens get
+label -100. Plain "text" rows learn every token. Batches group examples of
+similar length (shuffled per epoch, reproducibly), so padding is a few tokens
+per batch and the attention mask hides it.
+"""
+
+from __future__ import annotations
+
+import random
+from dataclasses import dataclass
+
+from core.errors import InvalidInput
+from core.generation import render_messages
+
+IGNORE = -100
+GROUP_FACTOR = 50  # sort inside windows of this many batches: grouped but still shuffled
+
+
+@dataclass(frozen=True)
+class Example:
+    input_ids: list[int]
+    labels: list[int]  # causal: same length as input_ids; seq2seq: the decoder target
+
+    @property
+    def length(self) -> int:
+        return len(self.input_ids) + (0 if len(self.labels) == len(self.input_ids) else
+                                      len(self.labels))
+
+
+def split_chat(tokenizer, messages: list[dict]) -> tuple[str, str]:
+    """(prompt text, target text) with the prompt rendered exactly as chat serving renders it."""
+    if len(messages) < 2 or messages[-1].get("role") != "assistant":
+        raise InvalidInput("a chat row needs at least two messages, the last from the assistant")
+    prompt = render_messages(tokenizer, messages[:-1])
+    answer = messages[-1]["content"]
+    if getattr(tokenizer, "chat_template", None):
+        full = tokenizer.apply_chat_template(messages, tokenize=False)
+        if full.startswith(prompt):
+            return prompt, full[len(prompt):]
+        return prompt, answer + (tokenizer.eos_token or "")
+    return prompt, " " + answer + (tokenizer.eos_token or "")
+
+
+def encode_causal(tokenizer, row: dict, kind: str, max_length: int) -> Example | None:
+    if kind == "text":
+        ids = tokenizer(row["text"], add_special_tokens=True)["input_ids"]
+        if tokenizer.eos_token_id is not None:
+            ids = [*ids, tokenizer.eos_token_id]
+        ids = ids[:max_length]
+        return Example(ids, list(ids)) if len(ids) > 1 else None
+    prompt, target = split_chat(tokenizer, row["messages"])
+    prompt_ids = tokenizer(prompt, add_special_tokens=False)["input_ids"]
+    target_ids = tokenizer(target, add_special_tokens=False)["input_ids"]
+    ids = (prompt_ids + target_ids)[:max_length]
+    labels = ([IGNORE] * len(prompt_ids) + target_ids)[:max_length]
+    if all(label == IGNORE for label in labels[1:]):
+        return None  # the answer was cut off entirely: nothing to learn
+    return Example(ids, labels)
+
+
+def encode_seq2seq(tokenizer, row: dict, kind: str, max_length: int) -> Example | None:
+    if kind != "sft":
+        raise InvalidInput("encoder-decoder models (T5) train on chat (sft) datasets only")
+    prompt, _ = split_chat(tokenizer, row["messages"])
+    source = tokenizer(prompt)["input_ids"][:max_length]
+    target = tokenizer(row["messages"][-1]["content"])["input_ids"][:max_length - 1]
+    if tokenizer.eos_token_id is not None and target[-1:] != [tokenizer.eos_token_id]:
+        target.append(tokenizer.eos_token_id)  # learn where to stop
+    return Example(source, target) if source and target else None
+
+
+def encode_rows(tokenizer, rows: list[dict], *, kind: str, max_length: int,
+                seq2seq: bool) -> list[Example]:
+    encode = encode_seq2seq if seq2seq else encode_causal
+    examples = [encode(tokenizer, row, kind, max_length) for row in rows]
+    return [example for example in examples if example is not None]
+
+
+def length_grouped_batches(lengths: list[int], batch_size: int, seed: int) -> list[list[int]]:
+    """Shuffle, sort by length inside windows, cut into batches, then shuffle the batches."""
+    rng = random.Random(seed)
+    order = list(range(len(lengths)))
+    rng.shuffle(order)
+    window = batch_size * GROUP_FACTOR
+    batches = []
+    for start in range(0, len(order), window):
+        chunk = sorted(order[start:start + window], key=lambda i: lengths[i], reverse=True)
+        batches += [chunk[i:i + batch_size] for i in range(0, len(chunk), batch_size)]
+    rng.shuffle(batches)
+    return batches
+
+
+def step_plan(lengths: list[int], *, batch_size: int, grad_accumulation: int, epochs: float,
+              total_steps: int, seed: int) -> list[list[list[int]]]:
+    """Every optimizer step's micro-batches, in order; the same plan on resume."""
+    plan: list[list[list[int]]] = []
+    epoch = 0
+    while len(plan) < total_steps:
+        batches = length_grouped_batches(lengths, batch_size, seed + epoch)
+        plan += [batches[i:i + grad_accumulation]
+                 for i in range(0, len(batches), grad_accumulation)]
+        epoch += 1
+    return plan[:total_steps]
+
+
+def collate(examples: list[Example], *, pad_id: int, seq2seq: bool):
+    """Right-padded tensors with an attention mask; padded label positions are ignored."""
+    import torch
+
+    def pad(seqs: list[list[int]], value: int):
+        width = max(len(s) for s in seqs)
+        return torch.tensor([s + [value] * (width - len(s)) for s in seqs], dtype=torch.long)
+
+    input_ids = pad([e.input_ids for e in examples], pad_id)
+    mask = pad([[1] * len(e.input_ids) for e in examples], 0)
+    labels = pad([e.labels for e in examples], IGNORE)
+    batch = {"input_ids": input_ids, "attention_mask": mask, "labels": labels}
+    tokens = int(mask.sum()) + (int((labels != IGNORE).sum()) if seq2seq else 0)
+    return batch, tokens

@@ -1,0 +1,402 @@
+"""Training jobs in the app process: run folders, the queue, worker processes, their events.
+
+One job runs at a time; the rest wait in the queue. Each job is a worker
+process (`python -m core.training.worker RUN_DIR`, started with an argument
+list, no shell) in its own session, so closing the browser or restarting the
+app does not stop it. A monitor thread follows every active job's
+`events.jsonl` into the store, notices a dead worker within a poll or two, and
+registers the adapter of every completed run.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import threading
+import uuid
+from dataclasses import replace
+from datetime import datetime
+from pathlib import Path
+
+from core.errors import Conflict, InvalidInput, NotFound
+from core.models import resolve_model_source
+from core.registry import ModelRegistry
+from core.store.training import ACTIVE, JobRecord, TrainingStore
+from core.training.events import RunFolder, read_events, write_jsonl
+from core.training.spec import KINDS, TrainingSpec, incremental_update
+from core.training.worker import TRAINED_IDS_FILE
+
+ROOT = Path(__file__).resolve().parents[2]
+MAX_ROWS = 1_000_000
+
+
+def check_rows(rows: list[dict], kind: str, split: str) -> None:
+    for index, row in enumerate(rows):
+        if kind == "text":
+            ok = isinstance(row, dict) and isinstance(row.get("text"), str) and row["text"].strip()
+            need = "a non-empty 'text'"
+        else:
+            messages = row.get("messages") if isinstance(row, dict) else None
+            ok = (isinstance(messages, list) and len(messages) >= 2
+                  and all(isinstance(m, dict) and isinstance(m.get("content"), str)
+                          for m in messages)
+                  and messages[-1].get("role") == "assistant")
+            need = "'messages' ending with an assistant message"
+        if not ok:
+            raise InvalidInput(f"{split} row {index} of a {kind!r} dataset needs {need}")
+
+
+def pid_runs(pid: int | None, run_dir: str) -> bool:
+    """Whether process `pid` is alive and is the worker of exactly this run folder."""
+    if not pid:
+        return False
+    try:
+        cmdline = Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0")
+        status = Path(f"/proc/{pid}/stat").read_text().split(")")[-1].split()[0]
+    except OSError:
+        return False
+    return status != "Z" and b"core.training.worker" in cmdline and run_dir.encode() in cmdline
+
+
+class TrainingRunner:
+    def __init__(self, store: TrainingStore, registry: ModelRegistry, *, runs_dir: Path,
+                 models_dir: Path, default_model: str, datasets=None,
+                 poll_interval: float = 0.5, processes: int | None = None) -> None:
+        self.store = store
+        self.registry = registry
+        self.runs_dir = runs_dir
+        self.models_dir = models_dir
+        self.default_model = default_model
+        self.datasets = datasets  # services.datasets once it exists: .get(id) -> Dataset
+        self.poll_interval = poll_interval
+        # Data-parallel worker processes per job (torchrun); one per GPU on a multi-GPU machine.
+        self.processes = processes or int(os.environ.get("REFINERY_TRAIN_PROCESSES", "1"))
+        self._procs: dict[str, subprocess.Popen] = {}
+        self._lock = threading.RLock()
+        self._wake = threading.Event()
+        self._closed = threading.Event()
+        self._thread: threading.Thread | None = None
+
+    # --- public API -------------------------------------------------------------------------
+
+    def make_spec(self, options: dict | None = None, *, dataset_id: str | None = None,
+                  preset: str | None = None) -> TrainingSpec:
+        """A spec from user options, with this studio's model as the default base."""
+        options = {"base_model": self.default_model, **(options or {})}
+        if dataset_id:
+            options["dataset_id"] = dataset_id
+        if preset in (None, "", "default"):
+            return TrainingSpec.from_dict(options)
+        if preset == "quick test":
+            return TrainingSpec.from_dict({**options, "max_steps": 5, "eval_every": 1})
+        if preset == "incremental update":
+            parent = options.pop("init_adapter", None)
+            if not parent:
+                raise InvalidInput("the incremental update preset needs an adapter to continue")
+            return incremental_update(TrainingSpec.from_dict(options), init_adapter=parent)
+        raise InvalidInput(f"unknown preset {preset!r}")
+
+    def submit(self, spec: TrainingSpec, *, train: list[dict] | None = None,
+               validation: list[dict] | None = None, kind: str | None = None,
+               name: str = "", user: str = "anonymous") -> JobRecord:
+        """Validate, write the run folder, queue the job, and start it if nothing runs."""
+        train, validation, kind, version = self.resolve_data(spec, train, validation, kind)
+        if spec.init_adapter:
+            spec, train = self._incremental(spec, train)
+        if spec.quantize_4bit:
+            self._check_qlora()
+        model_path = resolve_model_source(spec.base_model, self.models_dir)
+        job_id = uuid.uuid4().hex[:12]
+        run = RunFolder(self.runs_dir / job_id)
+        run.path.mkdir(parents=True)
+        run.write_json(run.spec_path, spec.to_dict())
+        run.write_json(run.job_path, {"job_id": job_id, "model_path": model_path, "kind": kind})
+        write_jsonl(run.train_path, train)
+        write_jsonl(run.validation_path, validation)
+        job = JobRecord(
+            id=job_id, name=(name or spec.name or f"{kind} on {spec.dataset_id or 'rows'}")[:200],
+            status="queued", spec=spec.to_dict(), kind=kind, dataset_id=spec.dataset_id,
+            dataset_version=version, run_dir=str(run.path), pid=None, created_at=datetime.now(),
+            started_at=None, finished_at=None, step=0, total_steps=None, progress=0.0,
+            metrics={}, error=None, events_offset=0, model_id=None, user_id=user,
+        )
+        self.store.add(job)
+        self.ensure_started()
+        self._schedule()
+        return self.get(job_id)
+
+    def get(self, job_id: str) -> JobRecord:
+        job = self.store.get(job_id)
+        if job is None:
+            raise NotFound(f"no training job {job_id!r}")
+        return job
+
+    def list(self) -> list[JobRecord]:
+        return self.store.list()
+
+    def history(self, job_id: str) -> dict:
+        """Loss curves: train loss per step and validation loss per evaluation."""
+        self.get(job_id)
+        events = self.store.events(job_id, types=("step", "eval"))
+        train = [(e["step"], e["loss"]) for e in events if e["type"] == "step"]
+        val = [(e["step"], e["val_loss"]) for e in events
+               if e["type"] == "eval" and e.get("val_loss") is not None]
+        return {"train": train, "validation": val}
+
+    def log_tail(self, job_id: str, lines: int = 20) -> list[str]:
+        job = self.get(job_id)
+        texts = []
+        for event in self.store.events(job_id, types=("log", "start", "checkpoint", "completed",
+                                                      "stopped", "failed")):
+            detail = event.get("message") or {k: v for k, v in event.items()
+                                              if k not in ("seq", "type", "time")}
+            stamp = datetime.fromtimestamp(event["time"]).strftime("%H:%M:%S")
+            texts.append(f"{stamp} {event['type']}: {detail}")
+        if job.error:
+            texts.append(f"error: {job.error}")
+        return texts[-lines:]
+
+    def stop(self, job_id: str) -> JobRecord:
+        """Queued: cancel. Running: ask the worker to save and exit (it keeps its checkpoint)."""
+        with self._lock:
+            job = self.get(job_id)
+            if job.status == "queued":
+                self.store.claim(job_id, from_status="queued", to_status="stopped",
+                                 finished_at=datetime.now())
+            elif job.status == "running":
+                self.store.claim(job_id, from_status="running", to_status="stopping")
+                self._signal(job, signal.SIGTERM)
+            elif job.status != "stopping":
+                raise Conflict(f"job {job_id} is {job.status}; only a queued or running job stops")
+        self._wake.set()
+        return self.get(job_id)
+
+    def resume(self, job_id: str) -> JobRecord:
+        """Queue a stopped or failed job again; its worker continues from the last checkpoint."""
+        with self._lock:
+            job = self.get(job_id)
+            if job.status not in ("stopped", "failed"):
+                raise Conflict(
+                    f"job {job_id} is {job.status}; only a stopped or failed job resumes"
+                )
+            run = RunFolder(Path(job.run_dir))
+            run.result_path.unlink(missing_ok=True)
+            self.store.claim(job_id, from_status=job.status, to_status="queued", error=None,
+                             finished_at=None, pid=None)
+        self.ensure_started()
+        self._schedule()
+        return self.get(job_id)
+
+    def reconcile(self) -> None:
+        """On app start: re-attach to live workers of our runs; settle the rest; never relaunch."""
+        for job in self.store.list(statuses=("running", "stopping")):
+            if not pid_runs(job.pid, job.run_dir):
+                self._follow(job)
+                self._settle(job, exit_code=None)
+        if self.store.list(statuses=ACTIVE):
+            self.ensure_started()
+            self._schedule()
+
+    def ensure_started(self) -> None:
+        with self._lock:
+            if self._thread is None or not self._thread.is_alive():
+                self._closed.clear()
+                self._thread = threading.Thread(target=self._monitor, name="training-monitor",
+                                                daemon=True)
+                self._thread.start()
+
+    def close(self, *, stop_workers: bool = False) -> None:
+        """Stop following; workers keep running (a restarted app re-attaches) unless asked."""
+        if stop_workers:
+            for job in self.store.list(statuses=("running", "stopping")):
+                self._signal(job, signal.SIGTERM)
+            for proc in list(self._procs.values()):
+                try:
+                    proc.wait(timeout=60)
+                except subprocess.TimeoutExpired:
+                    proc.kill()
+        self._closed.set()
+        self._wake.set()
+        if self._thread is not None:
+            self._thread.join(timeout=10)
+
+    def poll(self) -> None:
+        """One monitor pass: copy new events, settle finished workers, start the next job."""
+        for job in self.store.list(statuses=("running", "stopping")):
+            self._follow(job)
+            alive, code = self._alive(job)
+            if not alive:
+                self._follow(self.get(job.id))
+                self._settle(self.get(job.id), exit_code=code)
+        self._schedule()
+
+    # --- internals --------------------------------------------------------------------------
+
+    def resolve_data(self, spec, train, validation, kind):
+        """(train rows, validation rows, kind, dataset version), checked."""
+        version = None
+        if train is None:
+            if not spec.dataset_id:
+                raise InvalidInput("give a dataset id or training rows")
+            if self.datasets is None:
+                raise InvalidInput("datasets are not available in this studio; pass rows")
+            dataset = self.datasets.get(spec.dataset_id)
+            train, validation = list(dataset.train), list(dataset.validation)
+            kind, version = dataset.kind, str(dataset.version)
+        kind = kind or "sft"
+        validation = list(validation or [])
+        if kind not in KINDS:
+            raise InvalidInput(
+                f"training needs a dataset of kind {' or '.join(KINDS)}, not {kind!r}"
+            )
+        if not train:
+            raise InvalidInput("the training split is empty")
+        if len(train) + len(validation) > MAX_ROWS:
+            raise InvalidInput(f"at most {MAX_ROWS:,} rows per run")
+        check_rows(train, kind, "training")
+        check_rows(validation, kind, "validation")
+        return list(train), validation, kind, version
+
+    def _incremental(self, spec: TrainingSpec, train: list[dict]):
+        """Resolve the parent adapter and keep only examples it has not been trained on."""
+        folder = Path(spec.init_adapter)
+        if not (folder / "adapter_config.json").is_file():
+            folder = Path(self.registry.get(spec.init_adapter).adapter_dir)
+        seen_file = folder / TRAINED_IDS_FILE
+        seen = set(json.loads(seen_file.read_text())) if seen_file.is_file() else set()
+        fresh = [row for row in train if row.get("id") not in seen]
+        if not fresh:
+            raise InvalidInput("every example was already used to train that adapter")
+        return replace(spec, init_adapter=str(folder.resolve())), fresh
+
+    def _check_qlora(self) -> None:
+        import importlib.util
+
+        import torch
+
+        if not torch.cuda.is_available() or importlib.util.find_spec("bitsandbytes") is None:
+            raise InvalidInput("4-bit QLoRA needs a CUDA GPU and the bitsandbytes package")
+
+    def _schedule(self) -> None:
+        with self._lock:
+            if self.store.list(statuses=("running", "stopping")):
+                return
+            queued = sorted(self.store.list(statuses=("queued",)), key=lambda j: j.created_at)
+            if queued:
+                self._launch(queued[0])
+
+    def _launch(self, job: JobRecord) -> None:
+        run = RunFolder(Path(job.run_dir))
+        env = {**os.environ, "PYTHONPATH": os.pathsep.join(
+            [str(ROOT), *filter(None, [os.environ.get("PYTHONPATH")])])}
+        command = ["-m", "core.training.worker", str(run.path)]
+        if self.processes > 1:
+            command = ["-m", "torch.distributed.run", "--standalone",
+                       f"--nproc_per_node={self.processes}", *command]
+        with run.log_path.open("ab") as log:
+            proc = subprocess.Popen(
+                [sys.executable, *command],
+                cwd=ROOT, env=env, stdin=subprocess.DEVNULL, stdout=log, stderr=log,
+                start_new_session=True,  # survives the app's terminal and restarts
+            )
+        self._procs[job.id] = proc
+        if not self.store.claim(job.id, from_status="queued", to_status="running", pid=proc.pid,
+                                started_at=datetime.now()):
+            proc.terminate()  # someone else settled this job first; never run it twice
+
+    def _alive(self, job: JobRecord) -> tuple[bool, int | None]:
+        proc = self._procs.get(job.id)
+        if proc is not None:
+            code = proc.poll()
+            return code is None, code
+        return pid_runs(job.pid, job.run_dir), None
+
+    def _signal(self, job: JobRecord, sig: int) -> None:
+        proc = self._procs.get(job.id)
+        if proc is not None and proc.poll() is None:
+            proc.send_signal(sig)
+        elif pid_runs(job.pid, job.run_dir):
+            os.kill(job.pid, sig)
+
+    def _follow(self, job: JobRecord) -> None:
+        events, offset = read_events(RunFolder(Path(job.run_dir)).events_path, job.events_offset)
+        if not events:
+            return
+        fields: dict = {}
+        metrics = dict(job.metrics)
+        for event in events:
+            if event["type"] == "start":
+                fields["total_steps"] = event["total_steps"]
+            elif event["type"] == "step":
+                fields.update(step=event["step"], total_steps=event["total_steps"],
+                              progress=event["progress"])
+                metrics.update({k: event[k] for k in ("loss", "lr", "tokens_per_s", "eta_s",
+                                                      "tokens", "elapsed_s")})
+            elif event["type"] == "eval" and event.get("val_loss") is not None:
+                metrics["val_loss"] = event["val_loss"]
+        self.store.append_events(job.id, events, offset=offset, metrics=metrics, **fields)
+
+    def _settle(self, job: JobRecord, *, exit_code: int | None) -> None:
+        """Decide a finished worker's outcome from its exit code, done marker and files."""
+        run = RunFolder(Path(job.run_dir))
+        result = run.result() or {}
+        status = result.get("status")
+        self._procs.pop(job.id, None)
+        now = datetime.now()
+        if status == "completed" and exit_code in (0, None) and run.has_adapter():
+            metrics = {**job.metrics, **result.get("metrics", {})}
+            model = self._register(job, metrics)
+            self.store.update(job.id, status="completed", finished_at=now, progress=1.0,
+                              metrics=metrics, model_id=model.id, error=None)
+        elif status == "stopped":  # a launcher (torchrun) may exit non-zero on SIGTERM
+            self.store.update(job.id, status="stopped", finished_at=now,
+                              metrics={**job.metrics, **result.get("metrics", {})})
+        else:
+            self.store.update(job.id, status="failed", finished_at=now,
+                              error=result.get("message") or self._death(run, exit_code))
+
+    def _death(self, run: RunFolder, exit_code: int | None) -> str:
+        if exit_code is None:
+            reason = "the worker process is gone (the app restarted or it was killed)"
+        elif exit_code < 0:
+            reason = f"the worker process was killed by signal {-exit_code}"
+        else:
+            reason = f"the worker process exited with code {exit_code}"
+        try:
+            tail = run.log_path.read_text(errors="replace").strip().splitlines()[-3:]
+        except OSError:
+            tail = []
+        crashed = exit_code is not None and exit_code > 0
+        return f"{reason}: {' | '.join(tail)}" if crashed and tail else reason
+
+    def _register(self, job: JobRecord, metrics: dict):
+        spec = job.spec
+        run = RunFolder(Path(job.run_dir))
+        parent = spec.get("init_adapter")
+        parent_model = next((m.id for m in self.registry.list()
+                             if parent and Path(m.adapter_dir) == Path(parent)), None)
+        return self.registry.register(
+            model_id=f"adapter-{job.id}", name=job.name, base_model=spec["base_model"],
+            adapter_dir=run.adapter_dir, job_id=job.id, config=spec,
+            dataset_id=job.dataset_id, dataset_version=job.dataset_version,
+            metrics={k: metrics.get(k) for k in ("train_loss", "val_loss", "perplexity",
+                                                  "steps", "tokens", "tokens_per_s")},
+            duration_s=metrics.get("duration_s"),
+            lineage={"job_id": job.id, "run_dir": job.run_dir, "dataset_id": job.dataset_id,
+                     "dataset_version": job.dataset_version, "parent_adapter": parent,
+                     "parent_model": parent_model,
+                     "train_examples": sum(1 for _ in run.train_path.open()),
+                     "validation_examples": sum(1 for _ in run.validation_path.open())},
+        )
+
+    def _monitor(self) -> None:
+        while not self._closed.is_set():
+            try:
+                self.poll()
+            except Exception as error:  # keep following the other jobs; report, do not die
+                print(f"training monitor: {type(error).__name__}: {error}", file=sys.stderr)
+            self._wake.wait(self.poll_interval)
+            self._wake.clear()

@@ -1,0 +1,399 @@
+"""The training process: `python -m core.training.worker RUN_DIR`.
+
+Reads the run folder the runner wrote, trains a LoRA adapter and reports
+through `events.jsonl`; it never opens the studio's database. SIGTERM asks it
+to stop: it finishes the current step, saves a checkpoint and the adapter, and
+exits 0. Exit codes: 0 completed or stopped, 1 crashed, 3 loss not finite, 4 out of memory.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import shutil
+import signal
+import sys
+import threading
+import time
+import traceback
+from pathlib import Path
+
+from core.training.data import IGNORE, collate, encode_rows, step_plan
+from core.training.distributed import Ranks, close_ranks, init_ranks, sum_across, sum_gradients
+from core.training.events import (
+    COMPLETE_CHECKPOINT,
+    EventWriter,
+    RunFolder,
+    read_jsonl,
+)
+from core.training.spec import TrainingSpec
+
+EXIT_CRASH, EXIT_NAN, EXIT_OOM = 1, 3, 4
+DEBUG_NAN_ENV = "REFINERY_DEBUG_NAN_AT_STEP"  # tests inject a non-finite loss at this step
+TRAINED_IDS_FILE = "trained_example_ids.json"
+KEEP_CHECKPOINTS = 2
+
+
+class NonFiniteLoss(RuntimeError):
+    pass
+
+
+class SilentEvents:
+    """What ranks other than 0 write: nothing (rank 0 speaks for the run)."""
+
+    def emit(self, event_type: str, /, **payload) -> None:
+        pass
+
+    def close(self) -> None:
+        pass
+
+
+def configure_threads() -> None:
+    import torch
+
+    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
+    per_process = max(1, (cores or 1) // int(os.environ.get("LOCAL_WORLD_SIZE", "1")))
+    torch.set_num_threads(int(os.environ.get("REFINERY_TRAIN_THREADS", per_process)))
+
+
+def load_base(spec: TrainingSpec, model_path: str, device: str):
+    import torch
+    from transformers import AutoConfig, AutoModelForCausalLM, AutoModelForSeq2SeqLM
+
+    config = AutoConfig.from_pretrained(model_path)
+    seq2seq = bool(getattr(config, "is_encoder_decoder", False))
+    auto = AutoModelForSeq2SeqLM if seq2seq else AutoModelForCausalLM
+    options: dict = {"dtype": torch.float32}
+    if device == "cuda" and torch.cuda.is_bf16_supported():
+        options["dtype"] = torch.bfloat16
+    if spec.quantize_4bit:
+        from transformers import BitsAndBytesConfig
+
+        options["quantization_config"] = BitsAndBytesConfig(
+            load_in_4bit=True,
+            bnb_4bit_quant_type="nf4",
+            bnb_4bit_compute_dtype=options["dtype"],
+        )
+    model = auto.from_pretrained(model_path, **options)
+    if spec.quantize_4bit:
+        from peft import prepare_model_for_kbit_training
+
+        model = prepare_model_for_kbit_training(model)
+    else:
+        model.to(device)
+    return model, seq2seq
+
+
+def attach_lora(model, spec: TrainingSpec, seq2seq: bool):
+    from peft import LoraConfig, PeftModel, TaskType, get_peft_model
+
+    if spec.init_adapter:
+        return PeftModel.from_pretrained(model, spec.init_adapter, is_trainable=True)
+    targets = spec.target_modules
+    config = LoraConfig(
+        r=spec.lora_rank,
+        lora_alpha=spec.lora_alpha,
+        lora_dropout=spec.lora_dropout,
+        target_modules=targets if isinstance(targets, str) else list(targets),
+        task_type=TaskType.SEQ_2_SEQ_LM if seq2seq else TaskType.CAUSAL_LM,
+    )
+    return get_peft_model(model, config)
+
+
+def selective_head(causal) -> bool:
+    """Whether logits may be computed only where there are labels (no logit scaling/capping)."""
+    config = causal.config
+    return not (getattr(config, "final_logit_softcapping", None) or hasattr(config, "logit_scale"))
+
+
+def batch_loss(model, batch: dict, *, seq2seq: bool):
+    """(sum of token losses, number of label tokens) for one micro-batch."""
+    import torch.nn.functional as F
+
+    if seq2seq:
+        logits = model(**batch).logits.float()
+        labels = batch["labels"]
+        return F.cross_entropy(logits.flatten(0, 1), labels.flatten(), reduction="sum",
+                               ignore_index=IGNORE), int((labels != IGNORE).sum())
+    causal = model.get_base_model()
+    labels = batch["labels"][:, 1:]
+    keep = labels != IGNORE
+    if selective_head(causal):
+        # Run the output head only on positions that carry a label: with a large
+        # vocabulary this skips most of the head's compute on prompts and padding.
+        hidden = causal.base_model(input_ids=batch["input_ids"],
+                                   attention_mask=batch["attention_mask"]).last_hidden_state
+        logits = causal.get_output_embeddings()(hidden[:, :-1][keep]).float()
+    else:
+        logits = causal(input_ids=batch["input_ids"],
+                        attention_mask=batch["attention_mask"]).logits[:, :-1][keep].float()
+    return F.cross_entropy(logits, labels[keep], reduction="sum"), int(keep.sum())
+
+
+class Trainer:
+    def __init__(self, run: RunFolder, events, stop: threading.Event, ranks: Ranks) -> None:
+        import torch
+
+        self.run, self.events, self.stop, self.ranks = run, events, stop, ranks
+        self.spec = TrainingSpec.from_dict(run.read_json(run.spec_path))
+        self.job = run.read_json(run.job_path)
+        self.device = f"cuda:{ranks.local_rank}" if torch.cuda.is_available() else "cpu"
+        self.nan_at = int(os.environ.get(DEBUG_NAN_ENV, "0") or 0)
+
+    def prepare(self) -> None:
+        import torch
+        from transformers import AutoTokenizer, get_scheduler
+
+        torch.manual_seed(self.spec.seed)
+        self.events.emit("log", message=f"loading {self.spec.base_model} on {self.device}")
+        model_path = self.job["model_path"]
+        self.tokenizer = AutoTokenizer.from_pretrained(model_path)
+        base, self.seq2seq = load_base(self.spec, model_path, self.device)
+        self.model = attach_lora(base, self.spec, self.seq2seq)
+        self.pad_id = self.tokenizer.pad_token_id
+        if self.pad_id is None:
+            self.pad_id = self.tokenizer.eos_token_id or 0
+        kind = self.job["kind"]
+        self.train_rows = read_jsonl(self.run.train_path)
+        encode = dict(kind=kind, max_length=self.spec.max_length, seq2seq=self.seq2seq)
+        self.train = encode_rows(self.tokenizer, self.train_rows, **encode)
+        self.validation = encode_rows(self.tokenizer, read_jsonl(self.run.validation_path),
+                                      **encode)
+        if not self.train:
+            raise ValueError("no training example is left after tokenisation")
+        self.total_steps = self.spec.total_steps(len(self.train))
+        self.plan = step_plan([e.length for e in self.train], batch_size=self.spec.batch_size,
+                              grad_accumulation=self.spec.grad_accumulation,
+                              epochs=self.spec.epochs, total_steps=self.total_steps,
+                              seed=self.spec.seed)
+        params = [p for p in self.model.parameters() if p.requires_grad]
+        self.optimizer = torch.optim.AdamW(params, lr=self.spec.learning_rate,
+                                           weight_decay=self.spec.weight_decay)
+        self.scheduler = get_scheduler(
+            self.spec.schedule, self.optimizer,
+            num_warmup_steps=int(self.spec.warmup_ratio * self.total_steps),
+            num_training_steps=self.total_steps,
+        )
+        self.step = 0
+        self.tokens_seen = 0
+        self.elapsed_before = 0.0  # time spent before a resume, for the run's total duration
+        checkpoint = self.run.latest_checkpoint()
+        if checkpoint is not None:
+            self.load_checkpoint(checkpoint)
+        self.eval_every = self.spec.eval_every or max(1, self.total_steps // 10)
+
+    def load_checkpoint(self, folder: Path) -> None:
+        import torch
+        from peft import set_peft_model_state_dict
+        from safetensors.torch import load_file
+
+        set_peft_model_state_dict(self.model, load_file(folder / "adapter_model.safetensors"))
+        state = torch.load(folder / COMPLETE_CHECKPOINT, weights_only=False)
+        self.optimizer.load_state_dict(state["optimizer"])
+        self.scheduler.load_state_dict(state["scheduler"])
+        torch.set_rng_state(state["rng"])
+        self.step, self.tokens_seen = state["step"], state["tokens"]
+        self.elapsed_before = state.get("elapsed_s", 0.0)
+        self.events.emit("log", message=f"resumed from checkpoint at step {self.step}")
+
+    def save_checkpoint(self) -> None:
+        import torch
+
+        final = self.run.checkpoints_dir / f"step-{self.step:06d}"
+        if (final / COMPLETE_CHECKPOINT).is_file():
+            return
+        staging = self.run.checkpoints_dir / f".partial-{self.step:06d}"
+        shutil.rmtree(staging, ignore_errors=True)
+        self.model.save_pretrained(staging)
+        state = {"optimizer": self.optimizer.state_dict(), "scheduler": self.scheduler.state_dict(),
+                 "rng": torch.get_rng_state(), "step": self.step, "tokens": self.tokens_seen,
+                 "elapsed_s": self.elapsed_before + time.monotonic() - self.started}
+        torch.save(state, staging / COMPLETE_CHECKPOINT)
+        shutil.rmtree(final, ignore_errors=True)
+        os.replace(staging, final)
+        for old in sorted(self.run.checkpoints_dir.glob("step-*"))[:-KEEP_CHECKPOINTS]:
+            shutil.rmtree(old, ignore_errors=True)
+        self.events.emit("checkpoint", step=self.step)
+
+    def save_adapter(self) -> None:
+        staging = self.run.path / ".adapter.partial"
+        shutil.rmtree(staging, ignore_errors=True)
+        self.model.save_pretrained(staging)
+        self.tokenizer.save_pretrained(staging)
+        ids = {row.get("id") for row in self.train_rows if row.get("id")}
+        if self.spec.init_adapter:
+            parent = Path(self.spec.init_adapter) / TRAINED_IDS_FILE
+            if parent.is_file():
+                ids |= set(json.loads(parent.read_text()))
+        (staging / TRAINED_IDS_FILE).write_text(json.dumps(sorted(ids)))
+        shutil.rmtree(self.run.adapter_dir, ignore_errors=True)
+        os.replace(staging, self.run.adapter_dir)
+
+    def to_device(self, batch: dict) -> dict:
+        return {key: value.to(self.device) for key, value in batch.items()}
+
+    def autocast(self):
+        """bf16 matmuls with fp32 weights and fp32 loss, where the hardware does bf16 natively
+        (recent GPUs; CPUs with AVX512-BF16 or AMX); plain fp32 elsewhere or when asked."""
+        import contextlib
+
+        import torch
+
+        if self.spec.precision == "fp32":
+            return contextlib.nullcontext()
+        if self.device.startswith("cuda"):
+            if torch.cuda.is_bf16_supported():
+                return torch.autocast("cuda", dtype=torch.bfloat16)
+        elif self.spec.precision == "bf16" or torch.ops.mkldnn._is_mkldnn_bf16_supported():
+            return torch.autocast("cpu", dtype=torch.bfloat16)
+        return contextlib.nullcontext()
+
+    def evaluate(self) -> float | None:
+        import torch
+
+        if not self.validation:
+            return None
+        self.model.eval()
+        total, count = 0.0, 0
+        batch_size = self.spec.batch_size * 2
+        ordered = sorted(self.validation, key=lambda e: e.length)
+        with torch.no_grad(), self.autocast():
+            for start in range(0, len(ordered), batch_size):
+                batch, _ = collate(ordered[start:start + batch_size], pad_id=self.pad_id,
+                                   seq2seq=self.seq2seq)
+                loss, n = batch_loss(self.model, self.to_device(batch), seq2seq=self.seq2seq)
+                total, count = total + float(loss), count + n
+        self.model.train()
+        return total / max(count, 1)
+
+    def label_count(self, index: int) -> int:
+        labels = self.train[index].labels
+        return sum(label != IGNORE for label in (labels if self.seq2seq else labels[1:]))
+
+    def train_step(self, micro_batches: list[list[int]]) -> tuple[float, int]:
+        """One optimizer step; the loss is averaged over every label token of the step."""
+        import torch
+
+        label_count = sum(self.label_count(i) for group in micro_batches for i in group)
+        step_loss, tokens = 0.0, 0
+        for group in micro_batches[self.ranks.rank::self.ranks.world]:
+            batch, batch_tokens = collate([self.train[i] for i in group], pad_id=self.pad_id,
+                                          seq2seq=self.seq2seq)
+            with self.autocast():
+                loss_sum, _ = batch_loss(self.model, self.to_device(batch), seq2seq=self.seq2seq)
+            if self.nan_at and self.step + 1 == self.nan_at:
+                loss_sum = loss_sum * float("nan")
+            (loss_sum / max(label_count, 1)).backward()
+            step_loss += float(loss_sum.detach())
+            tokens += batch_tokens
+        trainable = [p for p in self.model.parameters() if p.requires_grad]
+        sum_gradients(self.ranks, trainable)
+        step_loss, tokens, stop = sum_across(
+            self.ranks, [step_loss, tokens, float(self.stop.is_set())], self.device)
+        if stop:
+            self.stop.set()  # every rank leaves the loop after the same step
+        if not math.isfinite(step_loss):
+            raise NonFiniteLoss(
+                f"the training loss became {step_loss} at step {self.step + 1}; "
+                "lower the learning rate or check the data"
+            )
+        torch.nn.utils.clip_grad_norm_(trainable, 1.0)
+        self.optimizer.step()
+        self.scheduler.step()
+        self.optimizer.zero_grad(set_to_none=True)
+        return step_loss / max(label_count, 1), int(tokens)
+
+    def fit(self) -> dict:
+        started = self.started = time.monotonic()
+        start_step, tokens_here = self.step, 0
+        self.events.emit("start", step=self.step, total_steps=self.total_steps,
+                         train_examples=len(self.train), validation_examples=len(self.validation),
+                         device=self.device, seq2seq=self.seq2seq)
+        self.model.train()
+        losses: list[float] = []
+        while self.step < self.total_steps and not self.stop.is_set():
+            loss, tokens = self.train_step(self.plan[self.step])
+            self.step += 1
+            tokens_here += tokens
+            self.tokens_seen += tokens
+            losses.append(loss)
+            elapsed = time.monotonic() - started
+            per_step = elapsed / (self.step - start_step)
+            self.events.emit(
+                "step", step=self.step, total_steps=self.total_steps, loss=loss,
+                lr=self.scheduler.get_last_lr()[0], tokens=self.tokens_seen,
+                tokens_per_s=tokens_here / max(elapsed, 1e-9),
+                progress=self.step / self.total_steps,
+                eta_s=per_step * (self.total_steps - self.step), elapsed_s=elapsed,
+            )
+            if not self.ranks.main:
+                continue
+            if self.step % self.eval_every == 0 or self.step == self.total_steps:
+                self.events.emit("eval", step=self.step, val_loss=self.evaluate())
+            if self.step % self.spec.checkpoint_every == 0:
+                self.save_checkpoint()
+        elapsed = time.monotonic() - started
+        if not self.ranks.main:
+            return {}
+        self.save_checkpoint()
+        self.save_adapter()
+        val_loss = self.evaluate()
+        return {
+            "steps": self.step, "total_steps": self.total_steps,
+            "train_loss": losses[-1] if losses else None,
+            "val_loss": val_loss,
+            "perplexity": math.exp(min(val_loss, 50)) if val_loss is not None else None,
+            "tokens": self.tokens_seen, "tokens_per_s": tokens_here / max(elapsed, 1e-9),
+            "duration_s": self.elapsed_before + elapsed,
+        }
+
+
+def finish(run: RunFolder, events, status: str, *, marker: bool, **details) -> None:
+    """Report the outcome; rank 0 alone writes the done marker."""
+    events.emit(status, **details)
+    if marker:
+        run.write_json(run.result_path, {"status": status, **details})
+
+
+def main(argv: list[str]) -> int:
+    if len(argv) != 2:
+        print("usage: python -m core.training.worker RUN_DIR", file=sys.stderr)
+        return 2
+    run = RunFolder(Path(argv[1]))
+    ranks = init_ranks()
+    if ranks.main:
+        run.result_path.unlink(missing_ok=True)
+    events = EventWriter(run.events_path) if ranks.main else SilentEvents()
+    stop = threading.Event()
+    signal.signal(signal.SIGTERM, lambda *_: stop.set())
+    signal.signal(signal.SIGINT, lambda *_: stop.set())
+
+    def fail(kind: str, message: str, code: int) -> int:
+        finish(run, events, "failed", marker=ranks.main, kind=kind, message=message)
+        return code
+
+    try:
+        configure_threads()
+        trainer = Trainer(run, events, stop, ranks)
+        trainer.prepare()
+        metrics = trainer.fit()
+        status = "stopped" if stop.is_set() and trainer.step < trainer.total_steps else "completed"
+        finish(run, events, status, marker=ranks.main, metrics=metrics)
+        close_ranks(ranks)
+        return 0
+    except NonFiniteLoss as error:
+        return fail("nan", str(error), EXIT_NAN)
+    except MemoryError as error:
+        return fail("oom", f"out of memory: {error}", EXIT_OOM)
+    except Exception as error:
+        if type(error).__name__ == "OutOfMemoryError":  # torch's CUDA/CPU allocator
+            return fail("oom", "out of memory: lower batch_size or max_length", EXIT_OOM)
+        traceback.print_exc()
+        return fail("crash", f"{type(error).__name__}: {error}", EXIT_CRASH)
+    finally:
+        events.close()
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv))

@@ -1,0 +1,226 @@
+"""Datasets tab: freeze the Feedback selection or documents into versions; inspect, export."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import gradio as gr
+import pandas as pd
+import plotly.graph_objects as go
+from plotly.subplots import make_subplots
+
+from core.augment import Augmentation
+from core.dataset_formats import EXPORT_FORMATS
+from core.dataset_rows import KINDS
+from core.datasets import BuildSpec
+from core.errors import RefineryError
+from core.services import Services
+from core.store.curation import CurationFilter
+
+PREVIEW_ROWS = 50
+KIND_HELP = {
+    "sft": "chat examples: corrections as targets, else answers rated at least *min stars*",
+    "preference": "chosen/rejected: correction vs answer, or answers to one prompt rated apart",
+    "embedding": "query → helpful grounded chunk, with negatives and mined hard negatives",
+    "text": "document chunks as plain text, plus optional synthetic QA pairs",
+}
+
+
+def datasets_frame(services: Services) -> pd.DataFrame:
+    rows = [
+        {
+            "name": d.name,
+            "version": d.version,
+            "kind": d.kind,
+            "train": d.train_count,
+            "validation": d.validation_count,
+            "created_at": d.created_at,
+            "id": d.id,
+        }
+        for d in services.datasets.list()
+    ]
+    return pd.DataFrame(
+        rows, columns=["name", "version", "kind", "train", "validation", "created_at", "id"]
+    )
+
+
+def stats_figure(stats: dict) -> go.Figure:
+    """Token-length histogram and label balance per split."""
+    figure = make_subplots(rows=1, cols=2, subplot_titles=("Token lengths", "Labels by split"))
+    histogram = stats.get("token_histogram")
+    if histogram:
+        edges = histogram["edges"]
+        centres = [(a + b) / 2 for a, b in zip(edges, edges[1:], strict=False)]
+        figure.add_bar(x=centres, y=histogram["counts"], name="rows", row=1, col=1)
+    for split, labels in stats.get("labels", {}).items():
+        figure.add_bar(x=list(labels), y=list(labels.values()), name=split, row=1, col=2)
+    figure.update_layout(height=320, barmode="group", margin=dict(t=40, b=30, l=30, r=10))
+    return figure
+
+
+def preview_frame(rows: list[dict]) -> pd.DataFrame:
+    flat = []
+    for row in rows[:PREVIEW_ROWS]:
+        item = {k: v for k, v in row.items() if k != "meta"}
+        if "messages" in item:
+            item["messages"] = "\n".join(f"{m['role']}: {m['content']}" for m in item["messages"])
+        if "negatives" in item:
+            item["negatives"] = "\n---\n".join(item["negatives"])
+        meta = row.get("meta", {})
+        item["label"] = meta.get("label")
+        item["marked"] = "synthetic" if meta.get("synthetic") else meta.get("augmented") or ""
+        flat.append(item)
+    return pd.DataFrame(flat)
+
+
+def stats_text(dataset) -> str:
+    counts = dataset.stats["counts"]
+    lengths = dataset.stats["token_lengths"]["train"]
+    marked = dataset.stats["marked"]["train"]
+    return (
+        f"**{dataset.name} v{dataset.version}** ({dataset.kind}) · train {counts['train']:,}, "
+        f"validation {counts['validation']:,} · {dataset.stats.get('length_unit', 'tokens')} "
+        f"per train row: mean {lengths['mean']}, "
+        f"p95 {lengths['p95']:.0f}, max {lengths['max']} · synthetic {marked['synthetic']}, "
+        f"augmented {marked['augmented']}"
+    )
+
+
+def build_datasets_tab(services: Services, selection: gr.State | None = None) -> None:
+    selection = selection or gr.State(CurationFilter())
+    with gr.Tab("Datasets", id="datasets") as tab:
+        gr.Markdown(
+            "Freeze the rows selected in the **Feedback** tab (or your documents) into an "
+            "immutable, versioned dataset with its lineage."
+        )
+        with gr.Row():
+            name = gr.Textbox(label="Name", value="my-dataset")
+            kind = gr.Radio(list(KINDS), value="sft", label="Kind")
+            seed = gr.Number(value=0, precision=0, label="Seed")
+            fraction = gr.Slider(0, 0.5, value=0.1, step=0.05, label="Validation share")
+        kind_help = gr.Markdown(KIND_HELP["sft"])
+        with gr.Row():
+            min_rating = gr.Slider(1, 5, value=4, step=1, label="Min stars (sft, embedding)")
+            documents = gr.Dropdown([], multiselect=True, label="Documents (text; none = all)")
+            synthetic = gr.Number(value=0, precision=0, minimum=0, label="Synthetic QA pairs")
+        with gr.Row():
+            perturb = gr.Number(value=0, precision=0, minimum=0, maximum=5, label="Typo copies")
+            synonym = gr.Number(value=0, precision=0, minimum=0, maximum=5, label="Synonym copies")
+            paraphrase = gr.Number(
+                value=0, precision=0, minimum=0, maximum=5, label="Paraphrase copies (model)"
+            )
+            build = gr.Button("Build dataset", variant="primary")
+        built = gr.Markdown()
+        with gr.Row():
+            refresh = gr.Button("Refresh list")
+            chosen = gr.Dropdown([], label="Dataset")
+        listing = gr.Dataframe(interactive=False, max_height=300)
+        summary = gr.Markdown()
+        plot = gr.Plot()
+        with gr.Accordion("Rows (first 50 of each split)", open=False):
+            train_rows = gr.Dataframe(interactive=False, wrap=True, max_height=400, label="train")
+            validation_rows = gr.Dataframe(
+                interactive=False, wrap=True, max_height=300, label="validation"
+            )
+        with gr.Accordion("Lineage", open=False):
+            lineage = gr.JSON()
+        with gr.Row():
+            fmt = gr.Radio(list(EXPORT_FORMATS), value="jsonl", label="Export format")
+            export = gr.Button("Export")
+            download = gr.File(label="Export", interactive=False)
+        formats = "OpenAI chat JSONL, Alpaca JSON, CSV with prompt/response, Parquet"
+        with gr.Accordion(f"Import ({formats})", open=False):
+            upload = gr.File(file_types=[".jsonl", ".json", ".csv", ".parquet"], type="filepath")
+            import_name = gr.Textbox(label="Name (default: the file name)")
+            import_button = gr.Button("Import")
+            imported = gr.Markdown()
+
+    def choices() -> tuple[pd.DataFrame, list, list]:
+        frame = datasets_frame(services)
+        ids = [(f"{r.name} v{r.version} ({r.kind})", r.id) for r in frame.itertuples()]
+        docs = [(f"{d['name']} · {d['id'][:8]}", d["id"]) for d in services.documents.list()]
+        return frame, ids, docs
+
+    def refresh_all():
+        frame, ids, docs = choices()
+        return frame, gr.update(choices=ids), gr.update(choices=docs)
+
+    def make(flt, name_, kind_, seed_, fraction_, min_, docs, synth, typo, syn, para, progress):
+        try:
+            spec = BuildSpec(
+                name=name_, kind=kind_, selection=flt, seed=int(seed_ or 0),
+                validation_fraction=float(fraction_), min_rating=int(min_),
+                document_ids=tuple(docs or ()), synthetic_qa=int(synth or 0),
+                augmentation=Augmentation(
+                    perturb=int(typo or 0), synonym=int(syn or 0), paraphrase=int(para or 0)
+                ),
+            )  # fmt: skip
+            dataset = services.datasets.build(
+                spec, progress=lambda f, message: progress(f, desc=message)
+            )
+        except RefineryError as error:
+            return f"⚠️ {error.message}", gr.skip(), gr.skip(), gr.skip()
+        frame, ids, docs_ = choices()
+        source = "your documents" if kind_ == "text" else json.dumps(flt.describe())
+        message = f"✅ built **{dataset.id}** from {source}: " + stats_text(dataset)
+        return message, frame, gr.update(choices=ids, value=dataset.id), gr.update(choices=docs_)
+
+    def make_with_progress(*values, progress=gr.Progress()):  # noqa: B008 (gradio's idiom)
+        return make(*values, progress)
+
+    def show(dataset_id: str):
+        if not dataset_id:
+            return "", None, None, None, None
+        try:
+            dataset = services.datasets.get(dataset_id)
+        except RefineryError as error:
+            return f"⚠️ {error.message}", None, None, None, None
+        return (
+            stats_text(dataset),
+            stats_figure(dataset.stats),
+            preview_frame(dataset.train),
+            preview_frame(dataset.validation),
+            dataset.lineage,
+        )
+
+    def export_file(dataset_id: str, fmt_: str):
+        if not dataset_id:
+            return None
+        try:
+            return str(services.datasets.export(dataset_id, fmt_))
+        except RefineryError as error:
+            gr.Warning(error.message)
+            return None
+
+    def import_file(path: str | None, name_: str, seed_, fraction_):
+        if not path:
+            return "⚠️ choose a file first", gr.skip(), gr.skip()
+        try:
+            dataset = services.datasets.import_file(
+                Path(path).read_bytes(), Path(path).name, name=name_ or None,
+                seed=int(seed_ or 0), validation_fraction=float(fraction_),
+            )  # fmt: skip
+        except RefineryError as error:
+            return f"⚠️ {error.message}", gr.skip(), gr.skip()
+        frame, ids, _ = choices()
+        return (
+            f"✅ imported **{dataset.id}**: " + stats_text(dataset),
+            frame,
+            gr.update(choices=ids, value=dataset.id),
+        )
+
+    kind.change(lambda k: KIND_HELP[k], kind, kind_help)
+    for trigger in (refresh.click, tab.select):
+        trigger(refresh_all, None, [listing, chosen, documents])
+    build.click(
+        make_with_progress,
+        [selection, name, kind, seed, fraction, min_rating, documents, synthetic, perturb,
+         synonym, paraphrase],
+        [built, listing, chosen, documents],
+    )  # fmt: skip
+    chosen.change(show, chosen, [summary, plot, train_rows, validation_rows, lineage])
+    export.click(export_file, [chosen, fmt], download)
+    import_button.click(
+        import_file, [upload, import_name, seed, fraction], [imported, listing, chosen]
+    )

@@ -1,0 +1,96 @@
+"""Tune tab: hyperparameter search (grid or Bayesian TPE); each trial is a training job."""
+
+from __future__ import annotations
+
+import json
+
+import gradio as gr
+import pandas as pd
+
+from core.errors import RefineryError
+from core.services import Services
+from core.training.search import SearchSpec
+from ui.charts import parameter_figure
+from ui.tabs.train import dataset_choices
+
+EXAMPLE_SPACE = {"learning_rate": [1e-4, 1e-3], "lora_rank": [4, 32]}
+REFRESH_S = 3.0
+
+
+def trials_frame(search) -> pd.DataFrame:
+    rows = [{"trial": n, **t["params"], "status": t["status"], "val_loss": t["val_loss"],
+             "job": t["job_id"], "model": t.get("model_id")}
+            for n, t in enumerate(search.trials, start=1)]
+    return pd.DataFrame(rows)
+
+
+def summary(search) -> str:
+    best = search.best
+    text = (f"Search `{search.id}` · {search.spec.method} · **{search.status}** · "
+            f"{len(search.trials)}/{search.spec.trials} trials")
+    if best:
+        text += (f"\n\nBest: val loss **{best['val_loss']:.4f}** with {best['params']}; its "
+                 f"adapter is registered as `{best.get('model_id')}` (promote it in Models).")
+    return text + (f"\n\n⚠️ {search.error}" if search.error else "")
+
+
+def build_tune_tab(services: Services) -> None:
+    searches = services.searches
+    with gr.Tab("Tune", id="tune"):
+        gr.Markdown("Search learning rate, LoRA rank, epochs and dropout. Each trial is a "
+                    "training job (it queues behind running jobs and shows in the Train tab).")
+        with gr.Row():
+            dataset = gr.Dropdown(dataset_choices(services), label="Dataset version", scale=3)
+            method = gr.Radio(["bayesian", "grid"], value="bayesian", label="Method")
+            trials = gr.Number(6, label="Trial budget", precision=0)
+        space = gr.Code(json.dumps(EXAMPLE_SPACE, indent=1), language="json",
+                        label="Search space (bayesian: [low, high]; grid: list of values)")
+        fixed = gr.Code(json.dumps({"epochs": 1}, indent=1), language="json",
+                        label="Fixed training options for every trial")
+        with gr.Row():
+            start = gr.Button("Start search", variant="primary")
+            stop = gr.Button("Stop search")
+            current = gr.Dropdown([s.id for s in searches.list()], label="Search")
+        status = gr.Markdown()
+        table = gr.Dataframe(label="Trials", interactive=False)
+        chart = gr.Plot(label="Validation loss against parameters")
+        timer = gr.Timer(REFRESH_S)
+
+        def show(search_id):
+            if not search_id:
+                return gr.skip(), gr.skip(), gr.skip(), gr.skip()
+            try:
+                search = searches.get(search_id)
+            except RefineryError as error:
+                return gr.update(), f"⚠️ {error.message}", gr.skip(), gr.skip()
+            return (gr.update(choices=[s.id for s in searches.list()], value=search.id),
+                    summary(search), trials_frame(search),
+                    parameter_figure(search.trials, list(search.spec.space)))
+
+        def begin(dataset_id, method_name, budget, space_text, fixed_text):
+            try:
+                if not dataset_id:
+                    raise RefineryError("pick a dataset version first")
+                try:
+                    space_value, options = json.loads(space_text), json.loads(fixed_text or "{}")
+                except ValueError as error:
+                    raise RefineryError(f"not valid JSON: {error}") from error
+                base = services.training.make_spec(options, dataset_id=dataset_id)
+                spec = SearchSpec(method=method_name, space=space_value, trials=int(budget))
+                search = searches.start(base, spec)
+            except RefineryError as error:
+                return gr.update(), f"⚠️ {error.message}", gr.skip(), gr.skip()
+            return show(search.id)
+
+        def halt(search_id):
+            try:
+                searches.stop(search_id)
+            except RefineryError as error:
+                return gr.update(), f"⚠️ {error.message}", gr.skip(), gr.skip()
+            return show(search_id)
+
+        outputs = [current, status, table, chart]
+        start.click(begin, [dataset, method, trials, space, fixed], outputs)
+        stop.click(halt, current, outputs)
+        current.input(show, current, outputs)
+        timer.tick(show, current, outputs, show_progress="hidden")
