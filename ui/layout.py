@@ -24,8 +24,9 @@ TITLE = "Refinery"
 def build_app(services: Services) -> gr.Blocks:
     with gr.Blocks(title=TITLE) as blocks:
         gr.Markdown(
-            f"# {TITLE}\nChat with **{services.models.name}**, rate its answers, "
-            "and find every turn in the log."
+            f"# {TITLE}\nServing **{services.models.name}**. The loop: upload documents, chat "
+            "and rate, curate feedback into datasets, train a LoRA adapter, compare and vote, "
+            "then explain and audit before promoting."
         )
         with gr.Tabs():
             build_chat_tab(services)
