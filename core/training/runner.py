@@ -21,6 +21,7 @@ from dataclasses import replace
 from datetime import datetime
 from pathlib import Path
 
+from core.dataset_rows import normalise_row
 from core.errors import Conflict, InvalidInput, NotFound
 from core.models import resolve_model_source
 from core.registry import ModelRegistry
@@ -35,18 +36,10 @@ MAX_ROWS = 1_000_000
 
 def check_rows(rows: list[dict], kind: str, split: str) -> None:
     for index, row in enumerate(rows):
-        if kind == "text":
-            ok = isinstance(row, dict) and isinstance(row.get("text"), str) and row["text"].strip()
-            need = "a non-empty 'text'"
-        else:
-            messages = row.get("messages") if isinstance(row, dict) else None
-            ok = (isinstance(messages, list) and len(messages) >= 2
-                  and all(isinstance(m, dict) and isinstance(m.get("content"), str)
-                          for m in messages)
-                  and messages[-1].get("role") == "assistant")
-            need = "'messages' ending with an assistant message"
-        if not ok:
-            raise InvalidInput(f"{split} row {index} of a {kind!r} dataset needs {need}")
+        try:
+            normalise_row(kind, row, index)
+        except InvalidInput as error:
+            raise InvalidInput(f"{split} split of a {kind!r} dataset: {error.message}") from None
 
 
 def pid_runs(pid: int | None, run_dir: str) -> bool:

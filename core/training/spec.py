@@ -9,7 +9,7 @@ from core.errors import InvalidInput
 
 SCHEDULES = ("cosine", "linear")
 PRECISIONS = ("auto", "fp32", "bf16")  # auto: bf16 autocast where the hardware has native bf16
-KINDS = ("sft", "text")
+KINDS = ("sft", "text", "preference", "embedding")  # dataset kinds a run can train on
 AUTO_TARGETS = "all-linear"  # peft's name for every linear layer except the output head
 
 

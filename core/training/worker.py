@@ -349,6 +349,19 @@ class Trainer:
         }
 
 
+def trainer_class(kind: str) -> type:
+    """The trainer for a dataset kind; each has prepare(), fit() -> metrics, step, total_steps."""
+    if kind == "preference":
+        from core.training.preference import PreferenceTrainer
+
+        return PreferenceTrainer
+    if kind == "embedding":
+        from core.training.embedding import EmbeddingTrainer
+
+        return EmbeddingTrainer
+    return Trainer
+
+
 def finish(run: RunFolder, events, status: str, *, marker: bool, **details) -> None:
     """Report the outcome; rank 0 alone writes the done marker."""
     events.emit(status, **details)
@@ -375,7 +388,7 @@ def main(argv: list[str]) -> int:
 
     try:
         configure_threads()
-        trainer = Trainer(run, events, stop, ranks)
+        trainer = trainer_class(run.read_json(run.job_path)["kind"])(run, events, stop, ranks)
         trainer.prepare()
         metrics = trainer.fit()
         status = "stopped" if stop.is_set() and trainer.step < trainer.total_steps else "completed"
