@@ -26,7 +26,8 @@ run: setup
 
 test: setup
 	$(PY) -m pytest -q
-	$(PY) -m pytest -q -m slow tests/test_real_model.py tests/test_training_real_model.py
+	$(PY) -m pytest -q -m slow tests/test_real_model.py tests/test_training_real_model.py \
+		tests/test_faults.py tests/test_training_faults.py
 
 test-fast: setup
 	$(PY) -m pytest -q
@@ -41,6 +42,9 @@ bench: setup
 	$(PY) bench/curation.py
 	$(PY) bench/explain.py
 	$(PY) bench/train_throughput.py
+	$(PY) bench/retriever.py
+	$(PY) bench/drift.py
+	$(PY) bench/load.py
 
 lint: setup
 	$(PY) -m ruff check .

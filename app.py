@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import sys
 
+from core.auth import bind_notice
 from core.errors import RefineryError
 from core.instance_lock import InstanceLock
 from core.settings import Settings, parse_settings
@@ -15,15 +16,25 @@ def create_app(services):
     from fastapi import FastAPI
 
     from core.api import build_api, install_error_handlers
+    from core.metrics import install_metrics
     from core.services import VERSION
     from ui.layout import build_app
 
     app = FastAPI(title="Refinery", version=VERSION)
     install_error_handlers(app)
+    install_metrics(app, services)  # GET /metrics, and every request counted and timed
     app.include_router(build_api(services))
     blocks = build_app(services)
-    blocks.queue(default_concurrency_limit=4)
-    return gr.mount_gradio_app(app, blocks, path="/")
+    blocks.queue(default_concurrency_limit=4, max_size=services.settings.max_queue)
+    login = services.auth.verify_async if services.auth.enabled else None  # Gradio's login page
+    return gr.mount_gradio_app(
+        app,
+        blocks,
+        path="/",
+        auth=login,
+        auth_message="Log in to Refinery",
+        max_file_size=services.settings.max_upload_bytes,
+    )
 
 
 def serve(settings: Settings) -> None:
@@ -32,12 +43,19 @@ def serve(settings: Settings) -> None:
     from core.services import build_services
 
     services = build_services(settings)
-    print(f"Loading model {settings.model} ...", flush=True)
-    services.models.get()  # converts the bundled model once, with a progress bar
-    print(
-        f"Refinery is ready: http://{settings.host}:{settings.port}  (data in {settings.data_dir})"
-    )
     try:
+        notice = bind_notice(
+            settings.host,
+            auth_enabled=services.auth.enabled,
+            allow_unauthenticated=settings.allow_unauthenticated,
+        )
+        print(notice, file=sys.stderr if notice.startswith("WARNING") else sys.stdout, flush=True)
+        print(f"Loading model {settings.model} ...", flush=True)
+        services.models.get()  # converts the bundled model once, with a progress bar
+        print(
+            f"Refinery is ready: http://{settings.host}:{settings.port}  "
+            f"(data in {settings.data_dir})"
+        )
         uvicorn.run(
             create_app(services), host=settings.host, port=settings.port, log_level="warning"
         )

@@ -7,6 +7,14 @@ ratio, and the validation loss of each (token-weighted cross-entropy on the
 assistant tokens, computed by one function for both). Target: >= 1.5x with a
 validation loss no worse. Run with `make bench` or
 `.venv/bin/python bench/train_throughput.py [--steps N]`.
+
+Alike in both: effective batch 4 (one micro-batch per step), one epoch, AdamW
+(0.9, 0.999, eps 1e-8, weight decay 0), cosine schedule with int(0.1 x steps)
+warmup steps, gradient clipping at 1.0, LoRA dropout 0.1, the LoRA initialisation
+(same seed), and the loss: the mean over the step's label tokens (HF's per-batch
+token mean is the same thing with one micro-batch per step). The project trainer's
+own choices: length-grouped batches, the output head only on label positions, and
+on CPUs with native bf16, bf16 autocast with fp32 attention (core/training/cpu_speed.py).
 """
 
 from __future__ import annotations

@@ -18,9 +18,11 @@ from core.generation import (
 )
 from core.grounding import fit_sources, retrieve, with_sources
 from core.models import ModelService
+from core.routing import SERVED, Route
 from core.store.chatlog import ChatLog, TurnRecord
 
 ROLES = ("user", "assistant")
+HISTORY_FACTOR = 10  # earlier turns may hold this many prompts' worth of characters
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -73,9 +75,11 @@ class ChatService:
         experiments=None,  # core.experiments.ExperimentService: A/B arms decide the model
         documents=None,  # core.document_service.DocumentService: grounding
         registry=None,  # core.registry.ModelRegistry: adapters by id; the promoted one is default
+        router=None,  # core.routing.Router: picks an adapter per prompt when none was chosen
     ) -> None:
         self.models = models
         self.registry = registry
+        self.router = router
         self.log = log
         self.experiments = experiments
         self.documents = documents
@@ -89,6 +93,13 @@ class ChatService:
             max_prompt_chars=self.max_prompt_chars,
             max_new_tokens=self.max_new_tokens,
         )
+        # The history is cut to fit the context anyway; this only bounds the work of reading it.
+        history = sum(len(t["content"]) for t in request.history) + len(request.system_prompt or "")
+        if history > HISTORY_FACTOR * self.max_prompt_chars:
+            raise InvalidInput(
+                f"the history and system prompt have {history:,} characters; "
+                f"the limit is {HISTORY_FACTOR * self.max_prompt_chars:,}"
+            )
 
     def check_model(self, name: str | None) -> None:
         self.adapter_for(name)
@@ -110,9 +121,10 @@ class ChatService:
         self.check_model(request.model)
         self.check_limits(request)
         arm = self.experiments.assign(request.user, request.model) if self.experiments else None
+        route = self.route_for(request, arm)
         adapter, version = (
             (arm.model.adapter_dir, arm.model.adapter_version) if arm
-            else self.adapter_for(request.model)
+            else self.adapter_for(route.model_id)
         )
         hits = retrieve(self.documents, request.prompt, request.documents_k) if (
             request.use_documents
@@ -130,15 +142,23 @@ class ChatService:
             for delta in stream:
                 text += delta
                 yield ChatUpdate(text, prompt.notice, sources=sources)
-        turn = self._record(request, prompt, stream.result, arm, version, sources)
+        turn = self._record(request, prompt, stream.result, arm, version, sources, route)
         yield ChatUpdate(turn.response, prompt.notice, turn, sources)
+
+    def route_for(self, request: ChatRequest, arm=None) -> Route:
+        """Who answers: an explicit choice > the running experiment's arm > a route > served."""
+        if request.model:
+            return Route(request.model, "explicit")
+        if arm:
+            return Route(arm.model.spec, f"experiment:{arm.arm}")
+        return self.router.route(request.prompt) if self.router else Route(None, SERVED)
 
     def complete(self, request: ChatRequest) -> ChatUpdate:
         *_, last = self.stream(request)
         return last
 
     def _record(
-        self, request: ChatRequest, prompt, result, arm=None, version=None, sources=()
+        self, request: ChatRequest, prompt, result, arm=None, version=None, sources=(), route=None
     ) -> TurnRecord:
         conversation_id = request.conversation_id or uuid.uuid4().hex
         turn = TurnRecord(
@@ -153,6 +173,7 @@ class ChatService:
             settings={**asdict(request.options), "system_prompt": request.system_prompt},
             **turn_fields(prompt, result),
             retrieved_chunk_ids=[hit.chunk_id for hit in sources] if sources else None,
+            route=route.reason if route else None,
         )
         self.log.add_turn(turn)
         if arm:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+import threading
 import uuid
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -22,9 +23,9 @@ from core.documents import (
     ParseLimits,
     kind_of,
 )
-from core.errors import InvalidInput, NotFound, RefineryError
+from core.errors import InvalidInput, NotFound, RefineryError, disk_full
 from core.retrieval import Embedder, VectorIndex
-from core.store.documents import ChunkRecord, DocumentRecord, DocumentStore
+from core.store.documents import DIMENSIONS, ChunkRecord, DocumentRecord, DocumentStore
 
 NEAR_DUPLICATE_COSINE = 0.9  # embedding candidates, confirmed by word-shingle overlap
 MAX_SEARCH_K = 100
@@ -85,18 +86,23 @@ class DocumentService:
         spec: ChunkSpec,
     ) -> None:
         self.store = store
+        # `embedder` stays the bundled model (other services embed prompts with it, and their
+        # caches must not change meaning); `retriever` embeds chunks and queries, and a
+        # promoted retriever replaces it.
         self.embedder = embedder
+        self.retriever = embedder
         self.index = VectorIndex(store, threads=embedder.threads)
         self.parser = DocumentParser(limits)
         self.uploads_dir = uploads_dir
         self.limits = limits
         self.spec = spec
         self._chunker: Chunker | None = None
+        self._writing = threading.RLock()  # writes of vectors: ingest, re-chunk, re-embed
 
     @property
     def chunker(self) -> Chunker:
         if self._chunker is None:
-            self._chunker = Chunker(self.embedder.tokenizer_file)
+            self._chunker = Chunker(self.retriever.tokenizer_file)
         return self._chunker
 
     # ingestion
@@ -115,7 +121,8 @@ class DocumentService:
         for number, file in enumerate(files):
             if progress:
                 progress(number / len(files), f"{file.display_name} ({number + 1}/{len(files)})")
-            results.append(self.ingest_one(file, spec=spec or self.spec))
+            with self._writing:
+                results.append(self.ingest_one(file, spec=spec or self.spec))
         if progress:
             progress(1.0, "done")
         return results
@@ -183,8 +190,10 @@ class DocumentService:
                     out.write(block)
             if size == 0:
                 raise EmptyFile("the file is empty")
-        except RefineryError:
+        except (RefineryError, OSError) as error:
             target.unlink(missing_ok=True)
+            if full := disk_full(error):
+                raise full from error
             raise
         finally:
             if isinstance(file.source, Path):
@@ -195,7 +204,7 @@ class DocumentService:
         self, document_id: str, name: str, pages, spec: ChunkSpec
     ) -> tuple[list[ChunkRecord], np.ndarray]:
         chunks = self.chunker.chunk(pages, spec)
-        vectors = self.embedder.embed([chunk.text for chunk in chunks])
+        vectors = self.retriever.embed([chunk.text for chunk in chunks])
         duplicates = self._find_duplicates(document_id, chunks, vectors)
         records = [
             ChunkRecord(
@@ -281,11 +290,64 @@ class DocumentService:
         """Split the stored pages again with new sizes; returns the new chunk count."""
         document = self.get(document_id)
         pages = [Page(number, text) for number, text in self.store.pages(document_id)]
-        records, vectors = self._prepare(document_id, document.name, pages, spec)
-        self.store.replace_chunks(
-            document_id, records, vectors, chunk_tokens=spec.size, chunk_overlap=spec.overlap
-        )
+        with self._writing:
+            records, vectors = self._prepare(document_id, document.name, pages, spec)
+            self.store.replace_chunks(
+                document_id, records, vectors, chunk_tokens=spec.size, chunk_overlap=spec.overlap
+            )
         return len(records)
+
+    def reembed(self, model_dir: Path, *, then=None, progress: Progress | None = None) -> int:
+        """Embed every stored chunk with the model in `model_dir`, store the vectors in one
+        transaction (running `then(con, chunk_count)` inside it) and serve that model after.
+        Returns the number of chunks. The old model keeps serving until the switch."""
+        embedder = self.embedder_for(model_dir)
+        probe = embedder.embed(["probe"])
+        if probe.shape[1] != DIMENSIONS:
+            raise InvalidInput(
+                f"that model makes {probe.shape[1]}-dimensional vectors; the chunk store "
+                f"holds {DIMENSIONS}"
+            )
+        done = self._embed_chunks(embedder, {}, progress)
+        with self._writing:  # chunks written meanwhile are embedded here, then all swap at once
+            done = self._embed_chunks(embedder, done, None)
+            ids = sorted(done)
+            vectors = np.stack([done[i] for i in ids]) if ids else np.zeros((0, DIMENSIONS))
+            self.store.set_embeddings(
+                ids, vectors, then=(lambda con: then(con, len(ids))) if then else None
+            )
+            self.retriever, self._chunker = embedder, None  # it may split text differently
+        if progress:
+            progress(1.0, f"re-embedded {len(ids)} chunks")
+        return len(ids)
+
+    def serve(self, model_dir: Path) -> None:
+        """Embed chunks and queries with the model in `model_dir` (whose vectors are stored)."""
+        self.retriever, self._chunker = self.embedder_for(model_dir), None
+
+    def embedder_for(self, model_dir: Path) -> Embedder:
+        """An embedder of the model in `model_dir` (loaded on first use)."""
+        if Path(model_dir) == self.embedder.model_dir:
+            return self.embedder  # the bundled model, loaded once
+        embedder = Embedder(Path(model_dir), device=self.embedder.device)
+        embedder.threads = self.embedder.threads  # one switch of torch's thread count at a time
+        return embedder
+
+    def _embed_chunks(
+        self, embedder: Embedder, done: dict, progress: Progress | None, *, batch: int = 256
+    ) -> dict[str, np.ndarray]:
+        """id -> vector for every stored chunk, reusing `done` (keyed by id, text unchanged)."""
+        rows = self.store.chunk_texts()
+        todo = [(i, text) for i, text in rows if i not in done]
+        out = {i: done[i] for i, _ in rows if i in done}
+        for start in range(0, len(todo), batch):
+            if progress:
+                progress(start / len(todo), f"re-embedding chunks {start + 1}-"
+                                            f"{min(start + batch, len(todo))} of {len(todo)}")
+            part = todo[start : start + batch]
+            out.update(zip([i for i, _ in part], embedder.embed([t for _, t in part]),
+                           strict=True))
+        return out
 
     def delete(self, document_id: str) -> None:
         document = self.get(document_id)
@@ -300,7 +362,7 @@ class DocumentService:
             raise InvalidInput("the search query is empty")
         if not 1 <= k <= MAX_SEARCH_K:
             raise InvalidInput(f"k must be 1-{MAX_SEARCH_K}, got {k}")
-        vector = self.embedder.embed([query])[0]
+        vector = self.retriever.embed([query])[0]
         neighbours = self.index.nearest(vector, k)
         rows = {row["id"]: row for row in self.store.get_chunks([n.chunk_id for n in neighbours])}
         return [

@@ -30,6 +30,12 @@ class GenerationOptions:
         if not 0.0 < self.top_p <= 1.0:
             raise InvalidInput(f"top_p must be in (0, 1], got {self.top_p}")
 
+    @property
+    def sampling(self) -> bool:
+        """Below 0.001 sampling is greedy in effect, and logits divided by a near-zero
+        temperature overflow to inf (NaN probabilities): such a temperature means greedy."""
+        return self.temperature >= 1e-3
+
 
 @dataclass(frozen=True)
 class PreparedPrompt:
@@ -215,7 +221,7 @@ class GenerateRun:
             def __call__(self, input_ids, scores, **kwargs):
                 return torch.full((input_ids.shape[0],), stop_event.is_set(), dtype=torch.bool)
 
-        sampling = self.options.temperature > 0
+        sampling = self.options.sampling
         return dict(
             input_ids=self.input_ids.to(self.loaded.device),
             attention_mask=self.attention_mask.to(self.loaded.device),

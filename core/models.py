@@ -71,6 +71,22 @@ def convert_bundled_model(cache_dir: Path) -> Path:
     return target
 
 
+PICKLE_SUFFIXES = (".bin", ".pt", ".pth", ".pkl", ".ckpt")
+
+
+def check_safetensors(folder: Path, *, adapter: bool = False) -> None:
+    """Refuse pickle weights: loading them can run arbitrary code."""
+    wanted = "adapter_model.safetensors" if adapter else "*.safetensors"
+    if any(folder.glob(wanted)):
+        return
+    pickles = sorted(p.name for p in folder.iterdir() if p.suffix in PICKLE_SUFFIXES)
+    found = f"it has only pickle weights ({', '.join(pickles)})" if pickles else "it has none"
+    raise ModelUnavailable(
+        f"{folder.name}: Refinery loads safetensors weights only and {found}; convert it with "
+        "save_pretrained(folder, safe_serialization=True) where you trust the file"
+    )
+
+
 def resolve_model_source(name: str, cache_dir: Path) -> str:
     """'smollm2' -> converted cache; a folder -> itself; anything else -> a hub id from cache."""
     if name.lower() in ("smollm2", BUNDLED_NAME.lower()):
@@ -79,6 +95,7 @@ def resolve_model_source(name: str, cache_dir: Path) -> str:
     if path.exists():
         if not (path / "config.json").is_file():
             raise ModelUnavailable(f"{path} is not a model folder (no config.json)")
+        check_safetensors(path)
         return str(path.resolve())
     return name
 
@@ -108,15 +125,20 @@ def context_length_of(model, tokenizer) -> int:
     return int(min(limits))
 
 
-def load_model(name: str, *, cache_dir: Path, device: str = "auto") -> LoadedModel:
+def load_model(
+    name: str, *, cache_dir: Path, device: str = "auto", trust_remote_code: bool = False
+) -> LoadedModel:
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
     source = resolve_model_source(name, cache_dir)
     device = pick_device(device)
     try:
-        tokenizer = AutoTokenizer.from_pretrained(source)
+        tokenizer = AutoTokenizer.from_pretrained(source, trust_remote_code=trust_remote_code)
         model = AutoModelForCausalLM.from_pretrained(
-            source, dtype=pick_dtype(device), use_safetensors=True
+            source,
+            dtype=pick_dtype(device),
+            use_safetensors=True,
+            trust_remote_code=trust_remote_code,
         )
     except (OSError, ValueError) as error:
         raise ModelUnavailable(f"cannot load model {name!r}: {error}") from error
@@ -144,10 +166,13 @@ class ModelService:
     and off under `use_lock`, so base and fine-tuned answers cost one model's memory.
     """
 
-    def __init__(self, name: str, *, cache_dir: Path, device: str = "auto") -> None:
+    def __init__(
+        self, name: str, *, cache_dir: Path, device: str = "auto", trust_remote_code: bool = False
+    ) -> None:
         self.name = name
         self.cache_dir = cache_dir
         self.device = device
+        self.trust_remote_code = trust_remote_code
         self._loaded: LoadedModel | None = None
         self._load_lock = threading.Lock()
         self.use_lock = threading.Lock()  # one generation at a time on the shared weights
@@ -159,7 +184,12 @@ class ModelService:
     def get(self) -> LoadedModel:
         with self._load_lock:
             if self._loaded is None:
-                self._loaded = load_model(self.name, cache_dir=self.cache_dir, device=self.device)
+                self._loaded = load_model(
+                    self.name,
+                    cache_dir=self.cache_dir,
+                    device=self.device,
+                    trust_remote_code=self.trust_remote_code,
+                )
             return self._loaded
 
     @contextmanager
@@ -183,6 +213,7 @@ class ModelService:
 
         if not (adapter_dir / "adapter_config.json").is_file():
             raise ModelUnavailable(f"{adapter_dir} is not a LoRA adapter folder")
+        check_safetensors(adapter_dir, adapter=True)
         key = adapter_key(adapter_dir)
         loaded = self.get()
         model = loaded.model

@@ -22,6 +22,7 @@ from core.generation import (
 )
 from core.models import ModelService, adapter_key
 from core.pair_generation import BASE_ROW, PairStream
+from core.paths import AllowedFolders, looks_like_path
 from core.store.arena import ArenaStore
 
 BASE = "base"
@@ -79,8 +80,10 @@ class ModelResolver:
         registry=None,
         embed: Embed | None = None,
         fewshot_k: int = 3,
+        folders: AllowedFolders | None = None,  # where adapter folders named by path may live
     ) -> None:
         self.models = models
+        self.folders = folders
         self.store = store
         self.registry = registry
         self.embed = embed
@@ -94,8 +97,13 @@ class ModelResolver:
             return ResolvedModel(BASE, self.models.name, None, None)
         if spec == FEWSHOT:
             return ResolvedModel(FEWSHOT, self.models.name, None, None, fewshot=True)
+        if self.folders is not None and looks_like_path(spec):
+            folder = self.folders.folder(spec)
+            if not (folder / "adapter_config.json").is_file():
+                raise InvalidInput(f"{spec!r} is not a LoRA adapter folder")
+            return ResolvedModel(spec, self.models.name, folder, folder.name)
         folder = Path(spec).expanduser()
-        if (folder / "adapter_config.json").is_file():
+        if self.folders is None and (folder / "adapter_config.json").is_file():
             return ResolvedModel(spec, self.models.name, folder.resolve(), folder.name)
         return self._from_registry(spec)
 

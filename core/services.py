@@ -2,12 +2,16 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
+from core.admission import Admission
 from core.arena import ArenaService
+from core.auth import Authenticator, build_authenticator
 from core.chat import ChatService
+from core.dashboard import DashboardService
 from core.datasets import DatasetService
 from core.document_service import DocumentService, build_document_service
+from core.drift import DriftMonitor
 from core.evaluation import EvaluationService
 from core.experiments import ExperimentService
 from core.explain import ExplainService
@@ -15,17 +19,26 @@ from core.fairness import FairnessService
 from core.feedback import FeedbackService
 from core.models import ModelService
 from core.modelspec import ModelResolver
+from core.paths import AllowedFolders
 from core.quality import QualityService
 from core.registry import ModelRegistry
+from core.retraining import RetrainingService
+from core.retrievers import RetrieverService
+from core.routing import Router
 from core.settings import Settings
 from core.store import Database, open_database
 from core.store.arena import ArenaStore
 from core.store.chatlog import ChatLog
 from core.store.curation import CurationStore
+from core.store.dashboard import DashboardQueries
 from core.store.datasets import DatasetStore
+from core.store.drift import DriftData
 from core.store.explain import ExplanationCache
 from core.store.fairness import FairnessData
 from core.store.registry import RegistryStore
+from core.store.retraining import RetrainingStore
+from core.store.retrievers import RetrieverStore
+from core.store.routing import RoutingStore
 from core.store.training import TrainingStore
 from core.training.export import ModelExporter
 from core.training.runner import TrainingRunner
@@ -37,6 +50,8 @@ VERSION = "0.1.0"
 @dataclass
 class Services:
     settings: Settings
+    auth: Authenticator  # optional login: empty when no users are configured
+    admission: Admission  # the generation queue of the API: 429 beyond max_queue
     db: Database
     models: ModelService
     log: ChatLog
@@ -54,22 +69,46 @@ class Services:
     model_exports: ModelExporter
     explainer: ExplainService
     fairness: FairnessService
+    drift: DriftMonitor
+    routing: Router
+    retrievers: RetrieverService
+    # built from the services above, so set right after construction
+    retraining: RetrainingService = field(init=False)
+    dashboard: DashboardService = field(init=False)
 
     def close(self) -> None:
+        self.retraining.close()
         self.searches.close()
         self.training.close()
         self.db.close()
 
 
+def allowed_folders(settings: Settings) -> AllowedFolders:
+    """What a request may name: the data dir and model cache, never the store or the lock."""
+    db = settings.db_path
+    protected = [db, db.with_name(db.name + ".wal"), settings.lock_path]
+    return AllowedFolders(
+        (settings.data_dir, settings.models_dir),
+        tuple(protected + ([settings.users_file] if settings.users_file else [])),
+    )
+
+
 def build_services(settings: Settings) -> Services:
     db = open_database(settings.db_path)
-    models = ModelService(settings.model, cache_dir=settings.models_dir, device=settings.device)
+    models = ModelService(
+        settings.model,
+        cache_dir=settings.models_dir,
+        device=settings.device,
+        trust_remote_code=settings.trust_remote_code,
+    )
     log = ChatLog(db)
     documents = build_document_service(db, settings)
+    retrievers = RetrieverService(RetrieverStore(db), documents)
     arena_store = ArenaStore(db)
     registry = ModelRegistry(RegistryStore(db))
+    folders = allowed_folders(settings)
     resolver = ModelResolver(
-        models, arena_store, registry=registry, embed=documents.embedder.embed
+        models, arena_store, registry=registry, embed=documents.embedder.embed, folders=folders
     )
     experiments = ExperimentService(arena_store, resolver)
     datasets = DatasetService(
@@ -86,11 +125,17 @@ def build_services(settings: Settings) -> Services:
         models_dir=settings.models_dir,
         default_model=settings.model,
         datasets=datasets,
+        folders=folders,
+        trust_remote_code=settings.trust_remote_code,
+        retrievers=retrievers,
     )
     training.reconcile()
     explainer = ExplainService(resolver, ExplanationCache(db))
-    return Services(
+    router = Router(RoutingStore(db), registry, documents.embedder.embed)
+    services = Services(
         settings=settings,
+        auth=build_authenticator(settings.users_file, settings.users_env),
+        admission=Admission(settings.max_queue),
         db=db,
         models=models,
         log=log,
@@ -102,6 +147,7 @@ def build_services(settings: Settings) -> Services:
             experiments=experiments,
             registry=registry,
             documents=documents,
+            router=router,
         ),
         feedback=FeedbackService(log),
         quality=QualityService(CurationStore(db)),
@@ -131,4 +177,28 @@ def build_services(settings: Settings) -> Services:
         ),
         explainer=explainer,
         fairness=FairnessService(models, FairnessData(db), explainer.target),
+        drift=DriftMonitor(DriftData(db), embed=documents.embedder.embed, registry=registry),
+        routing=router,
+        retrievers=retrievers,
     )
+    services.retraining = RetrainingService(
+        RetrainingStore(db),
+        datasets=datasets,
+        training=training,
+        registry=registry,
+        evaluations=services.evaluations,
+        arena=services.arena,
+        experiments=experiments,
+    )
+    services.retraining.resume_if_needed()
+    services.dashboard = DashboardService(
+        DashboardQueries(db),
+        base_model=settings.model,
+        documents=documents,
+        registry=registry,
+        training=training,
+        experiments=experiments,
+        retraining=services.retraining,
+        drift=services.drift,
+    )
+    return services

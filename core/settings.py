@@ -24,15 +24,25 @@ class Settings:
     max_upload_bytes: int = 50 * 1024 * 1024  # per uploaded document
     chunk_tokens: int = 200  # the embedding model reads at most 256 word pieces
     chunk_overlap: int = 40
+    max_queue: int = 32  # generation requests allowed to wait; beyond it: 429 busy
+    users_file: Path | None = None  # name -> password hash; login is on when users exist
+    users_env: str | None = None  # the REFINERY_USERS value: "name:hash,name:hash" or JSON
+    allow_unauthenticated: bool = False  # bind beyond loopback without login
+    trust_remote_code: bool = False  # run model code shipped inside a model folder
 
     def __post_init__(self) -> None:
         if not 0 < self.port < 65536:
             raise ValueError(f"port must be 1-65535, got {self.port}")
+        for name in ("max_queue", "max_prompt_chars", "max_new_tokens_limit", "max_upload_bytes"):
+            if getattr(self, name) < 1:
+                raise ValueError(f"{name} must be at least 1, got {getattr(self, name)}")
         if self.device not in ("auto", "cpu", "cuda"):
             raise ValueError(f"device must be auto, cpu or cuda, got {self.device!r}")
         object.__setattr__(self, "data_dir", Path(self.data_dir).expanduser().resolve())
         if self.cache_dir is not None:
             object.__setattr__(self, "cache_dir", Path(self.cache_dir).expanduser().resolve())
+        if self.users_file is not None:
+            object.__setattr__(self, "users_file", Path(self.users_file).expanduser().resolve())
 
     @property
     def db_path(self) -> Path:
@@ -65,6 +75,7 @@ def parse_settings(argv: list[str] | None = None, env: dict[str, str] | None = N
         help="where converted models are kept (default: <data-dir>/models)",
     )
     parser.add_argument("--device", default=env.get("REFINERY_DEVICE", "auto"))
+    add_security_flags(parser, env)
     args = parser.parse_args(argv)
     return Settings(
         host=args.host,
@@ -73,4 +84,52 @@ def parse_settings(argv: list[str] | None = None, env: dict[str, str] | None = N
         model=args.model,
         cache_dir=Path(args.cache_dir) if args.cache_dir else None,
         device=args.device,
+        max_upload_bytes=int(args.max_upload_mb * 1024 * 1024),
+        max_prompt_chars=args.max_prompt_chars,
+        max_new_tokens_limit=args.max_new_tokens,
+        max_queue=args.max_queue,
+        users_file=Path(args.users_file) if args.users_file else None,
+        users_env=env.get("REFINERY_USERS"),
+        allow_unauthenticated=args.allow_unauthenticated,
+        trust_remote_code=args.trust_remote_code,
+    )
+
+
+def _flag(env: dict[str, str], name: str) -> bool:
+    return env.get(name, "").strip().lower() in ("1", "true", "yes", "on")
+
+
+def add_security_flags(parser: argparse.ArgumentParser, env: dict[str, str]) -> None:
+    """Login, bind rule, model-code trust and the request limits."""
+    parser.add_argument(
+        "--users-file",
+        default=env.get("REFINERY_USERS_FILE"),
+        help="JSON or YAML file of name -> password hash (python -m core.users add NAME)",
+    )
+    parser.add_argument(
+        "--allow-unauthenticated",
+        action="store_true",
+        default=_flag(env, "REFINERY_ALLOW_UNAUTHENTICATED"),
+        help="allow binding beyond 127.0.0.1 without login (anyone who can reach it can use it)",
+    )
+    parser.add_argument(
+        "--trust-remote-code",
+        action="store_true",
+        default=_flag(env, "REFINERY_TRUST_REMOTE_CODE"),
+        help="run Python code shipped inside model folders (off by default)",
+    )
+    parser.add_argument(
+        "--max-upload-mb", type=float, default=float(env.get("REFINERY_MAX_UPLOAD_MB", "50"))
+    )
+    parser.add_argument(
+        "--max-prompt-chars", type=int, default=int(env.get("REFINERY_MAX_PROMPT_CHARS", "20000"))
+    )
+    parser.add_argument(
+        "--max-new-tokens", type=int, default=int(env.get("REFINERY_MAX_NEW_TOKENS", "1024"))
+    )
+    parser.add_argument(
+        "--max-queue",
+        type=int,
+        default=int(env.get("REFINERY_MAX_QUEUE", "32")),
+        help="generation requests allowed to wait; beyond it requests get 429 busy",
     )

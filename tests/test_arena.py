@@ -79,7 +79,8 @@ def test_one_batch_gives_the_answers_of_one_at_a_time(services, registered, tiny
                            batch_pairs=True)
     in_turn = ArenaService(services.arena.resolver, services.log, services.arena.store,
                            batch_pairs=False)
-    other = make_tiny_adapter(tiny_model_dir, tmp_path / "other", seed=5)
+    # Adapter folders named by path must lie inside the data dir.
+    other = make_tiny_adapter(tiny_model_dir, services.settings.data_dir / "other", seed=5)
     example = services.chat.complete(ChatRequest(prompt="Tell me about France", options=GREEDY))
     services.feedback.rate(Feedback(response_id=example.turn.id, thumb="up"))
     for prompt in ("What is the capital of France?", "Hello, how are you today?"):

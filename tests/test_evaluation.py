@@ -78,7 +78,8 @@ def test_evaluation_run_produces_every_metric(services, tiny_model_dir, tmp_path
     stored = services.evaluations.get(base["id"])
     assert stored["metrics"] == metrics and stored["model_version"] == services.models.name
 
-    adapter = make_tiny_adapter(tiny_model_dir, tmp_path / "lora")
+    # Adapter folders named by path must lie inside the data dir.
+    adapter = make_tiny_adapter(tiny_model_dir, services.settings.data_dir / "lora")
     tuned = services.evaluations.run(EvalRequest(model=str(adapter), rows=ROWS, max_new_tokens=6))
     assert tuned["metrics"]["loss"] != pytest.approx(metrics["loss"])  # other weights
     table = {row["metric"]: row for row in before_after([base, tuned])}

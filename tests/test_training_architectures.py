@@ -30,7 +30,8 @@ def test_chat_rows_learn_only_the_assistant_answer():
     ("llama-text", None, "text"),
 ])
 def test_family_trains_and_registers(family, build, kind, services, tmp_path, tiny_model_dir):
-    model_dir = build(tmp_path / family) if build else tiny_model_dir
+    # Request paths may only name folders inside the data dir or model cache.
+    model_dir = build(services.settings.models_dir / family) if build else tiny_model_dir
     rows = chat_rows(1) if kind == "sft" else text_rows()
     spec = services.training.make_spec({**QUICK, "base_model": str(model_dir)})
     job = services.training.submit(spec, train=rows, validation=rows[:2], kind=kind)

@@ -119,3 +119,54 @@ def make_tiny_t5(path: Path, *, seed: int = 0) -> Path:
         decoder_start_token_id=tokenizer.pad_token_id,
     )
     return _save_tiny(T5ForConditionalGeneration, config, tokenizer, path, seed)
+
+
+XSS_PAYLOAD = ('<script>window.__xss=1</script>', '<img src=x onerror="window.__xss=1">')
+
+
+def make_parrot_llama(path: Path, payload: tuple[str, ...] = XSS_PAYLOAD) -> Path:
+    """A 1-layer Llama whose greedy answer to any ChatML prompt is `payload`, one token a piece.
+
+    Word-level vocabulary, one-hot embeddings, zero attention and MLP weights: the residual
+    stream carries the current token, and lm_head maps each token to its successor
+    ("assistant" -> piece 1 -> piece 2 ... -> <|im_end|>). A real model emitting real tokens.
+    """
+    import torch
+    from tokenizers import AddedToken, Tokenizer, models, pre_tokenizers
+    from transformers import LlamaConfig, LlamaForCausalLM, PreTrainedTokenizerFast
+
+    specials = ["<unk>", "<|endoftext|>", "<|im_start|>", "<|im_end|>"]
+    words = ["user", "assistant", "system"]
+    vocab = {token: index for index, token in enumerate([*specials, *words, *payload])}
+    core = Tokenizer(models.WordLevel(vocab, unk_token="<unk>"))
+    core.pre_tokenizer = pre_tokenizers.WhitespaceSplit()
+    core.add_special_tokens([AddedToken(token, special=True) for token in specials])
+    core.add_tokens([AddedToken(piece, normalized=False) for piece in payload])
+    tokenizer = PreTrainedTokenizerFast(
+        tokenizer_object=core, unk_token="<unk>", pad_token="<|endoftext|>",
+        eos_token="<|im_end|>", bos_token="<|im_start|>", model_max_length=2048,
+    )  # fmt: skip
+    tokenizer.chat_template = CHATML
+    size = len(vocab)
+    width = size + size % 2  # rotary embeddings need an even head size
+    config = LlamaConfig(
+        vocab_size=size, hidden_size=width, intermediate_size=width, num_hidden_layers=1,
+        num_attention_heads=1, num_key_value_heads=1, max_position_embeddings=2048,
+        bos_token_id=tokenizer.bos_token_id, eos_token_id=tokenizer.eos_token_id,
+        pad_token_id=tokenizer.pad_token_id, tie_word_embeddings=False,
+    )  # fmt: skip
+    model = LlamaForCausalLM(config)
+    chain = [vocab["assistant"], *(vocab[piece] for piece in payload), tokenizer.eos_token_id]
+    successor = torch.full((size,), tokenizer.eos_token_id)
+    successor[chain[:-1]] = torch.tensor(chain[1:])
+    with torch.no_grad():
+        for name, weight in model.named_parameters():
+            if "layers.0" in name and "layernorm" not in name:
+                weight.zero_()
+        model.model.embed_tokens.weight.copy_(torch.eye(size, width))
+        model.lm_head.weight.zero_()
+        model.lm_head.weight[successor, torch.arange(size)] = 20.0  # decisive even when sampling
+    model.generation_config.eos_token_id = tokenizer.eos_token_id
+    model.save_pretrained(path)
+    tokenizer.save_pretrained(path)
+    return path

@@ -4,9 +4,13 @@ from __future__ import annotations
 
 import plotly.graph_objects as go
 
+MARGIN_SERIES = (("reward_margin", "reward margin", "lines"),
+                 ("val_reward_margin", "validation reward margin", "lines+markers"))
+
 
 def loss_figure(history: dict, *, title: str = "") -> go.Figure:
-    """Training loss per step and validation loss per evaluation, on one step axis."""
+    """Training loss per step and validation loss per evaluation, on one step axis; a preference
+    (DPO) run adds its reward-margin curves on a second y axis."""
     figure = go.Figure()
     train = history.get("train") or []
     val = history.get("validation") or []
@@ -16,6 +20,15 @@ def loss_figure(history: dict, *, title: str = "") -> go.Figure:
     if val:
         figure.add_trace(go.Scatter(x=[s for s, _ in val], y=[v for _, v in val],
                                     mode="lines+markers", name="validation loss"))
+    series = history.get("series") or {}
+    for key, name, mode in MARGIN_SERIES:
+        if series.get(key):
+            figure.add_trace(go.Scatter(x=[s for s, _ in series[key]],
+                                        y=[v for _, v in series[key]], mode=mode, name=name,
+                                        yaxis="y2", line={"dash": "dot"}))
+    if any(series.get(key) for key, _, _ in MARGIN_SERIES):
+        figure.update_layout(yaxis2={"title": "reward margin", "overlaying": "y",
+                                     "side": "right", "showgrid": False})
     figure.update_layout(title=title or None, xaxis_title="optimizer step", yaxis_title="loss",
                          height=340, margin={"l": 40, "r": 10, "t": 40 if title else 10, "b": 40},
                          legend={"orientation": "h", "y": 1.1})

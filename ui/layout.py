@@ -5,8 +5,10 @@ from __future__ import annotations
 import gradio as gr
 
 from core.services import Services
+from ui.tabs.automation import build_automation_tab
 from ui.tabs.chat import build_chat_tab
 from ui.tabs.compare import build_compare_tab
+from ui.tabs.dashboard import build_dashboard_tab
 from ui.tabs.datasets import build_datasets_tab
 from ui.tabs.documents import build_documents_tab
 from ui.tabs.evaluate import build_evaluate_tab
@@ -15,6 +17,9 @@ from ui.tabs.fairness import build_fairness_tab
 from ui.tabs.feedback import build_feedback_tab
 from ui.tabs.logs import build_logs_tab
 from ui.tabs.models import build_models_tab
+from ui.tabs.monitor import build_monitor_tab
+from ui.tabs.retriever import build_retriever_tab
+from ui.tabs.routing import build_routing_tab
 from ui.tabs.train import build_train_tab
 from ui.tabs.tune import build_tune_tab
 
@@ -29,6 +34,7 @@ def build_app(services: Services) -> gr.Blocks:
             "then explain and audit before promoting."
         )
         with gr.Tabs():
+            build_dashboard_tab(services, blocks)
             build_chat_tab(services)
             build_documents_tab(services)
             build_logs_tab(services)
@@ -36,8 +42,12 @@ def build_app(services: Services) -> gr.Blocks:
             build_datasets_tab(services, selection)
             build_train_tab(services)
             build_tune_tab(services)
+            build_retriever_tab(services)
             build_models_tab(services)
+            build_routing_tab(services)
             build_compare_tab(services)
+            build_automation_tab(services, blocks)
+            build_monitor_tab(services)
             build_evaluate_tab(services)
             build_explain_tab(services)
             build_fairness_tab(services)

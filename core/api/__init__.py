@@ -1,14 +1,19 @@
 """REST API under /api/v1: thin routes over the core services, one module per concept."""
 
-from fastapi import APIRouter
+from fastapi import APIRouter, Depends
 
 from core.api.arena import build_arena_router
 from core.api.chat import build_chat_router
 from core.api.curation import build_curation_router
+from core.api.dashboard import build_dashboard_router
 from core.api.datasets import build_datasets_router
 from core.api.documents import build_documents_router
+from core.api.drift import build_drift_router
 from core.api.errors import install_error_handlers
 from core.api.explain import build_explain_router
+from core.api.retraining import build_retraining_router
+from core.api.retrievers import build_retrievers_router
+from core.api.routing import build_routing_router
 from core.api.training import build_training_router
 from core.services import Services
 
@@ -16,12 +21,18 @@ __all__ = ["build_api", "install_error_handlers"]
 
 
 def build_api(services: Services) -> APIRouter:
-    router = APIRouter(prefix="/api/v1")
+    # Login (when users are configured) guards every route but /health: HTTP Basic.
+    router = APIRouter(prefix="/api/v1", dependencies=[Depends(services.auth.api_user)])
     router.include_router(build_chat_router(services))
     router.include_router(build_curation_router(services))
     router.include_router(build_datasets_router(services))
     router.include_router(build_documents_router(services))
     router.include_router(build_arena_router(services))
     router.include_router(build_training_router(services))
+    router.include_router(build_retrievers_router(services))
     router.include_router(build_explain_router(services))
+    router.include_router(build_drift_router(services))
+    router.include_router(build_routing_router(services))
+    router.include_router(build_retraining_router(services))
+    router.include_router(build_dashboard_router(services))
     return router

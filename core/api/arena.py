@@ -5,12 +5,13 @@ from __future__ import annotations
 from dataclasses import asdict
 from typing import Literal
 
-from fastapi import APIRouter, Query
+from fastapi import APIRouter, Query, Request
 from pydantic import Field
 from starlette.concurrency import run_in_threadpool
 
 from core.api.chat import Strict
 from core.arena import CompareRequest
+from core.auth import request_user
 from core.evaluation import EvalRequest, before_after
 from core.experiments import ExperimentSpec
 from core.generation import GenerationOptions
@@ -127,14 +128,17 @@ def build_arena_router(services: Services) -> APIRouter:
     router = APIRouter()
 
     @router.post("/compare")
-    async def compare(body: CompareBody) -> dict:
-        update = await run_in_threadpool(services.arena.compare, body.to_request())
+    async def compare(body: CompareBody, http: Request) -> dict:
+        body.user = request_user(http, body.user)
+        with services.admission.slot():
+            update = await run_in_threadpool(services.arena.compare, body.to_request())
         record = update.comparison
         return comparison_json(services, record, reveal=not record.blind)
 
     @router.post("/votes")
-    def vote(body: VoteBody) -> dict:
-        record = services.arena.vote(body.comparison_id, body.vote, voter=body.user)
+    def vote(body: VoteBody, http: Request) -> dict:
+        voter = request_user(http, body.user)
+        record = services.arena.vote(body.comparison_id, body.vote, voter=voter)
         return {**comparison_json(services, record, reveal=True), "vote": body.vote}
 
     @router.get("/votes/summary")
@@ -159,18 +163,18 @@ def build_arena_router(services: Services) -> APIRouter:
         return {"allowed": result.allowed, "reason": result.reason, **result.summary.to_dict()}
 
     @router.post("/promotions")
-    def promote(body: PromoteBody) -> dict:
+    def promote(body: PromoteBody, http: Request) -> dict:
         return services.arena.promote(
             body.challenger,
             body.incumbent,
-            user=body.user,
+            user=request_user(http, body.user),
             alpha=body.alpha,
             min_votes=body.min_votes,
         )
 
     @router.post("/promotions/rollback")
-    def rollback(body: RollbackBody) -> dict:
-        return services.arena.rollback(user=body.user)
+    def rollback(body: RollbackBody, http: Request) -> dict:
+        return services.arena.rollback(user=request_user(http, body.user))
 
     @router.get("/promotions")
     def promotions() -> dict:
@@ -194,6 +198,7 @@ def build_arena_router(services: Services) -> APIRouter:
 
     @router.post("/evaluations")
     def start_evaluation(body: EvaluationBody) -> dict:
+        services.admission.check()
         run_id = services.evaluations.start(body.to_request())
         return services.evaluations.get(run_id)
 

@@ -6,12 +6,14 @@ import json
 from datetime import datetime
 from typing import Literal
 
-from fastapi import APIRouter, Query
+from fastapi import APIRouter, Query, Request
 from fastapi.responses import StreamingResponse
 from pydantic import BaseModel, ConfigDict, Field
 from starlette.concurrency import iterate_in_threadpool, run_in_threadpool
 
+from core.auth import request_user
 from core.chat import ChatRequest, ChatUpdate
+from core.errors import RefineryError
 from core.feedback import Feedback
 from core.generation import GenerationOptions
 from core.services import VERSION, Services
@@ -76,6 +78,7 @@ def turn_json(update: ChatUpdate) -> dict:
         "text": turn.response,
         "model": turn.model_id,
         "adapter_version": turn.adapter_version,
+        "route": turn.route,
         "latency_ms": round(turn.latency_ms, 1),
         "ttft_ms": None if turn.ttft_ms is None else round(turn.ttft_ms, 1),
         "tokens": turn.completion_tokens,
@@ -113,19 +116,23 @@ def build_chat_router(services: Services) -> APIRouter:
         }
 
     @router.post("/chat")
-    async def chat(body: ChatBody):
+    async def chat(body: ChatBody, http: Request):
+        body.user = request_user(http, body.user)
         request = body.to_request()
         if not body.stream:
-            return turn_json(await run_in_threadpool(services.chat.complete, request))
+            with services.admission.slot():
+                return turn_json(await run_in_threadpool(services.chat.complete, request))
         services.chat.check_model(request.model)
         services.chat.check_limits(request)
+        services.admission.check()  # 429 before the stream starts; its place is taken inside
         return StreamingResponse(
             iterate_in_threadpool(_server_sent_events(services, request)),
             media_type="text/event-stream",
         )
 
     @router.post("/feedback")
-    def feedback(body: FeedbackBody) -> dict:
+    def feedback(body: FeedbackBody, http: Request) -> dict:
+        body.user = request_user(http, body.user)
         record = services.feedback.rate(Feedback(**body.model_dump()))
         return {
             "response_id": record.interaction_id,
@@ -173,8 +180,12 @@ def build_chat_router(services: Services) -> APIRouter:
 
 def _server_sent_events(services: Services, request: ChatRequest):
     try:
-        for update in services.chat.stream(request):
-            payload = turn_json(update) if update.turn else {"text": update.text}
-            yield f"data: {json.dumps(payload)}\n\n"
-    except Exception as error:  # headers are sent: report in-band
+        with services.admission.slot():
+            for update in services.chat.stream(request):
+                payload = turn_json(update) if update.turn else {"text": update.text}
+                yield f"data: {json.dumps(payload)}\n\n"
+    except RefineryError as error:  # headers are sent: report in-band
+        payload = {"error": error.message, "detail": error.detail}
+        yield f"event: error\ndata: {json.dumps(payload)}\n\n"
+    except Exception as error:
         yield f"event: error\ndata: {json.dumps({'error': str(error)})}\n\n"

@@ -105,7 +105,10 @@ def build_datasets_router(services: Services) -> APIRouter:
         seed: Annotated[int, Form()] = 0,
         validation_fraction: Annotated[float, Form(ge=0, lt=1)] = 0.1,
     ) -> dict:
-        data = await file.read()
+        limit = services.settings.max_upload_bytes
+        data = await file.read(limit + 1)
+        if len(data) > limit:
+            raise InvalidInput(f"the file is larger than the upload limit of {limit:,} bytes")
         dataset = await run_in_threadpool(
             lambda: datasets.import_file(
                 data,

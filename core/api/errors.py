@@ -9,15 +9,40 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException
 
-from core.errors import Busy, Conflict, InvalidInput, ModelUnavailable, NotFound, RefineryError
+from core.errors import (
+    Busy,
+    Conflict,
+    DiskFull,
+    Forbidden,
+    InvalidInput,
+    ModelUnavailable,
+    NotFound,
+    RefineryError,
+    Unauthorized,
+    disk_full,
+)
 
-STATUS = {InvalidInput: 400, NotFound: 404, Conflict: 409, Busy: 429, ModelUnavailable: 503}
+STATUS = {
+    InvalidInput: 400,
+    Unauthorized: 401,
+    Forbidden: 403,
+    NotFound: 404,
+    Conflict: 409,
+    Busy: 429,
+    ModelUnavailable: 503,
+    DiskFull: 507,  # Insufficient Storage: the server's disk, not the request, is at fault
+}
+CHALLENGE = {"WWW-Authenticate": 'Basic realm="Refinery"'}
 
 log = logging.getLogger("refinery.api")
 
 
-def error_response(status: int, error: str, detail: object = None) -> JSONResponse:
-    return JSONResponse(status_code=status, content={"error": error, "detail": detail})
+def error_response(
+    status: int, error: str, detail: object = None, headers: dict | None = None
+) -> JSONResponse:
+    return JSONResponse(
+        status_code=status, content={"error": error, "detail": detail}, headers=headers
+    )
 
 
 def _describe(errors: list[dict]) -> list[dict]:
@@ -34,7 +59,8 @@ def install_error_handlers(app: FastAPI) -> None:
     @app.exception_handler(RefineryError)
     async def refinery_error(_: Request, error: RefineryError) -> JSONResponse:
         status = next((code for kind, code in STATUS.items() if isinstance(error, kind)), 400)
-        return error_response(status, error.message, error.detail)
+        headers = CHALLENGE if isinstance(error, Unauthorized) else None
+        return error_response(status, error.message, error.detail, headers)
 
     @app.exception_handler(RequestValidationError)
     async def invalid_request(_: Request, error: RequestValidationError) -> JSONResponse:
@@ -49,5 +75,7 @@ def install_error_handlers(app: FastAPI) -> None:
 
     @app.exception_handler(Exception)
     async def bug(_: Request, error: Exception) -> JSONResponse:
+        if full := disk_full(error):  # a file write hit a full disk
+            return error_response(STATUS[DiskFull], full.message)
         log.exception("unhandled error")
         return error_response(500, "internal error", type(error).__name__)

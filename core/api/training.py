@@ -4,9 +4,10 @@ from __future__ import annotations
 
 from typing import Literal
 
-from fastapi import APIRouter
+from fastapi import APIRouter, Request
 from pydantic import BaseModel, ConfigDict, Field
 
+from core.auth import request_user
 from core.services import Services
 from core.store.registry import ModelRecord
 from core.store.training import JobRecord
@@ -19,7 +20,7 @@ class Strict(BaseModel):
 
 class JobBody(Strict):
     dataset_id: str | None = None
-    kind: Literal["sft", "text"] | None = None
+    kind: Literal["sft", "text", "preference"] | None = None
     train: list[dict] | None = None  # rows inline, instead of a dataset id
     validation: list[dict] | None = None
     config: dict = Field(default_factory=dict)  # TrainingSpec options
@@ -82,10 +83,10 @@ def build_training_router(services: Services) -> APIRouter:
     runner, registry = services.training, services.registry
 
     @router.post("/training/jobs", status_code=201)
-    def create_job(body: JobBody) -> dict:
+    def create_job(body: JobBody, http: Request) -> dict:
         spec = runner.make_spec(body.config, dataset_id=body.dataset_id, preset=body.preset)
         job = runner.submit(spec, train=body.train, validation=body.validation, kind=body.kind,
-                            name=body.name, user=body.user)
+                            name=body.name, user=request_user(http, body.user))
         return job_json(job)
 
     @router.get("/training/jobs")
@@ -146,8 +147,8 @@ def build_training_router(services: Services) -> APIRouter:
         return {"deleted": model_id}
 
     @router.post("/models/{model_id}/promote")
-    def promote_model(model_id: str, body: UserBody | None = None) -> dict:
-        model = registry.promote(model_id, user=(body or UserBody()).user)
+    def promote_model(model_id: str, http: Request, body: UserBody | None = None) -> dict:
+        model = registry.promote(model_id, user=request_user(http, (body or UserBody()).user))
         return {"promoted": model.id}
 
     @router.post("/models/{model_id}/export")
@@ -157,8 +158,8 @@ def build_training_router(services: Services) -> APIRouter:
                 "max_logit_diff": result.max_logit_diff}
 
     @router.post("/models/rollback")
-    def rollback_model(body: UserBody | None = None) -> dict:
-        active = registry.rollback(user=(body or UserBody()).user)
+    def rollback_model(http: Request, body: UserBody | None = None) -> dict:
+        active = registry.rollback(user=request_user(http, (body or UserBody()).user))
         return {"promoted": active.id if active else None}
 
     return router

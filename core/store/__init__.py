@@ -1,6 +1,18 @@
 """Persistence. Only this package imports duckdb; each module owns its tables."""
 
-from core.store import arena, chatlog, curation, datasets, documents, explain, registry, training
+from core.store import (
+    arena,
+    chatlog,
+    curation,
+    datasets,
+    documents,
+    explain,
+    registry,
+    retraining,
+    retrievers,
+    routing,
+    training,
+)
 from core.store.database import Database, Migration
 
 MIGRATIONS: tuple[Migration, ...] = (
@@ -11,6 +23,9 @@ MIGRATIONS: tuple[Migration, ...] = (
     *documents.MIGRATIONS,
     *explain.MIGRATIONS,
     *registry.MIGRATIONS,
+    *retraining.MIGRATIONS,
+    *retrievers.MIGRATIONS,
+    *routing.MIGRATIONS,
     *training.MIGRATIONS,
 )
 

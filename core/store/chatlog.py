@@ -52,6 +52,11 @@ MIGRATIONS = (
             )""",
         ),
     ),
+    Migration(
+        "chatlog",
+        2,
+        ("ALTER TABLE interactions ADD COLUMN IF NOT EXISTS route VARCHAR",),  # why this model
+    ),
 )
 
 
@@ -77,6 +82,7 @@ class TurnRecord:
     truncated_turns: int
     finish_reason: str
     retrieved_chunk_ids: list[str] | None = None
+    route: str | None = None  # why this model answered: explicit, experiment, rule, similarity
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -140,7 +146,7 @@ _LOG_COLUMNS = """
     i.id AS response_id, i.created_at, i.conversation_id, i.turn_index, i.user_id,
     i.prompt, i.response, i.model_id, i.adapter_version, i.latency_ms, i.ttft_ms,
     i.prompt_tokens, i.completion_tokens, i.tokens_per_s, i.confidence,
-    i.truncated_turns, i.finish_reason,
+    i.truncated_turns, i.finish_reason, i.route,
     r.rater, r.rating, r.thumb, r.correction, r.tags, r.updated_at AS rated_at
 """
 

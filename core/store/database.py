@@ -12,6 +12,25 @@ from typing import Any
 import duckdb
 import pandas as pd
 
+from core.errors import disk_full
+
+
+@contextmanager
+def _disk_errors() -> Iterator[None]:
+    """A full disk surfaces as DiskFull, a message a person can act on, not a DuckDB error."""
+    try:
+        yield
+    except duckdb.Error as error:
+        full = disk_full(error)
+        if full is None:
+            raise
+        raise full from error
+
+
+def _literal(path: Path) -> str:
+    """A quoted SQL string for a path (EXPORT/IMPORT DATABASE take no parameters)."""
+    return "'" + str(path).replace("'", "''") + "'"
+
 
 @dataclass(frozen=True)
 class Migration:
@@ -49,7 +68,7 @@ class Database:
 
     @contextmanager
     def transaction(self) -> Iterator[duckdb.DuckDBPyConnection]:
-        with self._lock:
+        with self._lock, _disk_errors():
             self._con.execute("BEGIN TRANSACTION")
             try:
                 yield self._con
@@ -59,26 +78,42 @@ class Database:
             self._con.execute("COMMIT")
 
     def execute(self, sql: str, params: Sequence[Any] | None = None) -> None:
-        with self._lock:
+        with self._lock, _disk_errors():
             self._con.execute(sql, params or [])
 
     def fetch_all(self, sql: str, params: Sequence[Any] | None = None) -> list[tuple]:
-        with self._lock:
+        with self._lock, _disk_errors():
             return self._con.execute(sql, params or []).fetchall()
 
     def fetch_one(self, sql: str, params: Sequence[Any] | None = None) -> tuple | None:
-        with self._lock:
+        with self._lock, _disk_errors():
             return self._con.execute(sql, params or []).fetchone()
 
     def fetch_dicts(self, sql: str, params: Sequence[Any] | None = None) -> list[dict]:
-        with self._lock:
+        with self._lock, _disk_errors():
             cursor = self._con.execute(sql, params or [])
             names = [column[0] for column in cursor.description]
             return [dict(zip(names, row, strict=True)) for row in cursor.fetchall()]
 
     def fetch_df(self, sql: str, params: Sequence[Any] | None = None) -> pd.DataFrame:
-        with self._lock:
+        with self._lock, _disk_errors():
             return self._con.execute(sql, params or []).df()
+
+    def export_to(self, folder: Path) -> None:
+        """DuckDB `EXPORT DATABASE`: schema.sql, load.sql and one Parquet file per table."""
+        with self._lock, _disk_errors():
+            self._con.execute(f"EXPORT DATABASE {_literal(folder)} (FORMAT parquet)")
+
+    @staticmethod
+    def import_into(path: Path, folder: Path) -> None:
+        """Create the DuckDB file `path` from an `export_to` folder (the file must not exist)."""
+        if path.exists():
+            raise FileExistsError(path)
+        con = duckdb.connect(str(path))
+        try:
+            con.execute(f"IMPORT DATABASE {_literal(folder)}")
+        finally:
+            con.close()
 
     def schema_version(self, component: str) -> int:
         row = self.fetch_one(

@@ -263,3 +263,22 @@ class DocumentStore:
         ids = table.column("id").to_numpy()
         vectors = table.column("embedding").combine_chunks().flatten().to_numpy()
         return ids, vectors.astype(np.float32, copy=False).reshape(-1, DIMENSIONS)
+
+    def chunk_texts(self) -> list[tuple[str, str]]:
+        """(id, text) of every chunk, duplicates included: what re-embedding covers."""
+        return self.db.fetch_all("SELECT id, text FROM chunks ORDER BY id")
+
+    def set_embeddings(self, ids: Sequence[str], embeddings: np.ndarray, *, then=None) -> None:
+        """Replace the vectors of these chunks in one transaction; `then(con)` runs inside it
+        (e.g. to log which model made them, so vectors and log never disagree)."""
+        flat = pa.array(np.ascontiguousarray(embeddings, dtype=np.float32).ravel())
+        table = pa.table({"id": list(ids),
+                          "embedding": pa.FixedSizeListArray.from_arrays(flat, DIMENSIONS)})
+        with self.db.transaction() as con:
+            con.register("new_vectors", table)
+            con.execute("UPDATE chunks SET embedding = new_vectors.embedding"
+                        " FROM new_vectors WHERE chunks.id = new_vectors.id")
+            con.unregister("new_vectors")
+            if then is not None:
+                then(con)
+            self._changed()

@@ -28,7 +28,7 @@ def parse(argv: list[str] | None) -> argparse.Namespace:
     source.add_argument("--dataset", help="a dataset id from the Datasets tab or API")
     source.add_argument("--train-file", type=Path, help="JSONL rows (sft: messages; text: text)")
     train.add_argument("--validation-file", type=Path)
-    train.add_argument("--kind", choices=("sft", "text"), default="sft")
+    train.add_argument("--kind", choices=("sft", "text", "preference"), default="sft")
     train.add_argument("--config", type=Path, help="YAML or JSON file of training options")
     train.add_argument("--preset", choices=("default", "quick test", "incremental update"))
     train.add_argument("--name", default="")

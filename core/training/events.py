@@ -84,6 +84,11 @@ class RunFolder:
             self.adapter_dir.glob("adapter_model.*")
         )
 
+    def has_sentence_model(self) -> bool:
+        """An embedding run's output: a whole sentence-transformers model folder."""
+        folder = self.adapter_dir
+        return (folder / "modules.json").is_file() and (folder / "model.safetensors").is_file()
+
 
 def read_jsonl(path: Path) -> list[dict]:
     with path.open(encoding="utf-8") as handle:

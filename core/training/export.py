@@ -11,7 +11,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from core.errors import InvalidInput
-from core.models import resolve_model_source
+from core.models import check_safetensors, resolve_model_source
 from core.store.registry import ModelRecord
 
 FORMATS = ("adapter", "merged", "gguf-f16", "gguf-f32")
@@ -78,7 +78,8 @@ class ModelExporter:
         source = resolve_model_source(record.base_model, self.models_dir)
         seq2seq = getattr(AutoConfig.from_pretrained(source), "is_encoder_decoder", False)
         auto = AutoModelForSeq2SeqLM if seq2seq else AutoModelForCausalLM
-        base = auto.from_pretrained(source, dtype=torch.float32)
+        base = auto.from_pretrained(source, dtype=torch.float32, use_safetensors=True)
+        check_safetensors(Path(record.adapter_dir), adapter=True)
         merged = PeftModel.from_pretrained(base, record.adapter_dir).merge_and_unload()
         merged.save_pretrained(target)
         AutoTokenizer.from_pretrained(record.adapter_dir).save_pretrained(target)

@@ -24,14 +24,20 @@ from pathlib import Path
 from core.dataset_rows import normalise_row
 from core.errors import Conflict, InvalidInput, NotFound
 from core.models import resolve_model_source
+from core.paths import AllowedFolders, looks_like_path
 from core.registry import ModelRegistry
 from core.store.training import ACTIVE, JobRecord, TrainingStore
 from core.training.events import RunFolder, read_events, write_jsonl
+from core.training.preference import check_preference_model
 from core.training.spec import KINDS, TrainingSpec, incremental_update
 from core.training.worker import TRAINED_IDS_FILE
 
 ROOT = Path(__file__).resolve().parents[2]
 MAX_ROWS = 1_000_000
+NOT_METRICS = {"seq", "type", "time", "step", "total_steps", "progress", "eta_s", "elapsed_s",
+               "tokens"}
+PREFERENCE_METRICS = ("reward_margin", "reward_accuracy", "val_reward_margin",
+                      "val_reward_accuracy", "dpo_beta")
 
 
 def check_rows(rows: list[dict], kind: str, split: str) -> None:
@@ -40,6 +46,12 @@ def check_rows(rows: list[dict], kind: str, split: str) -> None:
             normalise_row(kind, row, index)
         except InvalidInput as error:
             raise InvalidInput(f"{split} split of a {kind!r} dataset: {error.message}") from None
+
+
+def metric_fields(event: dict) -> dict:
+    """The numeric figures of a step or eval event, without its bookkeeping."""
+    return {k: v for k, v in event.items() if k not in NOT_METRICS
+            and isinstance(v, int | float) and not isinstance(v, bool)}
 
 
 def pid_runs(pid: int | None, run_dir: str) -> bool:
@@ -57,13 +69,18 @@ def pid_runs(pid: int | None, run_dir: str) -> bool:
 class TrainingRunner:
     def __init__(self, store: TrainingStore, registry: ModelRegistry, *, runs_dir: Path,
                  models_dir: Path, default_model: str, datasets=None,
-                 poll_interval: float = 0.5, processes: int | None = None) -> None:
+                 poll_interval: float = 0.5, processes: int | None = None,
+                 folders: AllowedFolders | None = None, trust_remote_code: bool = False,
+                 retrievers=None) -> None:
         self.store = store
+        self.folders = folders  # where base models and adapters named by a request may live
+        self.trust_remote_code = trust_remote_code
         self.registry = registry
         self.runs_dir = runs_dir
         self.models_dir = models_dir
         self.default_model = default_model
         self.datasets = datasets  # services.datasets once it exists: .get(id) -> Dataset
+        self.retrievers = retrievers  # services.retrievers: embedding runs' base and registry
         self.poll_interval = poll_interval
         # Data-parallel worker processes per job (torchrun); one per GPU on a multi-GPU machine.
         self.processes = processes or int(os.environ.get("REFINERY_TRAIN_PROCESSES", "1"))
@@ -101,12 +118,22 @@ class TrainingRunner:
             spec, train = self._incremental(spec, train)
         if spec.quantize_4bit:
             self._check_qlora()
-        model_path = resolve_model_source(spec.base_model, self.models_dir)
+        if kind == "embedding" and self.retrievers is not None:  # the base is a retriever id
+            spec, model_path = self.retrievers.training_source(
+                spec, train, default_model=self.default_model)
+        else:
+            base = spec.base_model
+            if self.folders is not None and base != self.default_model:
+                base = self.folders.model_source(base)
+            model_path = resolve_model_source(base, self.models_dir)
+        if kind == "preference":
+            check_preference_model(model_path)
         job_id = uuid.uuid4().hex[:12]
         run = RunFolder(self.runs_dir / job_id)
         run.path.mkdir(parents=True)
         run.write_json(run.spec_path, spec.to_dict())
-        run.write_json(run.job_path, {"job_id": job_id, "model_path": model_path, "kind": kind})
+        run.write_json(run.job_path, {"job_id": job_id, "model_path": model_path, "kind": kind,
+                                      "trust_remote_code": self.trust_remote_code})
         write_jsonl(run.train_path, train)
         write_jsonl(run.validation_path, validation)
         job = JobRecord(
@@ -131,13 +158,16 @@ class TrainingRunner:
         return self.store.list()
 
     def history(self, job_id: str) -> dict:
-        """Loss curves: train loss per step and validation loss per evaluation."""
+        """Loss curves (train loss per step, validation loss per evaluation), and in `series`
+        every numeric figure the step and eval events carry (e.g. DPO's reward_margin)."""
         self.get(job_id)
         events = self.store.events(job_id, types=("step", "eval"))
-        train = [(e["step"], e["loss"]) for e in events if e["type"] == "step"]
-        val = [(e["step"], e["val_loss"]) for e in events
-               if e["type"] == "eval" and e.get("val_loss") is not None]
-        return {"train": train, "validation": val}
+        series: dict[str, list[tuple[int, float]]] = {}
+        for event in events:
+            for key, value in metric_fields(event).items():
+                series.setdefault(key, []).append((event["step"], value))
+        return {"train": series.get("loss", []), "validation": series.get("val_loss", []),
+                "series": series}
 
     def log_tail(self, job_id: str, lines: int = 20) -> list[str]:
         job = self.get(job_id)
@@ -255,9 +285,17 @@ class TrainingRunner:
 
     def _incremental(self, spec: TrainingSpec, train: list[dict]):
         """Resolve the parent adapter and keep only examples it has not been trained on."""
-        folder = Path(spec.init_adapter)
+        entry = self.registry.store.get(spec.init_adapter)
+        if entry is not None:
+            folder = Path(entry.adapter_dir)
+        elif not looks_like_path(spec.init_adapter):
+            folder = Path(self.registry.get(spec.init_adapter).adapter_dir)  # NotFound
+        elif self.folders is not None:
+            folder = self.folders.folder(spec.init_adapter)
+        else:
+            folder = Path(spec.init_adapter)
         if not (folder / "adapter_config.json").is_file():
-            folder = Path(self.registry.get(spec.init_adapter).adapter_dir)
+            raise NotFound(f"no adapter {spec.init_adapter!r}: use a registered model id")
         seen_file = folder / TRAINED_IDS_FILE
         seen = set(json.loads(seen_file.read_text())) if seen_file.is_file() else set()
         fresh = [row for row in train if row.get("id") not in seen]
@@ -326,10 +364,10 @@ class TrainingRunner:
             elif event["type"] == "step":
                 fields.update(step=event["step"], total_steps=event["total_steps"],
                               progress=event["progress"])
-                metrics.update({k: event[k] for k in ("loss", "lr", "tokens_per_s", "eta_s",
-                                                      "tokens", "elapsed_s")})
-            elif event["type"] == "eval" and event.get("val_loss") is not None:
-                metrics["val_loss"] = event["val_loss"]
+                metrics.update({k: event[k] for k in ("eta_s", "tokens", "elapsed_s")})
+                metrics.update(metric_fields(event))
+            elif event["type"] == "eval":
+                metrics.update(metric_fields(event))
         self.store.append_events(job.id, events, offset=offset, metrics=metrics, **fields)
 
     def _settle(self, job: JobRecord, *, exit_code: int | None) -> None:
@@ -339,12 +377,15 @@ class TrainingRunner:
         status = result.get("status")
         self._procs.pop(job.id, None)
         now = datetime.now()
-        if status == "completed" and exit_code in (0, None) and run.has_adapter():
+        produced = run.has_sentence_model() if job.kind == "embedding" else run.has_adapter()
+        if status == "completed" and exit_code in (0, None) and produced:
             metrics = {**job.metrics, **result.get("metrics", {})}
             model = self._register(job, metrics)
             self.store.update(job.id, status="completed", finished_at=now, progress=1.0,
                               metrics=metrics, model_id=model.id, error=None)
-        elif status == "stopped":  # a launcher (torchrun) may exit non-zero on SIGTERM
+        elif status == "stopped" or (job.status == "stopping" and exit_code == -signal.SIGTERM):
+            # A launcher (torchrun) may exit non-zero on SIGTERM; a worker stopped before it
+            # set up its handler dies of the signal itself, with nothing to lose but the wait.
             self.store.update(job.id, status="stopped", finished_at=now,
                               metrics={**job.metrics, **result.get("metrics", {})})
         else:
@@ -366,6 +407,8 @@ class TrainingRunner:
         return f"{reason}: {' | '.join(tail)}" if crashed and tail else reason
 
     def _register(self, job: JobRecord, metrics: dict):
+        if job.kind == "embedding" and self.retrievers is not None:
+            return self.retrievers.register_run(job, metrics)
         spec = job.spec
         run = RunFolder(Path(job.run_dir))
         parent = spec.get("init_adapter")
@@ -375,10 +418,12 @@ class TrainingRunner:
             model_id=f"adapter-{job.id}", name=job.name, base_model=spec["base_model"],
             adapter_dir=run.adapter_dir, job_id=job.id, config=spec,
             dataset_id=job.dataset_id, dataset_version=job.dataset_version,
-            metrics={k: metrics.get(k) for k in ("train_loss", "val_loss", "perplexity",
-                                                  "steps", "tokens", "tokens_per_s")},
+            metrics={**{k: metrics.get(k) for k in ("train_loss", "val_loss", "perplexity",
+                                                     "steps", "tokens", "tokens_per_s")},
+                     **{k: metrics[k] for k in PREFERENCE_METRICS if k in metrics}},
             duration_s=metrics.get("duration_s"),
-            lineage={"job_id": job.id, "run_dir": job.run_dir, "dataset_id": job.dataset_id,
+            lineage={"job_id": job.id, "kind": job.kind, "run_dir": job.run_dir,
+                     "dataset_id": job.dataset_id,
                      "dataset_version": job.dataset_version, "parent_adapter": parent,
                      "parent_model": parent_model,
                      "train_examples": sum(1 for _ in run.train_path.open()),

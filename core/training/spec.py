@@ -11,6 +11,8 @@ SCHEDULES = ("cosine", "linear")
 PRECISIONS = ("auto", "fp32", "bf16")  # auto: bf16 autocast where the hardware has native bf16
 KINDS = ("sft", "text", "preference", "embedding")  # dataset kinds a run can train on
 AUTO_TARGETS = "all-linear"  # peft's name for every linear layer except the output head
+# sentence-transformers losses an embedding (retriever) run may use; LoRA fields do not apply
+EMBEDDING_LOSSES = ("MultipleNegativesRankingLoss", "CosineSimilarityLoss", "TripletLoss")
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -37,6 +39,9 @@ class TrainingSpec:
     init_adapter: str | None = None  # continue from this adapter ("incremental update")
     quantize_4bit: bool = False  # QLoRA; needs a CUDA GPU and bitsandbytes
     precision: str = "auto"
+    dpo_beta: float = 0.1  # preference runs: how far the adapter may move from the base model
+    embedding_loss: str = "MultipleNegativesRankingLoss"  # embedding runs only
+    early_stopping_patience: int | None = None  # evaluations without a better val loss
 
     def __post_init__(self) -> None:
         if not str(self.base_model).strip():
@@ -60,6 +65,11 @@ class TrainingSpec:
             (self.eval_every is None or self.eval_every >= 1, "eval_every must be at least 1"),
             (bool(self.target_modules), "target_modules is empty"),
             (self.precision in PRECISIONS, f"precision must be one of {', '.join(PRECISIONS)}"),
+            (0 < self.dpo_beta <= 10, "dpo_beta must be in (0, 10]"),
+            (self.embedding_loss in EMBEDDING_LOSSES,
+             f"embedding_loss must be one of {', '.join(EMBEDDING_LOSSES)}"),
+            (self.early_stopping_patience is None or self.early_stopping_patience >= 1,
+             "early_stopping_patience must be at least 1"),
         ]
         for ok, message in checks:
             if not ok:

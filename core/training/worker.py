@@ -11,7 +11,6 @@ from __future__ import annotations
 import json
 import math
 import os
-import shutil
 import signal
 import sys
 import threading
@@ -19,24 +18,20 @@ import time
 import traceback
 from pathlib import Path
 
+from core.models import check_safetensors
+from core.training.cpu_speed import speed_up_cpu_training
 from core.training.data import IGNORE, collate, encode_rows, step_plan
 from core.training.distributed import Ranks, close_ranks, init_ranks, sum_across, sum_gradients
-from core.training.events import (
-    COMPLETE_CHECKPOINT,
-    EventWriter,
-    RunFolder,
-    read_jsonl,
-)
+from core.training.events import EventWriter, RunFolder, read_jsonl
+from core.training.loop import NonFiniteLoss, StepLoop
 from core.training.spec import TrainingSpec
 
 EXIT_CRASH, EXIT_NAN, EXIT_OOM = 1, 3, 4
 DEBUG_NAN_ENV = "REFINERY_DEBUG_NAN_AT_STEP"  # tests inject a non-finite loss at this step
+# Caps the worker's address space (MB): too big a job then fails as "oom" instead of
+# dragging the machine into swap or the kernel's OOM killer.
+MEMORY_LIMIT_ENV = "REFINERY_TRAIN_MEMORY_MB"
 TRAINED_IDS_FILE = "trained_example_ids.json"
-KEEP_CHECKPOINTS = 2
-
-
-class NonFiniteLoss(RuntimeError):
-    pass
 
 
 class SilentEvents:
@@ -49,6 +44,20 @@ class SilentEvents:
         pass
 
 
+def limit_memory() -> None:
+    megabytes = int(os.environ.get(MEMORY_LIMIT_ENV, "0") or 0)
+    if megabytes > 0:
+        import resource
+
+        resource.setrlimit(resource.RLIMIT_AS, (megabytes << 20, megabytes << 20))
+
+
+def out_of_memory(error: BaseException) -> bool:
+    """torch's CUDA allocator raises OutOfMemoryError; its CPU allocator a plain RuntimeError."""
+    return isinstance(error, MemoryError) or type(error).__name__ == "OutOfMemoryError" \
+        or "can't allocate memory" in str(error)
+
+
 def configure_threads() -> None:
     import torch
 
@@ -57,14 +66,16 @@ def configure_threads() -> None:
     torch.set_num_threads(int(os.environ.get("REFINERY_TRAIN_THREADS", per_process)))
 
 
-def load_base(spec: TrainingSpec, model_path: str, device: str):
+def load_base(spec: TrainingSpec, model_path: str, device: str, *, trust_remote_code: bool = False):
     import torch
     from transformers import AutoConfig, AutoModelForCausalLM, AutoModelForSeq2SeqLM
 
-    config = AutoConfig.from_pretrained(model_path)
+    config = AutoConfig.from_pretrained(model_path, trust_remote_code=trust_remote_code)
     seq2seq = bool(getattr(config, "is_encoder_decoder", False))
     auto = AutoModelForSeq2SeqLM if seq2seq else AutoModelForCausalLM
-    options: dict = {"dtype": torch.float32}
+    options: dict = {
+        "dtype": torch.float32, "use_safetensors": True, "trust_remote_code": trust_remote_code
+    }
     if device == "cuda" and torch.cuda.is_bf16_supported():
         options["dtype"] = torch.bfloat16
     if spec.quantize_4bit:
@@ -89,6 +100,7 @@ def attach_lora(model, spec: TrainingSpec, seq2seq: bool):
     from peft import LoraConfig, PeftModel, TaskType, get_peft_model
 
     if spec.init_adapter:
+        check_safetensors(Path(spec.init_adapter), adapter=True)
         return PeftModel.from_pretrained(model, spec.init_adapter, is_trainable=True)
     targets = spec.target_modules
     config = LoraConfig(
@@ -131,35 +143,36 @@ def batch_loss(model, batch: dict, *, seq2seq: bool):
     return F.cross_entropy(logits, labels[keep], reduction="sum"), int(keep.sum())
 
 
-class Trainer:
+class Trainer(StepLoop):
+    """LoRA on a causal or seq2seq language model: SFT and plain-text runs."""
+
     def __init__(self, run: RunFolder, events, stop: threading.Event, ranks: Ranks) -> None:
         import torch
 
-        self.run, self.events, self.stop, self.ranks = run, events, stop, ranks
-        self.spec = TrainingSpec.from_dict(run.read_json(run.spec_path))
-        self.job = run.read_json(run.job_path)
+        super().__init__(run, events, stop, ranks)
         self.device = f"cuda:{ranks.local_rank}" if torch.cuda.is_available() else "cpu"
         self.nan_at = int(os.environ.get(DEBUG_NAN_ENV, "0") or 0)
 
     def prepare(self) -> None:
         import torch
-        from transformers import AutoTokenizer, get_scheduler
+        from transformers import AutoTokenizer
 
         torch.manual_seed(self.spec.seed)
         self.events.emit("log", message=f"loading {self.spec.base_model} on {self.device}")
         model_path = self.job["model_path"]
-        self.tokenizer = AutoTokenizer.from_pretrained(model_path)
-        base, self.seq2seq = load_base(self.spec, model_path, self.device)
+        trust = bool(self.job.get("trust_remote_code", False))
+        self.tokenizer = AutoTokenizer.from_pretrained(model_path, trust_remote_code=trust)
+        base, self.seq2seq = load_base(self.spec, model_path, self.device, trust_remote_code=trust)
         self.model = attach_lora(base, self.spec, self.seq2seq)
+        if self.device == "cpu":
+            bf16 = isinstance(self.autocast(), torch.autocast)
+            speed_up_cpu_training(self.model, bf16_autocast=bf16)
         self.pad_id = self.tokenizer.pad_token_id
         if self.pad_id is None:
             self.pad_id = self.tokenizer.eos_token_id or 0
-        kind = self.job["kind"]
         self.train_rows = read_jsonl(self.run.train_path)
-        encode = dict(kind=kind, max_length=self.spec.max_length, seq2seq=self.seq2seq)
-        self.train = encode_rows(self.tokenizer, self.train_rows, **encode)
-        self.validation = encode_rows(self.tokenizer, read_jsonl(self.run.validation_path),
-                                      **encode)
+        self.train = self.encode(self.train_rows)
+        self.validation = self.encode(read_jsonl(self.run.validation_path))
         if not self.train:
             raise ValueError("no training example is left after tokenisation")
         self.total_steps = self.spec.total_steps(len(self.train))
@@ -167,68 +180,44 @@ class Trainer:
                               grad_accumulation=self.spec.grad_accumulation,
                               epochs=self.spec.epochs, total_steps=self.total_steps,
                               seed=self.spec.seed)
-        params = [p for p in self.model.parameters() if p.requires_grad]
-        self.optimizer = torch.optim.AdamW(params, lr=self.spec.learning_rate,
-                                           weight_decay=self.spec.weight_decay)
-        self.scheduler = get_scheduler(
-            self.spec.schedule, self.optimizer,
-            num_warmup_steps=int(self.spec.warmup_ratio * self.total_steps),
-            num_training_steps=self.total_steps,
-        )
-        self.step = 0
-        self.tokens_seen = 0
-        self.elapsed_before = 0.0  # time spent before a resume, for the run's total duration
+        self.start_optimizer([p for p in self.model.parameters() if p.requires_grad])
         checkpoint = self.run.latest_checkpoint()
         if checkpoint is not None:
             self.load_checkpoint(checkpoint)
-        self.eval_every = self.spec.eval_every or max(1, self.total_steps // 10)
 
-    def load_checkpoint(self, folder: Path) -> None:
-        import torch
+    def encode(self, rows: list[dict]) -> list:
+        return encode_rows(self.tokenizer, rows, kind=self.job["kind"],
+                           max_length=self.spec.max_length, seq2seq=self.seq2seq)
+
+    def step_details(self) -> dict:
+        """Extra figures a subclass reports with each step event (e.g. DPO reward margins)."""
+        return {}
+
+    def eval_details(self) -> dict:
+        return {"val_loss": self.evaluate()}
+
+    def save_weights(self, folder: Path) -> None:
+        self.model.save_pretrained(folder)
+
+    def load_weights(self, folder: Path) -> None:
         from peft import set_peft_model_state_dict
         from safetensors.torch import load_file
 
         set_peft_model_state_dict(self.model, load_file(folder / "adapter_model.safetensors"))
-        state = torch.load(folder / COMPLETE_CHECKPOINT, weights_only=False)
-        self.optimizer.load_state_dict(state["optimizer"])
-        self.scheduler.load_state_dict(state["scheduler"])
-        torch.set_rng_state(state["rng"])
-        self.step, self.tokens_seen = state["step"], state["tokens"]
-        self.elapsed_before = state.get("elapsed_s", 0.0)
-        self.events.emit("log", message=f"resumed from checkpoint at step {self.step}")
-
-    def save_checkpoint(self) -> None:
-        import torch
-
-        final = self.run.checkpoints_dir / f"step-{self.step:06d}"
-        if (final / COMPLETE_CHECKPOINT).is_file():
-            return
-        staging = self.run.checkpoints_dir / f".partial-{self.step:06d}"
-        shutil.rmtree(staging, ignore_errors=True)
-        self.model.save_pretrained(staging)
-        state = {"optimizer": self.optimizer.state_dict(), "scheduler": self.scheduler.state_dict(),
-                 "rng": torch.get_rng_state(), "step": self.step, "tokens": self.tokens_seen,
-                 "elapsed_s": self.elapsed_before + time.monotonic() - self.started}
-        torch.save(state, staging / COMPLETE_CHECKPOINT)
-        shutil.rmtree(final, ignore_errors=True)
-        os.replace(staging, final)
-        for old in sorted(self.run.checkpoints_dir.glob("step-*"))[:-KEEP_CHECKPOINTS]:
-            shutil.rmtree(old, ignore_errors=True)
-        self.events.emit("checkpoint", step=self.step)
 
     def save_adapter(self) -> None:
-        staging = self.run.path / ".adapter.partial"
-        shutil.rmtree(staging, ignore_errors=True)
-        self.model.save_pretrained(staging)
-        self.tokenizer.save_pretrained(staging)
         ids = {row.get("id") for row in self.train_rows if row.get("id")}
         if self.spec.init_adapter:
             parent = Path(self.spec.init_adapter) / TRAINED_IDS_FILE
             if parent.is_file():
                 ids |= set(json.loads(parent.read_text()))
-        (staging / TRAINED_IDS_FILE).write_text(json.dumps(sorted(ids)))
-        shutil.rmtree(self.run.adapter_dir, ignore_errors=True)
-        os.replace(staging, self.run.adapter_dir)
+
+        def write(folder: Path) -> None:
+            self.model.save_pretrained(folder)
+            self.tokenizer.save_pretrained(folder)
+            (folder / TRAINED_IDS_FILE).write_text(json.dumps(sorted(ids)))
+
+        self.replace_output(write)
 
     def to_device(self, batch: dict) -> dict:
         return {key: value.to(self.device) for key, value in batch.items()}
@@ -273,7 +262,6 @@ class Trainer:
 
     def train_step(self, micro_batches: list[list[int]]) -> tuple[float, int]:
         """One optimizer step; the loss is averaged over every label token of the step."""
-        import torch
 
         label_count = sum(self.label_count(i) for group in micro_batches for i in group)
         step_loss, tokens = 0.0, 0
@@ -293,15 +281,7 @@ class Trainer:
             self.ranks, [step_loss, tokens, float(self.stop.is_set())], self.device)
         if stop:
             self.stop.set()  # every rank leaves the loop after the same step
-        if not math.isfinite(step_loss):
-            raise NonFiniteLoss(
-                f"the training loss became {step_loss} at step {self.step + 1}; "
-                "lower the learning rate or check the data"
-            )
-        torch.nn.utils.clip_grad_norm_(trainable, 1.0)
-        self.optimizer.step()
-        self.scheduler.step()
-        self.optimizer.zero_grad(set_to_none=True)
+        self.update(trainable, step_loss)
         return step_loss / max(label_count, 1), int(tokens)
 
     def fit(self) -> dict:
@@ -318,19 +298,12 @@ class Trainer:
             tokens_here += tokens
             self.tokens_seen += tokens
             losses.append(loss)
-            elapsed = time.monotonic() - started
-            per_step = elapsed / (self.step - start_step)
-            self.events.emit(
-                "step", step=self.step, total_steps=self.total_steps, loss=loss,
-                lr=self.scheduler.get_last_lr()[0], tokens=self.tokens_seen,
-                tokens_per_s=tokens_here / max(elapsed, 1e-9),
-                progress=self.step / self.total_steps,
-                eta_s=per_step * (self.total_steps - self.step), elapsed_s=elapsed,
-            )
+            self.emit_step(loss, start_step=start_step, tokens_here=tokens_here,
+                           **self.step_details())
             if not self.ranks.main:
                 continue
-            if self.step % self.eval_every == 0 or self.step == self.total_steps:
-                self.events.emit("eval", step=self.step, val_loss=self.evaluate())
+            if self.due(self.eval_every):
+                self.events.emit("eval", step=self.step, **self.eval_details())
             if self.step % self.spec.checkpoint_every == 0:
                 self.save_checkpoint()
         elapsed = time.monotonic() - started
@@ -387,6 +360,7 @@ def main(argv: list[str]) -> int:
         return code
 
     try:
+        limit_memory()
         configure_threads()
         trainer = trainer_class(run.read_json(run.job_path)["kind"])(run, events, stop, ranks)
         trainer.prepare()
@@ -397,10 +371,8 @@ def main(argv: list[str]) -> int:
         return 0
     except NonFiniteLoss as error:
         return fail("nan", str(error), EXIT_NAN)
-    except MemoryError as error:
-        return fail("oom", f"out of memory: {error}", EXIT_OOM)
     except Exception as error:
-        if type(error).__name__ == "OutOfMemoryError":  # torch's CUDA/CPU allocator
+        if out_of_memory(error):
             return fail("oom", "out of memory: lower batch_size or max_length", EXIT_OOM)
         traceback.print_exc()
         return fail("crash", f"{type(error).__name__}: {error}", EXIT_CRASH)

@@ -7,12 +7,14 @@ import uuid
 
 import gradio as gr
 
+from core.auth import session_user
 from core.chat import ChatRequest
 from core.errors import RefineryError
 from core.feedback import Feedback, parse_tags
 from core.generation import GenerationOptions
 from core.grounding import citations
 from core.services import Services
+from ui.markup import as_text, as_text_messages
 
 STARS = ["1", "2", "3", "4", "5"]
 
@@ -25,8 +27,11 @@ def new_conversation() -> dict:
 def metrics_line(turn, notice: str | None) -> str:
     confidence = "n/a" if turn.confidence is None else f"{turn.confidence:.2f}"
     ttft = "n/a" if turn.ttft_ms is None else f"{turn.ttft_ms:.0f} ms"
+    shown_route = (turn.route or "").replace("`", "'")  # a code span: patterns stay as typed
+    route = f" (route: `{shown_route}`)" if turn.route else ""
     line = (
-        f"**{turn.model_id}**{f' + {turn.adapter_version}' if turn.adapter_version else ''}"
+        f"answered by **{turn.model_id}**"
+        f"{f' + {turn.adapter_version}' if turn.adapter_version else ''}{route}"
         f" · {turn.latency_ms / 1000:.1f} s · first token {ttft} · "
         f"{turn.completion_tokens} tokens · {turn.tokens_per_s:.1f} tokens/s · "
         f"confidence {confidence} · {turn.finish_reason}"
@@ -39,12 +44,13 @@ def selected_label(conv: dict) -> str:
     if index is None:
         return "Send a message, then rate its answer here (click an answer to pick another)."
     text = conv["messages"][index]["content"].replace("\n", " ")
-    return f"Rating answer #{index // 2 + 1}: _{text[:90]}{'…' if len(text) > 90 else ''}_"
+    shown = as_text(text[:90].replace("`", "'"))  # model text, shown as text
+    return f"Rating answer #{index // 2 + 1}: _{shown}{'…' if len(text) > 90 else ''}_"
 
 
 def model_choices(services: Services) -> list[tuple[str, str]]:
     adapters = [(f"{m.name} ({m.id})", m.id) for m in services.registry.list()]
-    return [("promoted default", ""), (f"base: {services.models.name}", "base"), *adapters]
+    return [("auto (route)", ""), (f"base: {services.models.name}", "base"), *adapters]
 
 
 def build_chat_tab(services: Services) -> None:
@@ -77,7 +83,8 @@ def build_chat_tab(services: Services) -> None:
             with gr.Column(scale=1):
                 user = gr.Textbox(label="Your name (rater)", value="anonymous")
                 model_choice = gr.Dropdown(
-                    model_choices(services), value="", label="Model (default: the promoted one)"
+                    model_choices(services), value="",
+                    label="Model (auto: a matching route, else the promoted one)",
                 )
                 system_prompt = gr.Textbox(label="System prompt", lines=3)
                 max_new_tokens = gr.Slider(
@@ -116,7 +123,7 @@ def build_chat_tab(services: Services) -> None:
                     max_new_tokens=int(max_new), temperature=float(temp), top_p=float(top)
                 ),
                 conversation_id=conv["id"],
-                user=rater or "anonymous",
+                user=session_user(request.username, rater),
                 model=model or None,
                 use_documents=bool(grounded),
             )
@@ -126,19 +133,22 @@ def build_chat_tab(services: Services) -> None:
                 {"role": "user", "content": text},
                 {"role": "assistant", "content": ""},
             ]
-            yield shown, "", "_Generating…_", conv, gr.update()
+            yield as_text_messages(shown), "", "_Generating…_", conv, gr.update()
             for update in services.chat.stream(chat_request, stop_event=stop_event):
                 shown[-1]["content"] = update.text
                 if update.turn is None:
-                    yield shown, "", "_Generating…_", conv, gr.update()
+                    yield as_text_messages(shown), "", "_Generating…_", conv, gr.update()
         except RefineryError as error:
-            yield messages, text, f"⚠️ {error.message}", conv, gr.update()
+            yield as_text_messages(messages), text, f"⚠️ {as_text(error.message)}", conv, gr.update()
             return
         conv["messages"] = shown
         conv["reply_ids"][len(shown) - 1] = update.turn.id
         conv["selected"] = len(shown) - 1
         conv["sources"] = citations(update.sources)
-        yield shown, "", metrics_line(update.turn, update.notice), conv, selected_label(conv)
+        yield (
+            as_text_messages(shown), "", metrics_line(update.turn, update.notice), conv,
+            selected_label(conv),
+        )
 
     def stop_generation(request: gr.Request):
         if event := stops.get(request.session_hash):
@@ -148,12 +158,14 @@ def build_chat_tab(services: Services) -> None:
         fresh = new_conversation()
         return [], "", fresh, selected_label(fresh), None, None, "", "", ""
 
-    def pick(conv, rater, data: gr.SelectData):
+    def pick(conv, rater, data: gr.SelectData, request: gr.Request):
         index = data.index if isinstance(data.index, int) else data.index[0]
         if index not in conv["reply_ids"]:
             return conv, gr.update(), gr.update(), gr.update(), gr.update(), gr.update()
         conv["selected"] = index
-        old = services.log.get_rating(conv["reply_ids"][index], rater or "anonymous")
+        old = services.log.get_rating(
+            conv["reply_ids"][index], session_user(request.username, rater)
+        )
         if old is None:
             return conv, selected_label(conv), None, None, "", ""
         return (
@@ -171,28 +183,31 @@ def build_chat_tab(services: Services) -> None:
             return "⚠️ There is no answer to rate yet."
         try:
             services.feedback.rate(
-                Feedback(response_id=conv["reply_ids"][index], user=rater or "anonymous", **fields)
+                Feedback(response_id=conv["reply_ids"][index], user=rater, **fields)
             )
         except RefineryError as error:
-            return f"⚠️ {error.message}"
+            return f"⚠️ {as_text(error.message)}"
         return f"✅ Saved for answer #{index // 2 + 1}."
 
-    def save_rating(conv, rater, star, thumb_value, tag_text, correction_text):
+    def save_rating(
+        conv, rater, star, thumb_value, tag_text, correction_text, request: gr.Request
+    ):
         return store(
             conv,
-            rater,
+            session_user(request.username, rater),
             rating=int(star) if star else None,
             thumb=thumb_value or None,
             tags=parse_tags(tag_text or ""),
             correction=correction_text.strip() or None,
         )
 
-    def like(conv, rater, data: gr.LikeData):
+    def like(conv, rater, data: gr.LikeData, request: gr.Request):
         index = data.index if isinstance(data.index, int) else data.index[0]
         if index not in conv["reply_ids"] or data.liked not in (True, False):
             return gr.update(), conv
         conv["selected"] = index
-        return store(conv, rater, thumb="up" if data.liked else "down"), conv
+        liked = "up" if data.liked else "down"
+        return store(conv, session_user(request.username, rater), thumb=liked), conv
 
     outputs = [chatbot, prompt, metrics, conv, target]
     inputs = [

@@ -9,11 +9,13 @@ import gradio as gr
 import pandas as pd
 
 from core.arena import CompareRequest
+from core.auth import session_user
 from core.errors import RefineryError
 from core.feedback import Feedback
 from core.generation import GenerationOptions
 from core.services import Services
 from ui.charts import leaderboard_figure, win_rate_figure
+from ui.markup import as_text
 
 STARS = ["1", "2", "3", "4", "5"]
 VOTES = {"⬅️ Left is better": "left", "Right is better ➡️": "right", "🤝 Tie": "tie",
@@ -101,12 +103,13 @@ def build_compare_tab(services: Services) -> None:
         blank = ("", "", "", "", "### Left", "### Right")
         try:
             ask = CompareRequest(prompt=text, model_a=a or "", model_b=b or "", blind=is_blind,
-                                 user=name or "anonymous",
+                                 user=session_user(request.username, name),
                                  options=GenerationOptions(max_new_tokens=int(tokens),
                                                            temperature=float(temp)))
             stop_event = stops[request.session_hash] = threading.Event()
             texts, info = {"left": "", "right": ""}, {"left": "", "right": ""}
-            titles = ["### Left", "### Right"] if is_blind else [f"### {a}", f"### {b}"]
+            titles = (["### Left", "### Right"] if is_blind
+                      else [f"### {as_text(a or '')}", f"### {as_text(b or '')}"])
             yield *texts.values(), *info.values(), *titles, "_Generating…_", {}
             for update in services.arena.stream(ask, stop_event=stop_event):
                 texts[update.side] = update.text
@@ -115,7 +118,7 @@ def build_compare_tab(services: Services) -> None:
                 if update.comparison is None:
                     yield *texts.values(), *info.values(), *titles, "_Generating…_", {}
         except RefineryError as error:
-            yield *blank, f"⚠️ {error.message}", {}
+            yield *blank, f"⚠️ {as_text(error.message)}", {}
             return
         record = update.comparison
         done = {"id": record.id, "left": record.left_interaction_id,
@@ -128,26 +131,28 @@ def build_compare_tab(services: Services) -> None:
             event.set()
 
     def rate(side):
-        def handler(current, name, star, thumb_value):
+        def handler(current, name, star, thumb_value, request: gr.Request):
             if not current:
                 return "⚠️ Compare first."
             try:
-                services.feedback.rate(Feedback(response_id=current[side], user=name or "anonymous",
+                rater = session_user(request.username, name)
+                services.feedback.rate(Feedback(response_id=current[side], user=rater,
                                                 rating=int(star) if star else None,
                                                 thumb=thumb_value or None))
             except RefineryError as error:
-                return f"⚠️ {error.message}"
+                return f"⚠️ {as_text(error.message)}"
             return "✅ Saved (joins the feedback log)."
         return handler
 
     def vote(label):
-        def handler(current, name):
+        def handler(current, name, request: gr.Request):
             if not current:
                 return "⚠️ Compare first.", gr.update(), gr.update()
             try:
-                record = services.arena.vote(current["id"], VOTES[label], voter=name or "anonymous")
+                voter = session_user(request.username, name)
+                record = services.arena.vote(current["id"], VOTES[label], voter=voter)
             except RefineryError as error:
-                return f"⚠️ {error.message}", gr.update(), gr.update()
+                return f"⚠️ {as_text(error.message)}", gr.update(), gr.update()
             return (f"✅ Vote saved: **{VOTES[label]}**. Left was **{record.left_model}** "
                     f"(`{record.left_version}`), right was **{record.right_model}** "
                     f"(`{record.right_version}`).",
@@ -159,25 +164,26 @@ def build_compare_tab(services: Services) -> None:
             gate = services.arena.gate(who or "", against or "", alpha=float(a_level),
                                        min_votes=int(votes_needed))
         except RefineryError as error:
-            return f"⚠️ {error.message}", gr.update(interactive=False)
+            return f"⚠️ {as_text(error.message)}", gr.update(interactive=False)
         mark = "✅" if gate.allowed else "⛔"
         return f"{mark} {gate.reason}", gr.update(interactive=gate.allowed)
 
-    def do_promote(who, against, a_level, votes_needed, name):
+    def do_promote(who, against, a_level, votes_needed, name, request: gr.Request):
         try:
-            services.arena.promote(who or "", against or "", user=name or "anonymous",
+            services.arena.promote(who or "", against or "",
+                                   user=session_user(request.username, name),
                                    alpha=float(a_level), min_votes=int(votes_needed))
             message = f"✅ Promoted **{who}**: the Chat tab now serves it."
         except RefineryError as error:
-            message = f"⚠️ {error.message}"
+            message = f"⚠️ {as_text(error.message)}"
         return message, gr.update(interactive=False), history()
 
-    def do_rollback(name):
+    def do_rollback(name, request: gr.Request):
         try:
-            row = services.arena.rollback(user=name or "anonymous")
+            row = services.arena.rollback(user=session_user(request.username, name))
             message = f"↩️ Rolled back **{row['previous']}**; now serving **{row['model']}**."
         except RefineryError as error:
-            message = f"⚠️ {error.message}"
+            message = f"⚠️ {as_text(error.message)}"
         return message, history()
 
     def history():

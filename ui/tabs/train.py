@@ -13,13 +13,14 @@ from ui.charts import loss_figure
 REFRESH_S = 2.0
 HYPERPARAMETERS = ("lora_rank", "lora_alpha", "lora_dropout", "learning_rate", "warmup_ratio",
                    "schedule", "epochs", "batch_size", "grad_accumulation", "max_length",
-                   "weight_decay", "seed", "checkpoint_every", "max_steps", "precision")
+                   "weight_decay", "seed", "checkpoint_every", "max_steps", "precision",
+                   "dpo_beta")
 
 
 def dataset_choices(services: Services) -> list[tuple[str, str]]:
     return [(f"{d.name} v{d.version} · {d.kind} · {d.train_count} train / "
              f"{d.validation_count} val", d.id)
-            for d in services.datasets.list() if d.kind in ("sft", "text")]
+            for d in services.datasets.list() if d.kind in ("sft", "text", "preference")]
 
 
 def job_choices(services: Services) -> list[tuple[str, str]]:
@@ -48,8 +49,9 @@ def status_text(job) -> str:
         f"ETA {duration(m.get('eta_s')) if job.status == 'running' else '–'}",
         " · ".join(f"{label} {m[key]:{fmt}}" for key, label, fmt in (
             ("loss", "loss", ".4f"), ("val_loss", "val loss", ".4f"), ("lr", "lr", ".2e"),
-            ("tokens_per_s", "tokens/s", ".1f")) if m.get(key) is not None) or "waiting for "
-        "the first step",
+            ("tokens_per_s", "tokens/s", ".1f"), ("reward_margin", "reward margin", ".3f"),
+            ("reward_accuracy", "reward accuracy", ".0%")) if m.get(key) is not None)
+        or "waiting for the first step",
     ]
     if job.model_id:
         lines.append(f"Registered as **{job.model_id}** (see the Models tab).")
@@ -93,6 +95,7 @@ def build_train_tab(services: Services) -> None:
                 max_steps = gr.Number(0, label="Max steps (0 = by epochs)", precision=0)
                 precision = gr.Dropdown(["auto", "fp32", "bf16"], value=defaults.precision,
                                         label="Precision (auto: bf16 where native)")
+                beta = gr.Number(defaults.dpo_beta, label="DPO beta (preference datasets)")
         with gr.Row():
             start = gr.Button("Train", variant="primary")
             stop = gr.Button("Stop (save)")
@@ -103,7 +106,7 @@ def build_train_tab(services: Services) -> None:
         log = gr.Textbox(label="Log", lines=6, max_lines=12, interactive=False)
         timer = gr.Timer(REFRESH_S)
         knobs = [rank, alpha, dropout, lr, warmup, schedule, epochs, batch, accumulation,
-                 max_length, decay, seed, every, max_steps, precision]
+                 max_length, decay, seed, every, max_steps, precision, beta]
 
         def show(job_id):
             if not job_id:  # re-attach: follow the running job, else the newest one

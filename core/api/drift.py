@@ -1,0 +1,33 @@
+"""GET /drift: the serving model's rating drift and the prompt distribution's drift."""
+
+from __future__ import annotations
+
+from fastapi import APIRouter, Query
+from starlette.concurrency import run_in_threadpool
+
+from core.services import Services
+
+
+def build_drift_router(services: Services) -> APIRouter:
+    router = APIRouter()
+
+    @router.get("/drift")
+    async def drift(
+        baseline: int | None = Query(None, description="ratings in the baseline window"),
+        window: int | None = Query(None, description="recent ratings under test"),
+        prompt_baseline: int | None = None,
+        prompt_window: int | None = None,
+        alpha: float | None = None,
+    ) -> dict:
+        given = {
+            "baseline": baseline,
+            "window": window,
+            "prompt_baseline": prompt_baseline,
+            "prompt_window": prompt_window,
+            "alpha": alpha,
+        }
+        overrides = {name: value for name, value in given.items() if value is not None}
+        report = await run_in_threadpool(services.drift.check, **overrides)
+        return report.to_dict()
+
+    return router

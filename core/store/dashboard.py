@@ -1,0 +1,59 @@
+"""Read-only totals over the chat log for the dashboard (no tables of its own)."""
+
+from __future__ import annotations
+
+from core.store.database import Database
+
+
+class DashboardQueries:
+    def __init__(self, db: Database) -> None:
+        self.db = db
+
+    def totals(self) -> dict:
+        turns, conversations, users = self.db.fetch_one(
+            "SELECT count(*), count(DISTINCT conversation_id), count(DISTINCT user_id)"
+            " FROM interactions"
+        )
+        ratings, rated_turns, stars, mean_stars, up, down, corrections = self.db.fetch_one(
+            """SELECT count(*), count(DISTINCT interaction_id), count(rating), avg(rating),
+                      count(*) FILTER (WHERE thumb = 'up'), count(*) FILTER (WHERE thumb = 'down'),
+                      count(*) FILTER (WHERE coalesce(trim(correction), '') <> '')
+               FROM ratings"""
+        )
+        return {
+            "turns": int(turns),
+            "conversations": int(conversations),
+            "users": int(users),
+            "ratings": int(ratings),
+            "rated_turns": int(rated_turns),
+            "star_ratings": int(stars),
+            "mean_stars": float(mean_stars) if mean_stars is not None else None,
+            "thumbs_up": int(up),
+            "thumbs_down": int(down),
+            "thumbs_up_rate": up / (up + down) if up + down else None,
+            "corrections": int(corrections),
+        }
+
+    def ratings_per_day(self, *, days: int = 90) -> list[dict]:
+        """One row per day that has ratings (the latest `days` such days), oldest first."""
+        rows = self.db.fetch_dicts(
+            """SELECT CAST(created_at AS DATE) AS day, count(*) AS ratings,
+                      avg(rating) AS mean_stars,
+                      count(*) FILTER (WHERE thumb = 'up') AS thumbs_up,
+                      count(*) FILTER (WHERE thumb = 'down') AS thumbs_down
+               FROM ratings GROUP BY ALL ORDER BY day DESC LIMIT ?""",
+            [days],
+        )
+        for row in rows:
+            voted = row["thumbs_up"] + row["thumbs_down"]
+            row["thumbs_up_rate"] = row["thumbs_up"] / voted if voted else None
+            row["day"] = row["day"].isoformat()
+        return rows[::-1]
+
+    def turns_per_day(self, *, days: int = 90) -> list[dict]:
+        rows = self.db.fetch_dicts(
+            """SELECT CAST(created_at AS DATE) AS day, count(*) AS turns
+               FROM interactions GROUP BY ALL ORDER BY day DESC LIMIT ?""",
+            [days],
+        )
+        return [{"day": row["day"].isoformat(), "turns": row["turns"]} for row in rows[::-1]]

@@ -1,0 +1,27 @@
+"""Show user and model text in Markdown-rendering components as text, never as live HTML.
+
+HTML outside code is escaped (so `<script>` or `<img onerror=...>` shows as typed); code spans
+and fenced blocks are left alone because the Markdown renderer already escapes them.
+"""
+
+from __future__ import annotations
+
+import html
+import re
+
+# Fenced blocks start a line (up to an unclosed end, as Markdown does); spans pair backtick runs.
+CODE = re.compile(r"^ {0,3}(```|~~~).*?(?:^ {0,3}\1|\Z)|(`+)[^`]*?\2", re.S | re.M)
+
+
+def as_text(text: str) -> str:
+    parts, last = [], 0
+    for match in CODE.finditer(text):
+        parts += [html.escape(text[last : match.start()], quote=False), match.group(0)]
+        last = match.end()
+    parts.append(html.escape(text[last:], quote=False))
+    return "".join(parts)
+
+
+def as_text_messages(messages: list[dict]) -> list[dict]:
+    """A chat history for gr.Chatbot with every message's content made safe to show."""
+    return [{**message, "content": as_text(message["content"])} for message in messages]

@@ -1,0 +1,152 @@
+"""Monitor tab: drift of the serving model's ratings and of the prompts, with the evidence."""
+
+from __future__ import annotations
+
+import gradio as gr
+import plotly.graph_objects as go
+
+from core.drift import DriftReport
+from core.errors import RefineryError
+from core.services import Services
+from ui.markup import as_text
+
+LABELS = {
+    "thumbs": "Thumbs-up rate",
+    "stars": "Mean stars",
+    "cusum": "CUSUM on thumbs",
+    "prompt_centroid": "Prompt centroid moved",
+    "prompt_psi": "Prompt topics shifted",
+}
+
+
+def rolling_figure(stream: dict, *, title: str, y_title: str, y_range=None) -> go.Figure:
+    """The rolling mean over the stream, the baseline band, and where the recent window starts."""
+    figure = go.Figure()
+    values = stream.get("rolling") or []
+    figure.add_scatter(x=list(range(1, len(values) + 1)), y=values, mode="lines",
+                       name="rolling mean")
+    if stream.get("band"):
+        low, high = stream["band"]
+        figure.add_hrect(y0=low, y1=high, opacity=0.15, line_width=0, fillcolor="green",
+                         annotation_text="baseline band (95%)")
+        figure.add_hline(y=stream["baseline_mean"], line_dash="dot")
+    if values and stream.get("recent_n"):
+        figure.add_vline(x=stream["recent_start"] + 0.5, line_dash="dash",
+                         annotation_text="recent window")
+    figure.update_layout(title=title, xaxis_title="rating (oldest → newest)", yaxis_title=y_title,
+                         height=300, margin={"l": 40, "r": 10, "t": 40, "b": 40},
+                         yaxis={"range": y_range} if y_range else {})
+    return figure
+
+
+def topics_figure(prompts: dict) -> go.Figure:
+    """Each topic's share of the baseline and of the recent prompts."""
+    figure = go.Figure()
+    topics = prompts.get("topics") or []
+    labels = [t["example"][:40] for t in topics]
+    figure.add_bar(y=labels, x=[t["baseline"] for t in topics], name="baseline", orientation="h")
+    figure.add_bar(y=labels, x=[t["recent"] for t in topics], name="recent", orientation="h")
+    figure.update_layout(title="Prompt topics (k-means on the baseline)", barmode="group",
+                         xaxis={"title": "share of prompts", "range": [0, 1]},
+                         height=140 + 36 * max(len(topics), 1),
+                         margin={"l": 10, "r": 10, "t": 60, "b": 40},
+                         legend={"orientation": "h", "y": 1.02, "yanchor": "bottom", "x": 1,
+                                 "xanchor": "right"})
+    return figure
+
+
+def number(value) -> str:
+    if isinstance(value, float):
+        return f"{value:.3g}"
+    return str(value)
+
+
+def alerts_markdown(report: DriftReport) -> str:
+    if not report.alerts:
+        return "✅ **No drift.** " + coverage(report)
+    blocks = []
+    for alert in report.alerts:
+        evidence = " · ".join(
+            f"{key} {number(value)}" for key, value in alert.evidence.items()
+            if not isinstance(value, (list, dict))
+        )
+        blocks.append(
+            f"### ⚠️ {LABELS.get(alert.kind, alert.kind)}\n{as_text(alert.message)}\n\n"
+            f"<small>{as_text(evidence)}</small>"
+        )
+    return "\n\n".join(blocks) + "\n\n" + coverage(report)
+
+
+def coverage(report: DriftReport) -> str:
+    """What was tested, so a quiet report with too little data does not look like good news."""
+    thumbs, stars, prompts = (report.ratings["thumbs"], report.ratings["stars"], report.prompts)
+    parts = [
+        f"serving **{as_text(report.ratings['model'])}**",
+        f"thumbs {thumbs['baseline_n']} baseline / {thumbs['recent_n']} recent"
+        + ("" if thumbs["tested"] else " (too few to test)"),
+        f"stars {stars['baseline_n']} / {stars['recent_n']}"
+        + ("" if stars["tested"] else " (too few to test)"),
+        f"prompts {prompts['baseline_n']} / {prompts['recent_n']}"
+        + ("" if prompts["tested"] else " (too few to test)"),
+    ]
+    if prompts.get("tested"):
+        parts.append(
+            f"centroid distance {prompts['centroid_distance']:.3f} "
+            f"(alert above {prompts['centroid_threshold']:g}), "
+            f"PSI {prompts['psi']:.2f} (alert above {prompts['psi_threshold']:g})"
+        )
+    return " · ".join(parts)
+
+
+def build_monitor_tab(services: Services) -> None:
+    defaults = services.drift.options
+    with gr.Tab("Monitor", id="monitor") as tab:
+        gr.Markdown(
+            "Drift of the **serving model's** ratings (recent window against the baseline before "
+            "it: two-proportion z-test on thumbs, Mann-Whitney U on stars, CUSUM on thumbs) and "
+            "of **all prompts** (embedding centroid distance and PSI over topics). Only a "
+            "significant change past the threshold raises an alert."
+        )
+        with gr.Row():
+            baseline = gr.Number(defaults.baseline, precision=0, label="Baseline ratings")
+            window = gr.Number(defaults.window, precision=0, label="Recent ratings")
+            prompt_baseline = gr.Number(defaults.prompt_baseline, precision=0,
+                                        label="Baseline prompts")
+            prompt_window = gr.Number(defaults.prompt_window, precision=0, label="Recent prompts")
+            alpha = gr.Number(defaults.alpha, label="Significance level")
+            check = gr.Button("Check now", variant="primary")
+        alerts = gr.Markdown()
+        with gr.Row():
+            thumbs_plot = gr.Plot(label="Thumbs-up rate")
+            stars_plot = gr.Plot(label="Mean stars")
+        with gr.Row():
+            topics_plot = gr.Plot(label="Prompt topics")
+            with gr.Column():
+                with gr.Accordion("All evidence (JSON)", open=False):
+                    evidence = gr.JSON()
+
+    def run(base, recent, prompt_base, prompt_recent, level, progress=gr.Progress()):  # noqa: B008
+        progress(0.1, desc="Embedding prompts and testing the windows")
+        try:
+            report = services.drift.check(
+                baseline=int(base), window=int(recent), prompt_baseline=int(prompt_base),
+                prompt_window=int(prompt_recent), alpha=float(level),
+            )
+        except (RefineryError, TypeError, ValueError) as error:
+            message = error.message if isinstance(error, RefineryError) else str(error)
+            return f"⚠️ {as_text(message)}", None, None, None, None
+        ratings = report.ratings
+        return (
+            alerts_markdown(report),
+            rolling_figure(ratings["thumbs"], title="Rolling thumbs-up rate",
+                           y_title="thumbs-up rate", y_range=[0, 1]),
+            rolling_figure(ratings["stars"], title="Rolling mean stars", y_title="stars",
+                           y_range=[1, 5]),
+            topics_figure(report.prompts),
+            report.to_dict(),
+        )
+
+    inputs = [baseline, window, prompt_baseline, prompt_window, alpha]
+    outputs = [alerts, thumbs_plot, stars_plot, topics_plot, evidence]
+    check.click(run, inputs, outputs)
+    tab.select(run, inputs, outputs)
