@@ -22,6 +22,7 @@ SHOWN = [
     "correction",
     "rater",
     "model_id",
+    "route",
     "latency_ms",
     "tokens_per_s",
     "confidence",
