@@ -23,10 +23,12 @@ import argparse
 import json
 import os
 import random
+import statistics
 import subprocess
 import sys
 import tempfile
 import time
+from dataclasses import replace
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -148,35 +150,43 @@ def main() -> None:
     parser.add_argument("--steps", type=int, default=6)
     parser.add_argument("--train-rows", type=int, default=24)  # steps x batch = one epoch
     parser.add_argument("--validation-rows", type=int, default=16)
-    parser.add_argument("--rounds", type=int, default=2,
-                        help="alternate the two trainers; the best tokens/s of each counts "
-                             "(a shared machine's load varies from minute to minute)")
+    parser.add_argument("--rounds", type=int, default=3,
+                        help="alternate the two trainers, one seed per round; the best tokens/s "
+                             "of each counts (a shared machine's load varies from minute to "
+                             "minute) and validation losses are compared seed by seed")
     args = parser.parse_args()
     model_path = resolve_model_source(args.model, Settings().models_dir)
     train, validation = make_rows(args.train_rows, 1), make_rows(args.validation_rows, 2)
-    spec = TrainingSpec(base_model=model_path, batch_size=4, grad_accumulation=1,
+    base = TrainingSpec(base_model=model_path, batch_size=4, grad_accumulation=1,
                         max_steps=args.steps, eval_every=args.steps,
                         checkpoint_every=args.steps, warmup_ratio=0.1)
-    print(f"{args.steps} optimizer steps of batch {spec.batch_size}x{spec.grad_accumulation}, "
+    print(f"{args.steps} optimizer steps of batch {base.batch_size}x{base.grad_accumulation}, "
           f"{len(train)} train / {len(validation)} validation chat rows, {model_path}")
+    speed: dict[str, float] = {}
+    losses: dict[str, list[float]] = {"hf-trainer": [], "refinery": []}
     with tempfile.TemporaryDirectory() as tmp:
-        results: dict[str, dict] = {}
         for round_ in range(args.rounds):
+            # One seed per round: LoRA initialisation, data order and dropout all vary, so the
+            # validation losses say whether a difference is more than one seed's luck.
+            spec = replace(base, seed=round_)
             for name, trainer in (("hf-trainer", baseline), ("refinery", ours)):
                 result = trainer(spec, model_path, train, validation, Path(tmp) / f"{name}{round_}")
-                if name not in results:  # seeded, so every round reaches the same weights
-                    result["val_loss"] = validation_loss(model_path, result["adapter"], validation)
-                    results[name] = result
-                best = results[name]["tokens_per_s"] = max(results[name]["tokens_per_s"],
-                                                           result["tokens_per_s"])
-                print(f"round {round_ + 1} {name:>11}: {result['tokens_per_s']:7.1f} non-padding "
-                      f"tokens/s (best {best:.1f}), validation loss "
-                      f"{results[name]['val_loss']:.4f}", flush=True)
-    ratio = results["refinery"]["tokens_per_s"] / results["hf-trainer"]["tokens_per_s"]
-    delta = results["refinery"]["val_loss"] - results["hf-trainer"]["val_loss"]
-    print(f"speed-up {ratio:.2f}x (target >= 1.5x); validation loss difference {delta:+.4f}")
-    print(json.dumps({k: {"tokens_per_s": round(v["tokens_per_s"], 1),
-                          "val_loss": round(v["val_loss"], 4)} for k, v in results.items()}))
+                losses[name].append(validation_loss(model_path, result["adapter"], validation))
+                speed[name] = max(speed.get(name, 0.0), result["tokens_per_s"])
+                print(f"seed {round_} {name:>11}: {result['tokens_per_s']:7.1f} non-padding "
+                      f"tokens/s (best {speed[name]:.1f}), validation loss "
+                      f"{losses[name][-1]:.4f}", flush=True)
+    deltas = [ours_ - hf for ours_, hf in zip(losses["refinery"], losses["hf-trainer"],
+                                              strict=True)]
+    spread = statistics.stdev(deltas) if len(deltas) > 1 else 0.0
+    print(f"speed-up {speed['refinery'] / speed['hf-trainer']:.2f}x (target >= 1.5x); "
+          f"validation loss {statistics.mean(losses['refinery']):.4f} against "
+          f"{statistics.mean(losses['hf-trainer']):.4f}, paired difference "
+          f"{statistics.mean(deltas):+.4f} (sd {spread:.4f} over {len(deltas)} seeds: "
+          f"{', '.join(f'{d:+.4f}' for d in deltas)})")
+    print(json.dumps({name: {"tokens_per_s": round(speed[name], 1),
+                             "val_loss": [round(v, 4) for v in losses[name]]}
+                      for name in speed}))
 
 
 if __name__ == "__main__":
