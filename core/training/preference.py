@@ -20,7 +20,7 @@ from dataclasses import dataclass
 from core.errors import InvalidInput
 from core.training.data import IGNORE, Example, collate, split_chat
 from core.training.distributed import sum_across, sum_gradients
-from core.training.worker import Trainer, selective_head
+from core.training.worker import Trainer, label_logits
 
 
 @dataclass(frozen=True)
@@ -86,19 +86,10 @@ def sequence_logps(model, batch: dict):
     """Sum of the answer tokens' log-probabilities, one value per row of the batch."""
     import torch
 
-    causal = model.get_base_model()
-    labels = batch["labels"][:, 1:]
-    keep = labels != IGNORE
-    if selective_head(causal):  # the output head only where there are labels, as in SFT
-        hidden = causal.base_model(input_ids=batch["input_ids"],
-                                   attention_mask=batch["attention_mask"]).last_hidden_state
-        logits = causal.get_output_embeddings()(hidden[:, :-1][keep]).float()
-    else:
-        logits = causal(input_ids=batch["input_ids"],
-                        attention_mask=batch["attention_mask"]).logits[:, :-1][keep].float()
-    token_logps = logits.log_softmax(-1).gather(1, labels[keep].unsqueeze(1)).squeeze(1)
+    logits, targets, keep = label_logits(model.get_base_model(), batch)
+    token_logps = logits.log_softmax(-1).gather(1, targets.unsqueeze(1)).squeeze(1)
     rows = keep.nonzero()[:, 0]
-    return torch.zeros(len(labels), dtype=token_logps.dtype,
+    return torch.zeros(len(keep), dtype=token_logps.dtype,
                        device=token_logps.device).index_add(0, rows, token_logps)
 
 

@@ -128,7 +128,13 @@ def batch_loss(model, batch: dict, *, seq2seq: bool):
         labels = batch["labels"]
         return F.cross_entropy(logits.flatten(0, 1), labels.flatten(), reduction="sum",
                                ignore_index=IGNORE), int((labels != IGNORE).sum())
-    causal = model.get_base_model()
+    logits, targets, keep = label_logits(model.get_base_model(), batch)
+    return F.cross_entropy(logits, targets, reduction="sum"), int(keep.sum())
+
+
+def label_logits(causal, batch: dict):
+    """(fp32 logits at every labelled position, their target ids, the label mask) of a
+    causal LM's batch; each position predicts the next token."""
     labels = batch["labels"][:, 1:]
     keep = labels != IGNORE
     if selective_head(causal):
@@ -140,7 +146,7 @@ def batch_loss(model, batch: dict, *, seq2seq: bool):
     else:
         logits = causal(input_ids=batch["input_ids"],
                         attention_mask=batch["attention_mask"]).logits[:, :-1][keep].float()
-    return F.cross_entropy(logits, labels[keep], reduction="sum"), int(keep.sum())
+    return logits, labels[keep], keep
 
 
 class Trainer(StepLoop):
