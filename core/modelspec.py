@@ -20,8 +20,8 @@ from core.generation import (
     fit_to_context,
     prompt_budget,
 )
-from core.models import ModelService, adapter_key
-from core.pair_generation import BASE_ROW, PairStream
+from core.models import ModelService
+from core.pair_generation import PairStream
 from core.paths import AllowedFolders, looks_like_path
 from core.store.arena import ArenaStore
 
@@ -186,11 +186,8 @@ class AnswerStream:
 
 @dataclass
 class AnswerPair:
-    """Two specs' answers to one conversation, generated together in one batch.
-
-    Possible when at most one adapter is involved: the model is held once with that adapter
-    attached, and each row of the batch says whether the adapter applies to it.
-    """
+    """Two specs' answers to one conversation, generated together in one batch: the model
+    is held once, each row with its own spec's adapter (or none)."""
 
     resolver: ModelResolver
     sides: tuple[ResolvedModel, ResolvedModel]
@@ -201,13 +198,7 @@ class AnswerPair:
     results: list[GenerationResult] = field(default_factory=list)
     fewshot_ids: list[list[str]] = field(default_factory=list)
 
-    @staticmethod
-    def possible(first: ResolvedModel, second: ResolvedModel) -> bool:
-        return len({s.adapter_dir for s in (first, second) if s.adapter_dir is not None}) <= 1
-
     def __iter__(self) -> Iterator[tuple[int, str]]:
-        if not self.possible(*self.sides):
-            raise InvalidInput("two different adapters cannot share one batch")
         conversations = []
         for side in self.sides:
             messages, ids = (
@@ -215,14 +206,9 @@ class AnswerPair:
             )
             conversations.append(messages)
             self.fewshot_ids.append(ids)
-        adapter = next((s.adapter_dir for s in self.sides if s.adapter_dir is not None), None)
-        with self.resolver.models.use(adapter) as loaded:
+        with self.resolver.models.use_rows([s.adapter_dir for s in self.sides]) as loaded:
             budget = prompt_budget(loaded, self.options)
             self.prompts = [fit_to_context(loaded.tokenizer, m, budget) for m in conversations]
-            names = None
-            if adapter is not None:
-                key = adapter_key(adapter)
-                names = [BASE_ROW if s.adapter_dir is None else key for s in self.sides]
-            stream = PairStream(loaded, self.prompts, self.options, names, self.stop_event)
+            stream = PairStream(loaded, self.prompts, self.options, self.stop_event)
             yield from stream
         self.results = stream.results

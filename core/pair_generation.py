@@ -1,8 +1,8 @@
-"""Two answers in one batch on one copy of the base weights (peft mixed-adapter batches).
+"""Two answers in one batch on one copy of the base weights.
 
-Each decoding step computes both answers' next tokens in one forward pass; with LoRA,
-`adapter_names` picks per row whether the adapter applies ("__base__": it does not),
-so a pair costs little more than one answer and the rows never mix.
+Each decoding step computes both answers' next tokens in one forward pass; the model is
+held with each row's adapter applying to that row only (core/adapter_rows.py), so a pair
+costs less than two answers one after the other and the rows never mix.
 """
 
 from __future__ import annotations
@@ -24,8 +24,6 @@ from core.generation import (
 )
 from core.models import LoadedModel
 
-BASE_ROW = "__base__"  # peft's name for "no adapter on this row"
-
 
 @dataclass
 class _Row:
@@ -44,7 +42,6 @@ class PairStream:
     loaded: LoadedModel
     prompts: list[PreparedPrompt]
     options: GenerationOptions
-    adapter_names: list[str] | None = None  # per row, or None when no adapter is involved
     stop_event: threading.Event = field(default_factory=threading.Event)
     results: list[GenerationResult] = field(default_factory=list)
 
@@ -58,14 +55,12 @@ class PairStream:
         ids = [[pad] * (width - len(p.input_ids)) + p.input_ids for p in self.prompts]
         mask = [[0] * (width - len(p.input_ids)) + [1] * len(p.input_ids) for p in self.prompts]
         eos = eos_ids(self.loaded)
-        extra = {} if self.adapter_names is None else {"adapter_names": self.adapter_names}
         run = GenerateRun(
             self.loaded,
             self.options,
             torch.tensor(ids),
             torch.tensor(mask),
             self.stop_event,
-            extra,
         )
         started = time.perf_counter()
         with closing(iter(run)) as steps:

@@ -4,12 +4,13 @@ from __future__ import annotations
 
 import importlib.util
 import threading
-from contextlib import contextmanager, nullcontext
+from contextlib import nullcontext
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
+from core.cpu_threads import one_thread
 from core.errors import ModelUnavailable
 from core.store.documents import DIMENSIONS, DocumentStore
 
@@ -25,37 +26,12 @@ def bundled_model_dir() -> Path:
     return Path(spec.origin).parent / "model"
 
 
-class CpuThreads:
-    """Runs small torch work on one thread.
-
-    For one short query, spreading a small matrix product over the cores costs more in
-    synchronisation than it saves (about 15 ms instead of 100-400 ms on a busy 2-core
-    machine). The thread count is process-wide, so switching it is serialised here.
-    """
-
-    def __init__(self) -> None:
-        self._lock = threading.Lock()
-
-    @contextmanager
-    def single(self):
-        import torch
-
-        with self._lock:
-            before = torch.get_num_threads()
-            torch.set_num_threads(1)
-            try:
-                yield
-            finally:
-                torch.set_num_threads(before)
-
-
 class Embedder:
     """Loads the sentence-transformers model on first use; vectors come out unit-length."""
 
     def __init__(self, model_dir: Path | None = None, *, device: str = "auto") -> None:
         self.model_dir = model_dir or bundled_model_dir()
         self.device = device
-        self.threads = CpuThreads()
         self._model = None
         self._lock = threading.Lock()
 
@@ -85,7 +61,7 @@ class Embedder:
         with self._lock:
             model = self._get()
             small = len(texts) <= SMALL_BATCH and model.device.type == "cpu"
-            with self.threads.single() if small else nullcontext():
+            with one_thread() if small else nullcontext():
                 vectors = model.encode(
                     texts, batch_size=batch_size, normalize_embeddings=True, convert_to_numpy=True
                 )
@@ -107,9 +83,8 @@ class VectorIndex:
     after the store changed.
     """
 
-    def __init__(self, store: DocumentStore, *, threads: CpuThreads | None = None) -> None:
+    def __init__(self, store: DocumentStore) -> None:
         self.store = store
-        self.threads = threads or CpuThreads()
         self._lock = threading.Lock()
         self._version = -1
         self._ids = np.zeros(0, dtype=object)
@@ -177,7 +152,7 @@ class VectorIndex:
         import torch
 
         if block.shape[0] == 1:
-            with self.threads.single():
+            with one_thread():
                 return torch.mv(matrix, block[0].to(torch.float16)).float()[:, None]
         rows = range(0, len(matrix), 16384)
         slices = [matrix[row : row + 16384].float() @ block.T for row in rows]

@@ -15,6 +15,7 @@ from core.chat import ChatRequest
 from core.errors import Conflict, InvalidInput, NotFound
 from core.feedback import Feedback
 from core.generation import GenerationOptions
+from core.modelspec import AnswerStream
 from core.store.arena import ComparisonRecord
 from tests.tiny_adapters import make_tiny_adapter
 
@@ -73,22 +74,30 @@ def test_compare_streams_both_sides_and_logs_them_as_rateable_turns(services, re
     assert services.log.get_rating(right["id"], "judge").rating == 5
 
 
-def test_one_batch_gives_the_answers_of_one_at_a_time(services, registered, tiny_model_dir,
-                                                      tmp_path):
-    batched = ArenaService(services.arena.resolver, services.log, services.arena.store,
-                           batch_pairs=True)
-    in_turn = ArenaService(services.arena.resolver, services.log, services.arena.store,
-                           batch_pairs=False)
+def test_one_batch_gives_the_answers_of_one_at_a_time(services, registered, tiny_model_dir):
     # Adapter folders named by path must lie inside the data dir.
     other = make_tiny_adapter(tiny_model_dir, services.settings.data_dir / "other", seed=5)
     example = services.chat.complete(ChatRequest(prompt="Tell me about France", options=GREEDY))
     services.feedback.rate(Feedback(response_id=example.turn.id, thumb="up"))
+    resolver = services.arena.resolver
     for prompt in ("What is the capital of France?", "Hello, how are you today?"):
         # base+fewshot has a longer prompt than its partner: the batch is left-padded
         for pair in (("base", "tuned"), ("tuned", "base+fewshot"), ("tuned", str(other))):
-            together = batched.compare(ask(prompt, *pair)).comparison
-            separate = in_turn.compare(ask(prompt, *pair)).comparison
-            assert turns(services, together) == turns(services, separate), (prompt, pair)
+            together = turns(services, services.arena.compare(ask(prompt, *pair)).comparison)
+            alone = tuple(
+                "".join(AnswerStream(resolver, resolver.resolve(spec),
+                                     [{"role": "user", "content": prompt}], GREEDY))
+                for spec in pair
+            )
+            assert together == alone, (prompt, pair)
+        assert len(set(together)) == 2  # two different adapters really answer differently
+
+
+def test_an_adapter_that_cannot_share_a_batch_is_refused_clearly(services, tiny_model_dir):
+    dora = make_tiny_adapter(tiny_model_dir, services.settings.data_dir / "dora", use_dora=True)
+    with pytest.raises(InvalidInput, match="plain LoRA on linear layers"):
+        services.arena.compare(ask("Hello", "base", str(dora)))
+    assert services.arena.compare(ask("Hello", "base", "base+fewshot")).comparison is not None
 
 
 def test_blind_sides_are_balanced():
@@ -131,10 +140,8 @@ def test_blind_mode_randomises_real_comparisons(services, registered):
     assert set(lefts) == {"base", "tuned"}
 
 
-@pytest.mark.parametrize("batch_pairs", [False, True])
-def test_adapter_switch_never_leaks_between_concurrent_requests(services, registered, batch_pairs):
-    arena = ArenaService(services.arena.resolver, services.log, services.arena.store,
-                         batch_pairs=batch_pairs)
+def test_adapter_rows_never_leak_between_concurrent_requests(services, registered):
+    arena = services.arena
     prompts = ["What is the capital of France?", "The quick brown fox", "Hello, how are you?"]
     sequential = {
         p: (lambda c: (c.left_model, c.right_model, turns(services, c)))(

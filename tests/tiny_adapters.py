@@ -5,7 +5,8 @@ from __future__ import annotations
 from pathlib import Path
 
 
-def make_tiny_adapter(model_dir: Path, path: Path, *, seed: int = 1, scale: float = 4.0) -> Path:
+def make_tiny_adapter(model_dir: Path, path: Path, *, seed: int = 1, scale: float = 4.0,
+                      use_dora: bool = False) -> Path:
     import torch
     from peft import LoraConfig, get_peft_model
     from transformers import AutoModelForCausalLM
@@ -15,6 +16,7 @@ def make_tiny_adapter(model_dir: Path, path: Path, *, seed: int = 1, scale: floa
     config = LoraConfig(
         r=4, lora_alpha=8, target_modules=["q_proj", "v_proj", "down_proj"],
         init_lora_weights=False,  # random A and B: the adapter really perturbs the model
+        use_dora=use_dora,
     )
     model = get_peft_model(base, config)
     with torch.no_grad():

@@ -1,9 +1,10 @@
 """Rows -> token ids with loss masks, and batches that waste no compute on padding.
 
 Chat ("sft") rows learn only the assistant's final answer: the prompt tokens get
-label -100. Plain "text" rows learn every token. Batches group examples of
-similar length (shuffled per epoch, reproducibly), so padding is a few tokens
-per batch and the attention mask hides it.
+label -100. Plain "text" rows learn every token. Each optimizer step takes a random
+sample of examples, as a plain trainer does; inside the step they are cut into
+micro-batches of similar length, so padding is a few tokens per batch (the attention
+mask hides it) and the step's gradient is that of the random sample.
 """
 
 from __future__ import annotations
@@ -15,7 +16,9 @@ from core.errors import InvalidInput
 from core.generation import render_messages
 
 IGNORE = -100
-GROUP_FACTOR = 50  # sort inside windows of this many batches: grouped but still shuffled
+# What one more forward and backward pass costs, in padded tokens: a micro-batch is split
+# further only when that saves more padding than this.
+PASS_COST = 64
 
 
 @dataclass(frozen=True)
@@ -78,29 +81,40 @@ def encode_rows(tokenizer, rows: list[dict], *, kind: str, max_length: int,
     return [example for example in examples if example is not None]
 
 
-def length_grouped_batches(lengths: list[int], batch_size: int, seed: int) -> list[list[int]]:
-    """Shuffle, sort by length inside windows, cut into batches, then shuffle the batches."""
-    rng = random.Random(seed)
-    order = list(range(len(lengths)))
-    rng.shuffle(order)
-    window = batch_size * GROUP_FACTOR
-    batches = []
-    for start in range(0, len(order), window):
-        chunk = sorted(order[start:start + window], key=lambda i: lengths[i], reverse=True)
-        batches += [chunk[i:i + batch_size] for i in range(0, len(chunk), batch_size)]
-    rng.shuffle(batches)
-    return batches
+def micro_batches(indices: list[int], lengths: list[int], max_rows: int) -> list[list[int]]:
+    """One step's examples, longest first, cut into runs of at most `max_rows` that cost the
+    fewest padded tokens plus PASS_COST per run (dynamic programming over the sorted order).
+
+    Grouping lengths across steps instead (sorted batches, then shuffled) would make some
+    steps all short examples; with clipped, Adam-normalised updates every step weighs the
+    same, so the short examples' tokens would count for more than a plain trainer's.
+    """
+    ordered = sorted(indices, key=lambda i: lengths[i], reverse=True)
+    cost = [0.0] + [float("inf")] * len(ordered)
+    start_of = [0] * (len(ordered) + 1)
+    for end in range(1, len(ordered) + 1):
+        for start in range(max(0, end - max_rows), end):
+            total = cost[start] + PASS_COST + lengths[ordered[start]] * (end - start)
+            if total < cost[end]:
+                cost[end], start_of[end] = total, start
+    runs, end = [], len(ordered)
+    while end:
+        runs.append(ordered[start_of[end]:end])
+        end = start_of[end]
+    return runs[::-1]
 
 
 def step_plan(lengths: list[int], *, batch_size: int, grad_accumulation: int, epochs: float,
               total_steps: int, seed: int) -> list[list[list[int]]]:
     """Every optimizer step's micro-batches, in order; the same plan on resume."""
+    per_step = batch_size * grad_accumulation
     plan: list[list[list[int]]] = []
     epoch = 0
     while len(plan) < total_steps:
-        batches = length_grouped_batches(lengths, batch_size, seed + epoch)
-        plan += [batches[i:i + grad_accumulation]
-                 for i in range(0, len(batches), grad_accumulation)]
+        order = list(range(len(lengths)))
+        random.Random(seed + epoch).shuffle(order)
+        plan += [micro_batches(order[i:i + per_step], lengths, batch_size)
+                 for i in range(0, len(order), per_step)]
         epoch += 1
     return plan[:total_steps]
 
