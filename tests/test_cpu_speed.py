@@ -1,5 +1,6 @@
 """The CPU training speed-ups compute what plain training computes: same products, same
-dropout distribution, attention at least as exact."""
+LoRA formula and gradients, dropout with the same keep probability, attention at least as
+exact."""
 
 from __future__ import annotations
 
@@ -8,16 +9,22 @@ import torch
 from peft import LoraConfig, get_peft_model
 from transformers import AutoModelForCausalLM
 
-from core.training.cpu_speed import cast_frozen_linears, fast_lora_dropout, use_fp32_attention
+from core.training import fused_lora
+from core.training.cpu_speed import cast_frozen_linears, use_fp32_attention
+from core.training.fused_lora import fuse_lora_layers, keep_mask
+
+
+def lora_model_with(model_dir, *, dropout: float, **options):
+    torch.manual_seed(0)
+    model = AutoModelForCausalLM.from_pretrained(model_dir, dtype=torch.float32)
+    config = LoraConfig(r=4, lora_alpha=8, lora_dropout=dropout, target_modules="all-linear",
+                        init_lora_weights=False, **options)
+    return get_peft_model(model, config)
 
 
 @pytest.fixture
 def lora_model(tiny_model_dir):
-    torch.manual_seed(0)
-    model = AutoModelForCausalLM.from_pretrained(tiny_model_dir, dtype=torch.float32)
-    config = LoraConfig(r=4, lora_alpha=8, lora_dropout=0.25, target_modules="all-linear",
-                        init_lora_weights=False)
-    return get_peft_model(model, config)
+    return lora_model_with(tiny_model_dir, dropout=0.25)
 
 
 def logits(model, ids):
@@ -45,14 +52,65 @@ def test_fp32_attention_matches_fp32_sdpa(lora_model):
     assert torch.isfinite(logits(lora_model, ids)).all()  # and it runs under bf16 autocast
 
 
-def test_lora_dropout_keeps_its_probability_and_scaling(lora_model):
-    assert fast_lora_dropout(lora_model) > 0
-    dropout = next(m for m in lora_model.modules() if type(m).__name__ == "RandDropout")
-    x = torch.ones(200_000)
-    dropout.train()
-    out = dropout(x)
-    kept = out != 0
-    assert abs(float(kept.float().mean()) - 0.75) < 0.01
-    assert torch.allclose(out[kept], torch.full_like(out[kept], 1 / 0.75))
-    dropout.eval()
-    assert torch.equal(dropout(x), x)
+def test_keep_mask_keeps_each_element_with_its_probability():
+    mask, p_used = keep_mask((400, 1000), 0.1, "cpu")
+    assert abs(p_used - 0.1) <= 2 ** -17
+    assert mask.dtype == torch.bool and mask.shape == (400, 1000)
+    for lane in range(4):  # each of the four 16-bit lanes of a 64-bit draw is random
+        kept = mask.flatten()[lane::4].float().mean()
+        assert abs(float(kept) - 0.9) < 0.005
+
+
+def test_lora_function_computes_the_lora_formula_and_its_gradients():
+    torch.manual_seed(0)
+    x = torch.randn(6, 8, requires_grad=True)
+    weight, bias = torch.randn(5, 8), torch.randn(5)
+    lora_a, lora_b = torch.randn(3, 8, requires_grad=True), torch.randn(5, 3, requires_grad=True)
+    mask = torch.rand(6, 8) > 0.3
+    coefficient = 1.7
+    plain = x @ weight.t() + bias + ((x * mask) @ lora_a.t() @ lora_b.t()) * coefficient
+    fused = fused_lora._function_class().apply(x, weight, bias, lora_a, lora_b, mask, coefficient)
+    torch.testing.assert_close(fused, plain)
+    upstream = torch.randn(6, 5)
+    expected = torch.autograd.grad(plain, (x, lora_a, lora_b), upstream)
+    got = torch.autograd.grad(fused, (x, lora_a, lora_b), upstream)
+    for a, b in zip(got, expected, strict=True):
+        torch.testing.assert_close(a, b)
+
+
+def loss_and_lora_grads(model, ids):
+    model.zero_grad()
+    loss = model(input_ids=ids, labels=ids).loss
+    loss.backward()
+    return loss.detach(), [p.grad.clone() for p in model.parameters() if p.requires_grad]
+
+
+@pytest.mark.parametrize("autocast", [False, True])
+def test_fused_layers_train_like_peft(tiny_model_dir, autocast):
+    """Without dropout the fused layers give peft's loss and gradients (fp32 and bf16 autocast);
+    with it, the training loss still runs and every LoRA weight gets a gradient."""
+    ids = torch.randint(0, 100, (2, 12))
+    models = [lora_model_with(tiny_model_dir, dropout=0.0) for _ in range(2)]
+    assert fuse_lora_layers(models[1]) > 0
+    with torch.autocast("cpu", dtype=torch.bfloat16, enabled=autocast):
+        (loss, grads), (fused_loss, fused_grads) = (loss_and_lora_grads(m, ids) for m in models)
+    tolerance = {"atol": 2e-2, "rtol": 2e-2} if autocast else {}
+    torch.testing.assert_close(fused_loss, loss, **tolerance)
+    for fused, plain in zip(fused_grads, grads, strict=True):
+        torch.testing.assert_close(fused, plain, **tolerance)
+    dropped = lora_model_with(tiny_model_dir, dropout=0.25)
+    fuse_lora_layers(dropped)
+    loss, grads = loss_and_lora_grads(dropped.train(), ids)
+    assert torch.isfinite(loss) and all(g.abs().sum() > 0 for g in grads)
+
+
+def test_layers_the_function_does_not_cover_keep_peft_forward(tiny_model_dir):
+    ids = torch.randint(0, 100, (2, 12))
+    dora = lora_model_with(tiny_model_dir, dropout=0.0, use_dora=True).eval()
+    with torch.no_grad():
+        before = dora(input_ids=ids).logits
+        fuse_lora_layers(dora)
+        torch.testing.assert_close(dora(input_ids=ids).logits, before)
+        with dora.disable_adapter():
+            fused_base = dora(input_ids=ids).logits
+    assert not torch.allclose(fused_base, before)  # disabled adapters: the base model alone

@@ -5,11 +5,12 @@ Measured with torch.profiler on SmolLM2-135M (batch 4 x ~130 tokens, r16 on all 
   twice as slow as the fp32 one at these lengths (backward especially); fp32 is also more exact.
 - Frozen linear weights kept in bf16: autocast caches casts only of weights that require
   grad, so it re-casts every frozen weight on every call; casting once gives the same products.
-- LoRA dropout masks drawn with `torch.rand`: the same keep probability and scaling as
-  `nn.Dropout`, about a quarter cheaper than its `bernoulli_` masks.
+- LoRA layers computed by one autograd function (core/training/fused_lora.py).
 """
 
 from __future__ import annotations
+
+from core.training.fused_lora import fuse_lora_layers
 
 FP32_ATTENTION = "refinery_fp32_sdpa"
 
@@ -57,46 +58,11 @@ def cast_frozen_linears(peft_model, dtype) -> int:
     return count
 
 
-def _dropout_class():
-    import torch
-
-    class RandDropout(torch.nn.Module):
-        """nn.Dropout's semantics (zero with probability p, scale the rest by 1/(1-p))."""
-
-        def __init__(self, p: float) -> None:
-            super().__init__()
-            self.p = p
-
-        def forward(self, x):
-            if not self.training or self.p == 0:
-                return x
-            return x * ((torch.rand_like(x) >= self.p) * (1 / (1 - self.p)))
-
-    return RandDropout
-
-
-def fast_lora_dropout(peft_model) -> int:
-    """Replace the LoRA layers' nn.Dropout modules; returns how many."""
-    import torch
-
-    dropout_class = _dropout_class()
-    count = 0
-    for module in peft_model.modules():
-        dropouts = getattr(module, "lora_dropout", None)
-        if not isinstance(dropouts, torch.nn.ModuleDict):
-            continue
-        for name, layer in list(dropouts.items()):
-            if isinstance(layer, torch.nn.Dropout):
-                dropouts[name] = dropout_class(layer.p)
-                count += 1
-    return count
-
-
 def speed_up_cpu_training(peft_model, *, bf16_autocast: bool) -> None:
     """Apply the CPU speed-ups; the autocast ones only when training runs under bf16 autocast."""
     import torch
 
-    fast_lora_dropout(peft_model)
+    fuse_lora_layers(peft_model)
     if bf16_autocast:
         use_fp32_attention(peft_model.get_base_model())
         cast_frozen_linears(peft_model, torch.bfloat16)
