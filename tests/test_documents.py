@@ -140,8 +140,10 @@ def test_zip_bomb_docx_is_refused_before_inflating(tmp_path, parser):
 
 
 def test_parser_time_and_memory_are_bounded(tmp_path):
-    quick = DocumentParser(ParseLimits(timeout_s=0.001))
-    path = write(tmp_path, "a.txt", "some text " * 1000)
+    # A microsecond: the child cannot even unpickle its arguments before the parent gives up
+    # (a millisecond was sometimes enough for a warm fork server to parse a small file).
+    quick = DocumentParser(ParseLimits(timeout_s=1e-6))
+    path = write(tmp_path, "a.txt", "some text " * 100_000)
     with pytest.raises(ParseLimit, match="longer than"):
         quick.parse(path, "a.txt")
     small = DocumentParser(ParseLimits(memory_bytes=1 << 20))  # far below what it needs
