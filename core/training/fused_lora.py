@@ -18,6 +18,7 @@ active adapters, trainable or non-Linear base layers, LoRA bias) keep peft's for
 
 from __future__ import annotations
 
+import math
 import types
 
 MASK_LEVELS = 1 << 16
@@ -28,9 +29,7 @@ def keep_mask(shape, p: float, device):
     import torch
 
     cut = round(p * MASK_LEVELS)
-    count = 1
-    for size in shape:
-        count *= size
+    count = math.prod(shape)
     words = torch.empty((count + 3) // 4, dtype=torch.int64, device=device)
     words.random_(-(1 << 63), (1 << 63) - 1)  # every bit random, not just the low 63
     lanes = words.view(torch.int16)[:count].view(shape)
@@ -58,10 +57,12 @@ def _function_class():
             grad_b = grad.t() @ low_rank
             grad_low_rank = (grad @ lora_b).mul_(ctx.coefficient)
             grad_a = grad_low_rank.t() @ (x if mask is None else x * mask)
-            grad_x = grad_low_rank @ lora_a
-            if mask is not None:
-                grad_x.mul_(mask)
-            grad_x.addmm_(grad, weight)
+            grad_x = None
+            if ctx.needs_input_grad[0]:  # not for the first layer's inputs (frozen embeddings)
+                grad_x = grad_low_rank @ lora_a
+                if mask is not None:
+                    grad_x.mul_(mask)
+                grad_x.addmm_(grad, weight)
             return grad_x, None, None, grad_a, grad_b, None, None
 
     return LoraLinear
