@@ -86,9 +86,12 @@ def test_policy_fires_exactly_when_its_conditions_hold(services):
     assert "changed min_new_examples, selection" in log[0]["reason"]
 
 
-def cycle_done(retraining, now):
-    cycle = retraining.step(now)
-    return cycle if cycle is not None and not cycle.open else None
+def cycle_done(retraining, now, *, after: str | None = None):
+    """The latest cycle once closed (and not `after`): the service's own background loop may
+    finish it between two of our steps, so its return value alone can miss the end."""
+    retraining.step(now)
+    latest = next(iter(retraining.cycles(limit=1)), None)
+    return latest if latest is not None and not latest.open and latest.id != after else None
 
 
 def test_full_cycle_reaches_comparison_and_never_repeats_the_same_data(services):
@@ -141,7 +144,7 @@ def test_full_cycle_reaches_comparison_and_never_repeats_the_same_data(services)
 
     # People promoted the new adapter: the next cycle continues it (incremental update).
     services.registry.promote(cycle.model_id, user="bob")
-    second = wait_for(lambda: cycle_done(retraining, later), every=0.5)
+    second = wait_for(lambda: cycle_done(retraining, later, after=cycle.id), every=0.5)
     assert second.id != cycle.id and second.state == "comparison_opened", second.error
     assert second.parent_adapter == second.incumbent == cycle.model_id
     spec = services.training.get(second.job_id).spec
