@@ -7,11 +7,12 @@ same number of optimizer steps. The Trainer runs twice: as written by default (f
 and with bf16=True (autocast), the precision the project trainer picks on CPUs with
 native bf16. Prints the non-padding tokens/s of each, the ratios, and the validation
 loss of each (token-weighted cross-entropy on the assistant tokens in fp32, computed
-by one function for all). Target: >= 1.5x with a validation loss no worse. Run with `make bench` or
-`.venv/bin/python bench/train_throughput.py [--steps N]`.
+by one function for all). Target: >= 1.5x with a validation loss no worse. Run with `make bench`
+or `.venv/bin/python bench/train_throughput.py [--steps N]`.
 
-Alike in both: effective batch 16 (4 micro-batches of 4 per step), one epoch, AdamW
-(0.9, 0.999, eps 1e-8, weight decay 0), cosine schedule with int(0.1 x steps) warmup steps,
+Each training run has a fresh process of its own, as a user's script would. Alike in both:
+effective batch 16 (4 micro-batches of 4 per step), one epoch, AdamW (0.9, 0.999, eps 1e-8,
+weight decay 0), cosine schedule with int(0.1 x steps) warmup steps,
 gradient clipping at 1.0, LoRA dropout 0.1, the LoRA initialisation (same seed), the loss
 (a token-weighted mean over the whole step in both, so how a step is cut into micro-batches
 does not change its gradient), and the examples of each step: both take the same random
@@ -50,6 +51,7 @@ from core.training.spec import TrainingSpec  # noqa: E402
 TOPICS = ["the water cycle", "a LoRA adapter", "photosynthesis", "compound interest",
           "the French revolution", "binary search", "a database index", "volcanoes",
           "the immune system", "supply and demand", "plate tectonics", "a hash table"]
+BASELINE_RESULT = "baseline.json"
 FILLER = ("It matters because it shows how small parts add up to a larger whole. People often "
           "find it easier to remember with a simple example from everyday life. ").split()
 
@@ -68,22 +70,38 @@ def make_rows(count: int, seed: int) -> list[dict]:
     return rows
 
 
-def ours(spec: TrainingSpec, model_path: str, train, validation, folder: Path) -> dict:
+def prepare_run(spec: TrainingSpec, model_path: str, train, validation, folder: Path) -> RunFolder:
+    """A run folder both trainers read: the spec, the model and the rows."""
     run = RunFolder(folder)
     run.path.mkdir(parents=True)
     run.write_json(run.spec_path, spec.to_dict())
     run.write_json(run.job_path, {"job_id": "bench", "model_path": model_path, "kind": "sft"})
     write_jsonl(run.train_path, train)
     write_jsonl(run.validation_path, validation)
+    return run
+
+
+def in_fresh_process(args: list[str]) -> None:
+    """Each run gets a fresh interpreter, as a user's script would: no trainer inherits another's
+    warm allocator or caches."""
     env = {**os.environ, "PYTHONPATH": str(ROOT)}
-    subprocess.run([sys.executable, "-m", "core.training.worker", str(run.path)], cwd=ROOT,
-                   env=env, check=True, stderr=subprocess.DEVNULL)
+    subprocess.run([sys.executable, *args], cwd=ROOT, env=env, check=True,
+                   stderr=subprocess.DEVNULL, stdout=subprocess.DEVNULL)
+
+
+def ours(run: RunFolder) -> dict:
+    in_fresh_process(["-m", "core.training.worker", str(run.path)])
     steps = [e for e in read_jsonl(run.events_path) if e["type"] == "step"]
     return {"tokens_per_s": steps[-1]["tokens_per_s"], "adapter": str(run.adapter_dir)}
 
 
-def baseline(spec: TrainingSpec, model_path: str, train, validation, folder: Path, *,
-             bf16: bool = False) -> dict:
+def baseline(run: RunFolder, *, bf16: bool = False) -> dict:
+    flags = ["--bf16"] if bf16 else []
+    in_fresh_process([str(Path(__file__).resolve()), "--baseline-run", str(run.path), *flags])
+    return run.read_json(run.path / BASELINE_RESULT)
+
+
+def train_baseline(run: RunFolder, *, bf16: bool) -> None:
     """What a user would write: Trainer + peft, padding collator, default settings (fp32), or
     with `bf16=True` (autocast, the precision the project trainer uses on such CPUs)."""
     import torch
@@ -96,6 +114,10 @@ def baseline(spec: TrainingSpec, model_path: str, train, validation, folder: Pat
         TrainingArguments,
     )
 
+    spec = TrainingSpec.from_dict(run.read_json(run.spec_path))
+    model_path = run.read_json(run.job_path)["model_path"]
+    folder = run.path / "hf"
+    train = read_jsonl(run.train_path)
     tokenizer = AutoTokenizer.from_pretrained(model_path)
     torch.manual_seed(spec.seed)  # the same LoRA initialisation as the project's worker
     model = AutoModelForCausalLM.from_pretrained(model_path, dtype=torch.float32)
@@ -132,7 +154,8 @@ def baseline(spec: TrainingSpec, model_path: str, train, validation, folder: Pat
     trainer.train()
     elapsed = time.monotonic() - started
     model.save_pretrained(folder / "adapter")
-    return {"tokens_per_s": counted["tokens"] / elapsed, "adapter": str(folder / "adapter")}
+    run.write_json(run.path / BASELINE_RESULT, {"tokens_per_s": counted["tokens"] / elapsed,
+                                                "adapter": str(folder / "adapter")})
 
 
 def plain_order(plan: list[list[list[int]]], seed: int) -> list[int]:
@@ -174,11 +197,16 @@ def main() -> None:
     parser.add_argument("--model", default="smollm2")
     parser.add_argument("--steps", type=int, default=4)
     parser.add_argument("--validation-rows", type=int, default=16)
+    parser.add_argument("--baseline-run", type=Path, help=argparse.SUPPRESS)
+    parser.add_argument("--bf16", action="store_true", help=argparse.SUPPRESS)
     parser.add_argument("--rounds", type=int, default=3,
                         help="alternate the two trainers, one seed per round; the best tokens/s "
                              "of each counts (a shared machine's load varies from minute to "
                              "minute) and validation losses are compared seed by seed")
     args = parser.parse_args()
+    if args.baseline_run:  # the child process of baseline()
+        train_baseline(RunFolder(args.baseline_run), bf16=args.bf16)
+        return
     model_path = resolve_model_source(args.model, Settings().models_dir)
     base = TrainingSpec(base_model=model_path, max_steps=args.steps, eval_every=args.steps,
                         checkpoint_every=args.steps, warmup_ratio=0.1)
@@ -198,7 +226,9 @@ def main() -> None:
             # validation losses say whether a difference is more than one seed's luck.
             spec = replace(base, seed=round_)
             for name, trainer in trainers.items():
-                result = trainer(spec, model_path, train, validation, Path(tmp) / f"{name}{round_}")
+                run = prepare_run(spec, model_path, train, validation,
+                                  Path(tmp) / f"{name}{round_}")
+                result = trainer(run)
                 losses[name].append(validation_loss(model_path, result["adapter"], validation))
                 speeds[name].append(result["tokens_per_s"])
                 print(f"seed {round_} {name:>8}: {result['tokens_per_s']:7.1f} non-padding "
