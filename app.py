@@ -5,8 +5,7 @@ from __future__ import annotations
 import sys
 
 from core.auth import bind_notice
-from core.errors import RefineryError
-from core.instance_lock import InstanceLock
+from core.instance_lock import run_holding
 from core.settings import Settings, parse_settings
 
 
@@ -65,16 +64,8 @@ def serve(settings: Settings) -> None:
 
 def main(argv: list[str] | None = None) -> int:
     settings = parse_settings(argv)
-    lock = InstanceLock(settings.lock_path)
-    try:
-        lock.acquire(f"serving {settings.host}:{settings.port}")
-        serve(settings)
-    except RefineryError as error:
-        print(f"refinery: {error.message}", file=sys.stderr)
-        return 2
-    finally:
-        lock.release()
-    return 0
+    return run_holding(settings.lock_path, f"serving {settings.host}:{settings.port}",
+                       lambda: serve(settings), program="refinery")
 
 
 if __name__ == "__main__":

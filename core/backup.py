@@ -25,7 +25,7 @@ from pathlib import Path
 from tqdm import tqdm
 
 from core.errors import Conflict, InvalidInput, RefineryError
-from core.instance_lock import InstanceLock
+from core.instance_lock import run_holding
 from core.settings import Settings
 from core.store import Database, open_database
 
@@ -173,29 +173,25 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     data_dir = Settings(data_dir=args.data_dir).data_dir
-    lock = InstanceLock(data_dir / STORE_FILES[2])
-    try:
-        if args.command == "export" and not (data_dir / STORE_FILES[0]).is_file():
-            raise InvalidInput(f"{data_dir} holds no Refinery store to back up")
-        lock.acquire(f"python -m core.backup {args.command}")
-        if args.command == "export":
-            db = open_database(data_dir / STORE_FILES[0])
-            try:
-                manifest = export_backup(db, data_dir, args.dest,
-                                         include_models=args.include_models)
-            finally:
-                db.close()
-            print(f"backed up {sum(manifest.tables.values())} rows in {len(manifest.tables)} "
-                  f"tables and {manifest.files} files to {args.dest.resolve()}")
-        else:
-            manifest = restore_backup(args.source, data_dir, force=args.force)
-            print(f"restored the backup of {manifest.created_at} into {data_dir}")
-    except RefineryError as error:
-        print(f"refinery backup: {error.message}", file=sys.stderr)
-        return 2
-    finally:
-        lock.release()
-    return 0
+    if args.command == "export" and not (data_dir / STORE_FILES[0]).is_file():
+        print(f"refinery backup: {data_dir} holds no Refinery store to back up", file=sys.stderr)
+        return 2  # checked before the lock, which would create the folder
+
+    def export() -> None:
+        db = open_database(data_dir / STORE_FILES[0])
+        try:
+            manifest = export_backup(db, data_dir, args.dest, include_models=args.include_models)
+        finally:
+            db.close()
+        print(f"backed up {sum(manifest.tables.values())} rows in {len(manifest.tables)} "
+              f"tables and {manifest.files} files to {args.dest.resolve()}")
+
+    def restore() -> None:
+        manifest = restore_backup(args.source, data_dir, force=args.force)
+        print(f"restored the backup of {manifest.created_at} into {data_dir}")
+
+    return run_holding(data_dir / STORE_FILES[2], f"python -m core.backup {args.command}",
+                       export if args.command == "export" else restore, program="refinery backup")
 
 
 if __name__ == "__main__":

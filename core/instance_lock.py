@@ -4,9 +4,11 @@ from __future__ import annotations
 
 import fcntl
 import os
+import sys
+from collections.abc import Callable
 from pathlib import Path
 
-from core.errors import Conflict
+from core.errors import Conflict, RefineryError
 
 
 class InstanceLock:
@@ -34,3 +36,18 @@ class InstanceLock:
         if self._fd is not None:
             os.close(self._fd)
             self._fd = None
+
+
+def run_holding(path: Path, description: str, action: Callable[[], None], *, program: str) -> int:
+    """A command's exit code: run `action` holding the lock; a RefineryError becomes a one-line
+    message on stderr and exit code 2, not a traceback."""
+    lock = InstanceLock(path)
+    try:
+        lock.acquire(description)
+        action()
+    except RefineryError as error:
+        print(f"{program}: {error.message}", file=sys.stderr)
+        return 2
+    finally:
+        lock.release()
+    return 0
