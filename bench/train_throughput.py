@@ -200,9 +200,10 @@ def main() -> None:
     parser.add_argument("--baseline-run", type=Path, help=argparse.SUPPRESS)
     parser.add_argument("--bf16", action="store_true", help=argparse.SUPPRESS)
     parser.add_argument("--rounds", type=int, default=3,
-                        help="alternate the two trainers, one seed per round; the best tokens/s "
-                             "of each counts (a shared machine's load varies from minute to "
-                             "minute) and validation losses are compared seed by seed")
+                        help="alternate the trainers, one seed per round; the speed-up is "
+                             "reported best against best and as the median of each round's "
+                             "ratio (a shared machine's load varies from minute to minute), and "
+                             "validation losses are compared seed by seed")
     args = parser.parse_args()
     if args.baseline_run:  # the child process of baseline()
         train_baseline(RunFolder(args.baseline_run), bf16=args.bf16)

@@ -30,6 +30,7 @@ from core.settings import Settings
 from core.store import Database, open_database
 
 FORMAT = 1
+PROGRAM = "refinery backup"  # how its error messages begin
 # Never copied: the store (exported instead), its write-ahead log and the lock.
 STORE_FILES = ("refinery.duckdb", "refinery.duckdb.wal", "refinery.lock")
 MODELS_DIR = "models"  # converted base models: re-created on first use, so left out by default
@@ -174,7 +175,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     data_dir = Settings(data_dir=args.data_dir).data_dir
     if args.command == "export" and not (data_dir / STORE_FILES[0]).is_file():
-        print(f"refinery backup: {data_dir} holds no Refinery store to back up", file=sys.stderr)
+        print(f"{PROGRAM}: {data_dir} holds no Refinery store to back up", file=sys.stderr)
         return 2  # checked before the lock, which would create the folder
 
     def export() -> None:
@@ -191,7 +192,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"restored the backup of {manifest.created_at} into {data_dir}")
 
     return run_holding(data_dir / STORE_FILES[2], f"python -m core.backup {args.command}",
-                       export if args.command == "export" else restore, program="refinery backup")
+                       export if args.command == "export" else restore, program=PROGRAM)
 
 
 if __name__ == "__main__":
