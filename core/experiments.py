@@ -137,14 +137,14 @@ class ExperimentService:
         record = None if chosen_model else self.running()
         if record is None:
             return None
-        arm = arm_for(record.id, user, record.split_b)
-        spec = record.model_b if arm == "B" else record.model_a
-        try:
-            model = self.resolver.resolve(spec)
-        except RefineryError:  # e.g. its adapter was deleted: end it rather than break chat
+        try:  # both arms: a comparison with one model gone means nothing any more
+            models = {"A": self.resolver.resolve(record.model_a),
+                      "B": self.resolver.resolve(record.model_b)}
+        except RefineryError:  # e.g. an adapter was deleted: end it rather than break chat
             self.store.end_experiment(record.id)
             return None
-        return Assignment(record.id, arm, model, self.resolver)
+        arm = arm_for(record.id, user, record.split_b)
+        return Assignment(record.id, arm, models[arm], self.resolver)
 
     def record_turn(self, interaction_id: str, assignment: Assignment) -> None:
         self.store.add_experiment_turn(interaction_id, assignment.experiment_id, assignment.arm)

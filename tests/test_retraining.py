@@ -52,6 +52,7 @@ def test_policy_is_validated_and_round_trips():
 
 def test_policy_fires_exactly_when_its_conditions_hold(services):
     retraining = services.retraining
+    retraining.poll_interval = 3600  # only this test's check() calls act, never the loop
     now = datetime.now()
     add_examples(services, 3)
     assert retraining.check(now) is None  # off by default
@@ -160,6 +161,7 @@ def test_restart_continues_the_cycle_and_experiment_follow_up(settings):
 
     first = build_services(settings)
     try:
+        first.retraining.poll_interval = 3600  # the cycle starts by run_now, not by the loop
         first.retraining.set_policy(policy(follow_up="experiment"), user="ada")
         add_examples(first, 4)
         outcome = first.retraining.run_now(datetime.now(), user="ada")

@@ -13,8 +13,9 @@ from pathlib import Path
 import httpx
 import pytest
 
-from core.training.events import COMPLETE_CHECKPOINT, RunFolder
+from core.training.events import COMPLETE_CHECKPOINT, RunFolder, checkpoint_step
 from core.training.runner import pid_runs
+from core.training.worker import DEBUG_HOLD_ENV
 from tests.test_app_process import free_port, start_app, wait_until_up
 from tests.training_helpers import chat_rows, wait_final, wait_for
 
@@ -44,12 +45,13 @@ def submit(url: str, body: dict) -> str:
 
 def complete_checkpoints(run_dir: Path) -> list[int]:
     folder = RunFolder(run_dir).checkpoints_dir
-    return sorted(int(p.name.split("-")[1]) for p in folder.glob("step-*")
+    return sorted(checkpoint_step(p) for p in folder.glob("step-*")
                   if (p / COMPLETE_CHECKPOINT).is_file())
 
 
 def test_killed_worker_fails_and_resume_continues_from_the_last_complete_checkpoint(
-        services, runner):
+        services, runner, monkeypatch):
+    monkeypatch.setenv(DEBUG_HOLD_ENV, "7")  # the worker waits after step 7 to be killed
     spec = services.training.make_spec({**FAST, "epochs": 25, "checkpoint_every": 3})
     job = runner.submit(spec, train=chat_rows(), name="kill me")
     run_dir = Path(job.run_dir)
@@ -59,18 +61,22 @@ def test_killed_worker_fails_and_resume_continues_from_the_last_complete_checkpo
     assert failed.status == "failed" and "signal 9" in failed.error
     assert workers_of(run_dir) == []
 
-    saved = complete_checkpoints(run_dir)[-1]  # a checkpoint cut short by the kill is ignored
-    assert saved >= 3 and saved % 3 == 0
+    # what a kill in the middle of saving leaves behind: a staging folder, never a step-N one
+    partial = RunFolder(run_dir).checkpoints_dir / ".partial-000009"
+    partial.mkdir()
+    (partial / "adapter_model.safetensors").write_bytes(b"cut short")
+    assert complete_checkpoints(run_dir)[-1] == 6
     seen = max(e["seq"] for e in runner.store.events(job.id))
-    runner.resume(job.id)
-    wait_for(lambda: runner.get(job.id).step >= saved + 3)
+    monkeypatch.setenv(DEBUG_HOLD_ENV, "10")  # the resumed worker waits after step 10
+    runner.resume(job.id)  # progress restarts from the checkpoint, not from the kill's step
+    wait_for(lambda: runner.get(job.id).step >= 10)
     runner.stop(job.id)
     stopped = wait_final(runner, job.id)
-    assert stopped.status == "stopped", stopped.error
+    assert (stopped.status, stopped.step) == ("stopped", 10), stopped.error
     logs = [e.get("message") for e in runner.store.events(job.id, types=("log",), after_seq=seen)]
-    assert f"resumed from checkpoint at step {saved}" in logs
+    assert "resumed from checkpoint at step 6" in logs
     resumed = [e["step"] for e in runner.store.events(job.id, types=("step",), after_seq=seen)]
-    assert resumed == list(range(saved + 1, stopped.step + 1))  # on from the checkpoint, no gap
+    assert resumed == [7, 8, 9, 10]  # on from the checkpoint, no gap
 
 
 def test_out_of_memory_in_the_worker_is_reported_as_such(services, runner, monkeypatch):

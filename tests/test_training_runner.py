@@ -10,6 +10,7 @@ import pytest
 
 from core.errors import Conflict, InvalidInput
 from core.training.spec import TrainingSpec
+from core.training.worker import DEBUG_NAN_ENV
 from tests.training_helpers import chat_rows, wait_final, wait_for
 
 FAST = {"learning_rate": 1e-2, "batch_size": 2, "grad_accumulation": 1, "warmup_ratio": 0.0}
@@ -96,7 +97,7 @@ def test_killed_worker_marks_the_job_failed(services, runner):
 
 
 def test_nan_loss_stops_the_run_with_a_clear_status(services, runner, monkeypatch):
-    monkeypatch.setenv("REFINERY_DEBUG_NAN_AT_STEP", "2")
+    monkeypatch.setenv(DEBUG_NAN_ENV, "2")
     job = wait_final(runner, runner.submit(spec(services, epochs=5), train=chat_rows()).id)
     assert job.status == "failed"
     assert "loss became nan at step 2" in job.error

@@ -77,7 +77,12 @@ class RunFolder:
         complete = [
             p for p in self.checkpoints_dir.glob("step-*") if (p / COMPLETE_CHECKPOINT).is_file()
         ]
-        return max(complete, key=lambda p: int(p.name.split("-")[1]), default=None)
+        return max(complete, key=checkpoint_step, default=None)
+
+    def resume_step(self) -> int:
+        """The step a resumed run continues from: its latest complete checkpoint's, else 0."""
+        latest = self.latest_checkpoint()
+        return checkpoint_step(latest) if latest else 0
 
     def has_adapter(self) -> bool:
         return (self.adapter_dir / "adapter_config.json").is_file() and any(
@@ -88,6 +93,10 @@ class RunFolder:
         """An embedding run's output: a whole sentence-transformers model folder."""
         folder = self.adapter_dir
         return (folder / "modules.json").is_file() and (folder / "model.safetensors").is_file()
+
+
+def checkpoint_step(folder: Path) -> int:
+    return int(folder.name.split("-")[1])  # folders are named step-N
 
 
 def read_jsonl(path: Path) -> list[dict]:

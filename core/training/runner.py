@@ -207,8 +207,9 @@ class TrainingRunner:
                 )
             run = RunFolder(Path(job.run_dir))
             run.result_path.unlink(missing_ok=True)
+            # progress restarts from the checkpoint, not from where the last worker got to
             self.store.claim(job_id, from_status=job.status, to_status="queued", error=None,
-                             finished_at=None, pid=None)
+                             finished_at=None, pid=None, step=run.resume_step())
         self.ensure_started()
         self._schedule()
         return self.get(job_id)

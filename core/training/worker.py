@@ -28,6 +28,8 @@ from core.training.spec import TrainingSpec
 
 EXIT_CRASH, EXIT_NAN, EXIT_OOM = 1, 3, 4
 DEBUG_NAN_ENV = "REFINERY_DEBUG_NAN_AT_STEP"  # tests inject a non-finite loss at this step
+# tests hold the run after this step until it is stopped or killed: a fixed point to act at
+DEBUG_HOLD_ENV = "REFINERY_DEBUG_HOLD_AT_STEP"
 # Caps the worker's address space (MB): too big a job then fails as "oom" instead of
 # dragging the machine into swap or the kernel's OOM killer.
 MEMORY_LIMIT_ENV = "REFINERY_TRAIN_MEMORY_MB"
@@ -158,6 +160,7 @@ class Trainer(StepLoop):
         super().__init__(run, events, stop, ranks)
         self.device = f"cuda:{ranks.local_rank}" if torch.cuda.is_available() else "cpu"
         self.nan_at = int(os.environ.get(DEBUG_NAN_ENV, "0") or 0)
+        self.hold_at = int(os.environ.get(DEBUG_HOLD_ENV, "0") or 0)
 
     def prepare(self) -> None:
         import torch
@@ -306,6 +309,8 @@ class Trainer(StepLoop):
             losses.append(loss)
             self.emit_step(loss, start_step=start_step, tokens_here=tokens_here,
                            **self.step_details())
+            if self.step == self.hold_at:
+                self.stop.wait()
             if not self.ranks.main:
                 continue
             if self.due(self.eval_every):
