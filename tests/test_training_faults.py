@@ -13,7 +13,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-from core.training.events import COMPLETE_CHECKPOINT, RunFolder, checkpoint_step
+from core.training.events import RunFolder
 from core.training.runner import pid_runs
 from core.training.worker import DEBUG_HOLD_ENV
 from tests.test_app_process import free_port, start_app, wait_until_up
@@ -43,12 +43,6 @@ def submit(url: str, body: dict) -> str:
     return reply.json()["id"]
 
 
-def complete_checkpoints(run_dir: Path) -> list[int]:
-    folder = RunFolder(run_dir).checkpoints_dir
-    return sorted(checkpoint_step(p) for p in folder.glob("step-*")
-                  if (p / COMPLETE_CHECKPOINT).is_file())
-
-
 def test_killed_worker_fails_and_resume_continues_from_the_last_complete_checkpoint(
         services, runner, monkeypatch):
     monkeypatch.setenv(DEBUG_HOLD_ENV, "7")  # the worker waits after step 7 to be killed
@@ -62,10 +56,11 @@ def test_killed_worker_fails_and_resume_continues_from_the_last_complete_checkpo
     assert workers_of(run_dir) == []
 
     # what a kill in the middle of saving leaves behind: a staging folder, never a step-N one
-    partial = RunFolder(run_dir).checkpoints_dir / ".partial-000009"
+    run = RunFolder(run_dir)
+    partial = run.checkpoints_dir / ".partial-000009"
     partial.mkdir()
     (partial / "adapter_model.safetensors").write_bytes(b"cut short")
-    assert complete_checkpoints(run_dir)[-1] == 6
+    assert run.resume_step() == 6
     seen = max(e["seq"] for e in runner.store.events(job.id))
     monkeypatch.setenv(DEBUG_HOLD_ENV, "10")  # the resumed worker waits after step 10
     runner.resume(job.id)  # progress restarts from the checkpoint, not from the kill's step
