@@ -248,14 +248,18 @@ class TrainingRunner:
             self._thread.join(timeout=10)
 
     def poll(self) -> None:
-        """One monitor pass: copy new events, settle finished workers, start the next job."""
-        for job in self.store.list(statuses=("running", "stopping")):
-            self._follow(job)
-            alive, code = self._alive(job)
-            if not alive:
-                self._follow(self.get(job.id))
-                self._settle(self.get(job.id), exit_code=code)
-        self._schedule()
+        """One monitor pass: copy new events, settle finished workers, start the next job.
+
+        The monitor thread and a caller (the CLI's follow loop) may poll at once: the lock
+        makes each job settle, and its adapter register, exactly once."""
+        with self._lock:
+            for job in self.store.list(statuses=("running", "stopping")):
+                self._follow(job)
+                alive, code = self._alive(job)
+                if not alive:
+                    self._follow(self.get(job.id))
+                    self._settle(self.get(job.id), exit_code=code)
+            self._schedule()
 
     # --- internals --------------------------------------------------------------------------
 
