@@ -10,11 +10,8 @@ import argparse
 import csv
 import json
 import math
-import re
-import string
 import threading
 import uuid
-from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -24,6 +21,7 @@ import numpy as np
 
 from core.errors import InvalidInput, NotFound, RefineryError
 from core.generation import GenerationOptions
+from core.knowledge.scoring import exact_match, token_f1
 from core.modelspec import AnswerStream, Embed, ModelResolver, ResolvedModel
 from core.store.arena import ArenaStore
 
@@ -94,31 +92,6 @@ def read_eval_file(path: Path) -> list[dict]:
     except json.JSONDecodeError as error:
         raise InvalidInput(f"{path.name}: not valid JSON ({error})") from error
     return list(csv.DictReader(text.splitlines()))
-
-
-# text overlap scores
-_ARTICLES = re.compile(r"\b(a|an|the)\b")
-_PUNCTUATION = str.maketrans("", "", string.punctuation)
-
-
-def normalise(text: str) -> str:
-    """SQuAD normalisation: lower case, no punctuation or articles, single spaces."""
-    return " ".join(_ARTICLES.sub(" ", text.lower().translate(_PUNCTUATION)).split())
-
-
-def exact_match(answer: str, reference: str) -> float:
-    return float(normalise(answer) == normalise(reference))
-
-
-def token_f1(answer: str, reference: str) -> float:
-    got, want = normalise(answer).split(), normalise(reference).split()
-    if not got or not want:
-        return float(got == want)
-    common = sum((Counter(got) & Counter(want)).values())
-    if common == 0:
-        return 0.0
-    precision, recall = common / len(got), common / len(want)
-    return 2 * precision * recall / (precision + recall)
 
 
 def lcs_length(a: list[str], b: list[str]) -> int:

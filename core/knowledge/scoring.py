@@ -1,0 +1,51 @@
+"""Answer scores shared by evaluation, the knowledge check and the benchmarks."""
+
+from __future__ import annotations
+
+import re
+import string
+from collections import Counter
+from dataclasses import dataclass
+
+_ARTICLES = re.compile(r"\b(a|an|the)\b")
+_PUNCTUATION = str.maketrans("", "", string.punctuation)
+
+
+def normalise(text: str) -> str:
+    """SQuAD normalisation: lower case, no punctuation or articles, single spaces."""
+    return " ".join(_ARTICLES.sub(" ", text.lower().translate(_PUNCTUATION)).split())
+
+
+def exact_match(answer: str, reference: str) -> float:
+    return float(normalise(answer) == normalise(reference))
+
+
+def fact_match(answer: str, reference: str) -> bool:
+    """The reference fact appears in the answer, as whole words after normalisation.
+
+    A short reference ("Paris", "14 days") is the fact itself; an answer may say more
+    around it ("The capital is Paris."), which still counts.
+    """
+    want = normalise(reference)
+    return bool(want) and f" {want} " in f" {normalise(answer)} "
+
+
+def token_f1(answer: str, reference: str) -> float:
+    got, want = normalise(answer).split(), normalise(reference).split()
+    if not got or not want:
+        return float(got == want)
+    common = sum((Counter(got) & Counter(want)).values())
+    if common == 0:
+        return 0.0
+    precision, recall = common / len(got), common / len(want)
+    return 2 * precision * recall / (precision + recall)
+
+
+@dataclass(frozen=True)
+class AnswerScore:
+    match: bool  # the reference fact is in the answer
+    f1: float  # token F1 against the reference
+
+
+def score_answer(answer: str, reference: str) -> AnswerScore:
+    return AnswerScore(match=fact_match(answer, reference), f1=token_f1(answer, reference))
