@@ -42,6 +42,7 @@ class ChatBody(Strict):
     max_new_tokens: int | None = None
     temperature: float | None = None
     top_p: float | None = None
+    stop: list[str] = Field(default_factory=list)  # the answer ends before the first of these
     stream: bool = False
 
     def to_request(self, defaults: GenerationDefaults) -> ChatRequest:
@@ -57,6 +58,7 @@ class ChatBody(Strict):
             model=self.model,
             use_documents=self.use_documents,
             documents_k=self.documents_k,
+            stop=tuple(self.stop),
         )
 
 
