@@ -39,6 +39,7 @@ def main() -> None:
     parser.add_argument("--cache-dir", default=str(Path("data/runtime/models").resolve()))
     parser.add_argument("--max-new-tokens", type=int, default=Settings().default_max_new_tokens)
     parser.add_argument("--seeds", type=int, default=5, help="draws per temperature for Paris")
+    parser.add_argument("--prompts", type=int, default=len(PROMPTS), help="how many prompts")
     args = parser.parse_args()
     cache = Path(args.cache_dir)
     loaded = load_model(args.model, cache_dir=cache)
@@ -46,7 +47,7 @@ def main() -> None:
     print(f"defaults: temperature {defaults.temperature}, top_p {defaults.top_p}, "
           f"max_new_tokens {defaults.max_new_tokens} (from {defaults.source})")  # fmt: skip
     lengths = []
-    for prompt in PROMPTS:
+    for prompt in PROMPTS[: args.prompts]:
         result = answer(loaded, prompt, defaults.options(), seed=0)
         lengths.append(result.completion_tokens)
         shown = result.text.replace("\n", " ")

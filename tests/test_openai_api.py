@@ -45,10 +45,24 @@ def client_for(url: str, api_key: str = "unused") -> openai.OpenAI:
     return openai.OpenAI(base_url=f"{url}/v1", api_key=api_key, max_retries=0)
 
 
-@pytest.fixture
-def served(services):
-    with live(services) as url:
-        yield services, url
+@pytest.fixture(scope="module")
+def served(tmp_path_factory, tiny_model_dir):
+    """One live app for the tests below that need no settings of their own."""
+    from core.services import build_services
+    from core.settings import Settings
+
+    data = tmp_path_factory.mktemp("openai") / "data"
+    built = build_services(Settings(data_dir=data, model=str(tiny_model_dir),
+                                    default_max_new_tokens=8))  # fmt: skip
+    try:
+        with live(built) as url:
+            yield built, url
+    finally:
+        built.close()
+
+
+def turn_count(url: str) -> int:
+    return httpx.get(f"{url}/api/v1/interactions", timeout=60).json()["total"]
 
 
 def logged(url: str, response_id: str, **params) -> dict | None:
@@ -150,6 +164,7 @@ def test_visible_text_holds_back_what_may_become_a_stop_sequence():
 def test_models_lists_every_name_chat_accepts_and_each_answers(served, tiny_model_dir, tmp_path):
     services, url = served
     adapter = make_tiny_adapter(tiny_model_dir, tmp_path / "adapter")
+
     services.registry.register(
         model_id="tuned-1", name="tuned", base_model=services.models.name, adapter_dir=adapter,
         job_id=None, config={}, dataset_id=None, dataset_version=None, metrics={},
@@ -177,13 +192,14 @@ def test_models_lists_every_name_chat_accepts_and_each_answers(served, tiny_mode
 )
 def test_unsupported_parameters_are_refused_in_openai_error_shape(served, extra, param):
     services, url = served
+    before = turn_count(url)
     with pytest.raises(openai.BadRequestError) as refused:
         client_for(url).chat.completions.create(model="base", messages=ASK, **extra)
     error = refused.value.body
     assert refused.value.status_code == 400
     assert error["code"] == "unsupported_parameter" and error["param"] == param
     assert error["type"] == "invalid_request_error" and error["message"]
-    assert httpx.get(f"{url}/api/v1/interactions", timeout=60).json()["total"] == 0
+    assert turn_count(url) == before  # nothing was generated or logged
 
 
 def test_bad_values_and_unknown_models_are_openai_errors(served):
