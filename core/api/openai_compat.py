@@ -4,8 +4,9 @@ Existing OpenAI clients (the openai SDK, LangChain, Open WebUI) talk to Refinery
 to any OpenAI-compatible server. Every completion is a chat turn of the chat service, logged like
 one from /api/v1/chat (same login, limits and 429 queue), and its id comes back in the
 `x-refinery-response-id` header and the `refinery_response_id` field, so the answer can be rated
-through POST /api/v1/feedback. Parameters Refinery cannot honour are refused with a 400 rather
-than silently ignored.
+through POST /api/v1/feedback. Features Refinery does not have (several choices, tools,
+per-token log-probabilities, JSON output, penalties, images) are refused with a 400 rather than
+silently ignored; bookkeeping fields (metadata, store, seed, ...) are ignored.
 """
 
 from __future__ import annotations
@@ -125,7 +126,9 @@ def to_chat_request(body: CompletionBody, services: Services, user: str) -> Chat
     if not turns or turns[-1]["role"] != "user":
         raise InvalidInput("the last message must be the user's")
     stop = (body.stop,) if isinstance(body.stop, str) else tuple(body.stop or ())
-    max_tokens = body.max_completion_tokens or body.max_tokens
+    max_tokens = body.max_tokens if body.max_completion_tokens is None else (
+        body.max_completion_tokens
+    )
     return ChatRequest(
         prompt=turns[-1]["content"],
         history=turns[:-1],
