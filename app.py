@@ -10,11 +10,11 @@ from core.settings import Settings, parse_settings
 
 
 def create_app(services):
-    """The one ASGI app: REST API under /api/v1 and the Gradio UI at /."""
+    """The one ASGI app: REST API under /api/v1, OpenAI-compatible API under /v1, Gradio UI at /."""
     import gradio as gr
     from fastapi import FastAPI
 
-    from core.api import build_api, install_error_handlers
+    from core.api import build_api, build_openai_router, install_error_handlers
     from core.metrics import install_metrics
     from core.services import VERSION
     from ui.layout import build_app
@@ -23,6 +23,7 @@ def create_app(services):
     install_error_handlers(app)
     install_metrics(app, services)  # GET /metrics, and every request counted and timed
     app.include_router(build_api(services))
+    app.include_router(build_openai_router(services))  # /v1: OpenAI's clients
     blocks = build_app(services)
     blocks.queue(default_concurrency_limit=4, max_size=services.settings.max_queue)
     login = services.auth.verify_async if services.auth.enabled else None  # Gradio's login page

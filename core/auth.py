@@ -128,9 +128,14 @@ class Authenticator:
         if not self.enabled or request.url.path in OPEN_ROUTES:
             return None
         scheme, encoded = get_authorization_scheme_param(request.headers.get("Authorization"))
-        name, password = _basic(scheme, encoded)
+        name, password = _basic(scheme, encoded) if scheme.lower() == "basic" else _bearer(
+            scheme, encoded
+        )
         if name is None or not self.verify(name, password):
-            raise Unauthorized("log in: send HTTP Basic credentials of a Refinery user")
+            raise Unauthorized(
+                "log in: send HTTP Basic credentials of a Refinery user, or NAME:PASSWORD as "
+                "the bearer token (an OpenAI client's api_key)"
+            )
         request.state.user = name
         return name
 
@@ -145,6 +150,14 @@ def _basic(scheme: str, encoded: str) -> tuple[str | None, str]:
         name, sep, password = base64.b64decode(encoded, validate=True).decode().partition(":")
     except (binascii.Error, UnicodeDecodeError, ValueError):
         return None, ""
+    return (name, password) if sep else (None, "")
+
+
+def _bearer(scheme: str, token: str) -> tuple[str | None, str]:
+    """OpenAI clients send their api_key as a bearer token: here a user's NAME:PASSWORD."""
+    if scheme.lower() != "bearer" or not token:
+        return None, ""
+    name, sep, password = token.partition(":")
     return (name, password) if sep else (None, "")
 
 

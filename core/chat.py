@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import uuid
 from collections.abc import Iterator
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from datetime import datetime
 
 from core.errors import InvalidInput, NotFound
@@ -19,6 +19,7 @@ from core.generation import (
 from core.grounding import fit_sources, retrieve, with_sources
 from core.models import ModelService
 from core.routing import SERVED, Route
+from core.stop_sequences import check_stop_sequences, visible_text
 from core.store.chatlog import ChatLog, TurnRecord
 
 ROLES = ("user", "assistant")
@@ -36,8 +37,11 @@ class ChatRequest:
     model: str | None = None
     use_documents: bool = False  # ground the answer on the top chunks of the document store
     documents_k: int = 4
+    stop: tuple[str, ...] = ()  # the answer ends before the first of these
+    response_id: str | None = None  # for callers that announce the turn's id before it ends
 
     def __post_init__(self) -> None:
+        check_stop_sequences(self.stop)
         if not self.prompt or not self.prompt.strip():
             raise InvalidInput("the prompt is empty")
         for turn in self.history:
@@ -138,11 +142,19 @@ class ChatService:
             stream = GenerationStream(loaded, prompt, request.options)
             if stop_event is not None:
                 stream.stop_event = stop_event
-            text = ""
+            text, stopped = "", False
             for delta in stream:
+                if stopped:
+                    continue  # generation ends at its next token
                 text += delta
-                yield ChatUpdate(text, prompt.notice, sources=sources)
-        turn = self._record(request, prompt, stream.result, arm, version, sources, route)
+                shown, stopped = visible_text(text, request.stop)
+                if stopped:
+                    stream.stop_event.set()
+                yield ChatUpdate(shown, prompt.notice, sources=sources)
+        result = replace(stream.result, text=shown, finish_reason="stop") if stopped else (
+            stream.result
+        )
+        turn = self._record(request, prompt, result, arm, version, sources, route)
         yield ChatUpdate(turn.response, prompt.notice, turn, sources)
 
     def route_for(self, request: ChatRequest, arm=None) -> Route:
@@ -162,7 +174,7 @@ class ChatService:
     ) -> TurnRecord:
         conversation_id = request.conversation_id or uuid.uuid4().hex
         turn = TurnRecord(
-            id=uuid.uuid4().hex,
+            id=request.response_id or uuid.uuid4().hex,
             conversation_id=conversation_id,
             turn_index=self.log.next_turn_index(conversation_id),
             created_at=datetime.now(),
@@ -170,7 +182,11 @@ class ChatService:
             prompt=request.prompt,
             model_id=self.models.name,
             adapter_version=version,
-            settings={**asdict(request.options), "system_prompt": request.system_prompt},
+            settings={
+                **asdict(request.options),
+                "system_prompt": request.system_prompt,
+                **({"stop": list(request.stop)} if request.stop else {}),
+            },
             **turn_fields(prompt, result),
             retrieved_chunk_ids=[hit.chunk_id for hit in sources] if sources else None,
             route=route.reason if route else None,

@@ -20,7 +20,7 @@ PLAIN_ROLES = {"system": "System", "user": "User", "assistant": "Assistant"}
 @dataclass(frozen=True, kw_only=True)
 class GenerationOptions:
     max_new_tokens: int = 256
-    temperature: float = 0.7
+    temperature: float = 0.2  # core.generation_defaults.FALLBACK_TEMPERATURE
     top_p: float = 0.9
 
     def __post_init__(self) -> None:

@@ -17,6 +17,7 @@ from core.experiments import ExperimentService
 from core.explain import ExplainService
 from core.fairness import FairnessService
 from core.feedback import FeedbackService
+from core.generation_defaults import ModelDefaults
 from core.models import ModelService
 from core.modelspec import ModelResolver
 from core.paths import AllowedFolders
@@ -54,6 +55,7 @@ class Services:
     admission: Admission  # the generation queue of the API: 429 beyond max_queue
     db: Database
     models: ModelService
+    defaults: ModelDefaults  # generation defaults of the API, /v1 and the Chat tab
     log: ChatLog
     chat: ChatService
     feedback: FeedbackService
@@ -138,6 +140,10 @@ def build_services(settings: Settings) -> Services:
         admission=Admission(settings.max_queue),
         db=db,
         models=models,
+        defaults=ModelDefaults(
+            models,
+            max_new_tokens=min(settings.default_max_new_tokens, settings.max_new_tokens_limit),
+        ),
         log=log,
         chat=ChatService(
             models,

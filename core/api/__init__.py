@@ -1,4 +1,5 @@
-"""REST API under /api/v1: thin routes over the core services, one module per concept."""
+"""REST API under /api/v1: thin routes over the core services, one module per concept; and the
+OpenAI-compatible API under /v1 (core/api/openai_compat.py)."""
 
 from fastapi import APIRouter, Depends
 
@@ -11,13 +12,14 @@ from core.api.documents import build_documents_router
 from core.api.drift import build_drift_router
 from core.api.errors import install_error_handlers
 from core.api.explain import build_explain_router
+from core.api.openai_compat import build_openai_router
 from core.api.retraining import build_retraining_router
 from core.api.retrievers import build_retrievers_router
 from core.api.routing import build_routing_router
 from core.api.training import build_training_router
 from core.services import Services
 
-__all__ = ["build_api", "install_error_handlers"]
+__all__ = ["build_api", "build_openai_router", "install_error_handlers"]
 
 
 def build_api(services: Services) -> APIRouter:

@@ -14,7 +14,7 @@ from core.arena import CompareRequest
 from core.auth import request_user
 from core.evaluation import EvalRequest, before_after
 from core.experiments import ExperimentSpec
-from core.generation import GenerationOptions
+from core.generation_defaults import GenerationDefaults
 from core.services import Services
 from core.store.arena import ComparisonRecord
 
@@ -26,12 +26,12 @@ class CompareBody(Strict):
     blind: bool = False
     user: str = "anonymous"
     system_prompt: str | None = None
-    max_new_tokens: int = 256
-    temperature: float = 0.7
-    top_p: float = 0.9
+    max_new_tokens: int | None = None  # None: the served model's defaults
+    temperature: float | None = None
+    top_p: float | None = None
 
-    def to_request(self) -> CompareRequest:
-        options = GenerationOptions(
+    def to_request(self, defaults: GenerationDefaults) -> CompareRequest:
+        options = defaults.options(
             max_new_tokens=self.max_new_tokens, temperature=self.temperature, top_p=self.top_p
         )
         fields = self.model_dump(exclude={"max_new_tokens", "temperature", "top_p"})
@@ -131,7 +131,8 @@ def build_arena_router(services: Services) -> APIRouter:
     async def compare(body: CompareBody, http: Request) -> dict:
         body.user = request_user(http, body.user)
         with services.admission.slot():
-            update = await run_in_threadpool(services.arena.compare, body.to_request())
+            request = body.to_request(services.defaults.get())
+            update = await run_in_threadpool(services.arena.compare, request)
         record = update.comparison
         return comparison_json(services, record, reveal=not record.blind)
 

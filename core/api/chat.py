@@ -15,7 +15,7 @@ from core.auth import request_user
 from core.chat import ChatRequest, ChatUpdate
 from core.errors import RefineryError
 from core.feedback import Feedback
-from core.generation import GenerationOptions
+from core.generation_defaults import GenerationDefaults
 from core.services import VERSION, Services
 from core.store.chatlog import InteractionFilter
 
@@ -38,26 +38,27 @@ class ChatBody(Strict):
     conversation_id: str | None = None
     history: list[Turn] = Field(default_factory=list)
     system_prompt: str | None = None
-    max_new_tokens: int = 256
-    temperature: float = 0.7
-    top_p: float = 0.9
+    # None: the served model's defaults (core.generation_defaults)
+    max_new_tokens: int | None = None
+    temperature: float | None = None
+    top_p: float | None = None
+    stop: list[str] = Field(default_factory=list)  # the answer ends before the first of these
     stream: bool = False
 
-    def to_request(self) -> ChatRequest:
+    def to_request(self, defaults: GenerationDefaults) -> ChatRequest:
         return ChatRequest(
             prompt=self.prompt,
             history=[t.model_dump() for t in self.history],
             system_prompt=self.system_prompt,
-            options=GenerationOptions(
-                max_new_tokens=self.max_new_tokens,
-                temperature=self.temperature,
-                top_p=self.top_p,
+            options=defaults.options(
+                max_new_tokens=self.max_new_tokens, temperature=self.temperature, top_p=self.top_p
             ),
             conversation_id=self.conversation_id,
             user=self.user,
             model=self.model,
             use_documents=self.use_documents,
             documents_k=self.documents_k,
+            stop=tuple(self.stop),
         )
 
 
@@ -118,7 +119,7 @@ def build_chat_router(services: Services) -> APIRouter:
     @router.post("/chat")
     async def chat(body: ChatBody, http: Request):
         body.user = request_user(http, body.user)
-        request = body.to_request()
+        request = body.to_request(services.defaults.get())
         if not body.stream:
             with services.admission.slot():
                 return turn_json(await run_in_threadpool(services.chat.complete, request))

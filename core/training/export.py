@@ -8,6 +8,7 @@ from __future__ import annotations
 import json
 import shutil
 from dataclasses import dataclass
+from hashlib import sha256
 from pathlib import Path
 
 from core.errors import InvalidInput
@@ -23,6 +24,32 @@ CHATML_TEMPLATE = (
     "<|im_start|>assistant\n"
 )
 PLAIN_TEMPLATE = "{{ range .Messages }}{{ .Role }}: {{ .Content }}\n{{ end }}Assistant:"
+
+
+# How llama.cpp's converter (convert_hf_to_gguf.py, get_vocab_base_pre) names a tokenizer's
+# pre-tokenizer, the `tokenizer.ggml.pre` llama.cpp and Ollama split text by: the SHA-256 of the
+# tokenizer's ids for this check text, looked up in its table (the byte-level BPE entries below).
+PRE_CHECK_TEXT = (
+    "\n \n\n \n\n\n \t \t\t \t\n  \n   \n    \n     \n🚀 (normal) 😶\u200d🌫️ (multiple emojis "
+    "concatenated) ✅ 🦙🦙 3 33 333 3333 33333 333333 3333333 33333333 3.3 3..3 3...3 "
+    "កាន់តែពិសេសអាច😁 ?我想在apple工作1314151天～ ------======= нещо на Български "
+    "''''''```````\"\"\"\"......!!!!!!?????? I've been 'told he's there, 'RE you sure? 'M not "
+    "sure I'll make it, 'D you like some tea? We'Ve a'lL"
+)
+PRE_BY_HASH = {
+    "855059429035d75a914d1eda9f10a876752e281a054a7a3d421ef0533e5b6249": "smollm",
+    "3ce83efda5659b07b1ad37ca97ca5797ea4285d9b9ab0dc679e4a720c9da7454": "gpt-2",
+    "0ef9807a4087ebef797fc749390439009c3b9eda9ad1a097abbe738f486c01e5": "llama-bpe",
+    "c136ed14d01c2745d4f60a9596ae66800e2b61fa45643e72436041855ad4089d": "smaug-bpe",
+    "e636dc30a262dcc0d8c323492e32ae2b70728f4df7dfe9737d9f920a282b8aea": "qwen2",
+    "d4540891389ea895b53b399da6ac824becc30f2fba0e9ddbb98f92e55ca0e97c": "qwen2",
+    "049ecf7629871e3041641907f3de7c733e4dbfdc736f57d882ba0b0845599754": "deepseek-llm",
+    "347715f544604f9118bb75ed199f68779f423cabb20db6de6f31b908d04d7821": "deepseek-coder",
+    "35d91631860c815f952d711435f48d356ebac988362536bed955d43bfa436e34": "starcoder",
+    "9d032fcbd5501f4a38150912590928bfb36091efb5df11b8e2124b0390e3fb1e": "falcon3",
+    "63b97e4253352e6f357cc59ea5b583e3a680eaeaf2632188c2b952de2588485e": "tekken",
+    "ccc2ef013c104be7bae2965776d611e1d7a8a2a9c547dd93a682c9a9fc80352e": "gpt-4o",
+}
 
 
 @dataclass(frozen=True)
@@ -151,7 +178,7 @@ def add_tokenizer(writer, tokenizer, vocab_size: int, token_type) -> None:
                      token_type.NORMAL if index in by_id else token_type.UNUSED)
     merges = [m if isinstance(m, str) else " ".join(m) for m in spec["model"]["merges"]]
     writer.add_tokenizer_model("gpt2")
-    writer.add_tokenizer_pre("default")
+    writer.add_tokenizer_pre(pre_tokenizer_name(tokenizer, spec))
     writer.add_token_list(tokens)
     writer.add_token_types(types)
     writer.add_token_merges(merges)
@@ -162,6 +189,37 @@ def add_tokenizer(writer, tokenizer, vocab_size: int, token_type) -> None:
             add(token_id)
     if getattr(tokenizer, "chat_template", None):
         writer.add_chat_template(tokenizer.chat_template)
+
+
+def pre_tokenizer_name(tokenizer, spec: dict | None = None) -> str:
+    """The name llama.cpp knows this tokenizer's pre-tokenizer by: from its table of check-text
+    hashes, else (a vocabulary of its own) from the pre-tokenizer's structure."""
+    digest = sha256(str(tokenizer.encode(PRE_CHECK_TEXT)).encode()).hexdigest()
+    if digest in PRE_BY_HASH:
+        return PRE_BY_HASH[digest]
+    spec = spec or json.loads(tokenizer.backend_tokenizer.to_str())
+    steps = _pre_steps(spec.get("pre_tokenizer"))
+    byte_level = {"type": "ByteLevel", "use_regex": True}
+    if [_shape(step) for step in steps] == [byte_level]:
+        return "gpt-2"  # GPT-2's split
+    if [_shape(step) for step in steps] == [{"type": "Digits", "individual_digits": True},
+                                            byte_level]:  # fmt: skip
+        return "smollm"  # each digit alone, then GPT-2's split
+    raise InvalidInput(
+        f"llama.cpp knows no pre-tokenizer like this tokenizer's (check hash {digest[:12]}); "
+        "export the merged model instead"
+    )
+
+
+def _pre_steps(pre: dict | None) -> list[dict]:
+    if pre is None:
+        return []
+    return pre["pretokenizers"] if pre.get("type") == "Sequence" else [pre]
+
+
+def _shape(step: dict) -> dict:
+    keep = {"ByteLevel": ("use_regex",), "Digits": ("individual_digits",)}.get(step["type"], ())
+    return {"type": step["type"], **{key: step.get(key, True) for key in keep}}
 
 
 def write_modelfile(model_dir: Path, gguf_path: Path) -> Path:

@@ -87,17 +87,19 @@ def build_chat_tab(services: Services) -> None:
                     label="Model (auto: a matching route, else the promoted one)",
                 )
                 system_prompt = gr.Textbox(label="System prompt", lines=3)
+                defaults = services.defaults.get()  # the same defaults as the APIs
                 max_new_tokens = gr.Slider(
                     1,
                     services.settings.max_new_tokens_limit,
-                    value=services.settings.default_max_new_tokens,
+                    value=defaults.max_new_tokens,
                     step=1,
                     label="Max new tokens",
                 )
                 temperature = gr.Slider(
-                    0.0, 2.0, value=0.3, step=0.05, label="Temperature (0 = greedy)"
+                    0.0, 2.0, value=defaults.temperature, step=0.05,
+                    label="Temperature (0 = greedy)",
                 )
-                top_p = gr.Slider(0.05, 1.0, value=0.9, step=0.05, label="Top-p")
+                top_p = gr.Slider(0.05, 1.0, value=defaults.top_p, step=0.05, label="Top-p")
                 ground = gr.Checkbox(label="Ground on documents", value=False)
         with gr.Accordion("Rate an answer", open=True):
             target = gr.Markdown(selected_label(new_conversation()))
