@@ -1,0 +1,92 @@
+"""The base model writes check items from chunks: a question and a short reference fact.
+
+The bundled 135M model follows a two-example prompt far better than an instruction alone
+("Question: ... / Answer: ..." replies, most of them parseable). It still invents answers,
+so only items whose reference is literally in the chunk (after normalisation), short, and
+not already said by the question are kept.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+
+from core.generation import GenerationOptions, fit_to_context
+from core.knowledge.batch import generate_batch
+from core.knowledge.scoring import fact_match, normalise
+
+ASK = (
+    "Write one question about a fact in this passage and its short answer, copied from the "
+    "passage.\n\nPassage: {passage}"
+)
+EXAMPLES = (
+    (
+        "The Northwind bridge is 420 metres long. It was designed by Ada Lindqvist and opened "
+        "in 1998.",
+        "Question: Who designed the Northwind bridge?\nAnswer: Ada Lindqvist",
+    ),
+    (
+        "Orders over 50 euros ship for free. Returns are accepted within 30 days of delivery.",
+        "Question: Within how many days are returns accepted?\nAnswer: 30 days",
+    ),
+)
+MAX_REFERENCE_WORDS = 8
+MIN_QUESTION_WORDS = 4
+MAX_PASSAGE_TOKENS = 400
+_REPLY = re.compile(r"question\s*:\s*(?P<q>[^\n]+?\?)\s*\n+\s*answer\s*:\s*(?P<a>[^\n]+)", re.I)
+
+
+@dataclass(frozen=True)
+class Written:
+    question: str
+    reference: str
+
+
+def prompt_messages(passage: str) -> list[dict]:
+    messages = []
+    for example, reply in EXAMPLES:
+        messages += [
+            {"role": "user", "content": ASK.format(passage=example)},
+            {"role": "assistant", "content": reply},
+        ]
+    return [*messages, {"role": "user", "content": ASK.format(passage=passage)}]
+
+
+def parse(reply: str) -> Written | None:
+    """The first "Question: ...? / Answer: ..." pair of a reply."""
+    found = _REPLY.search(reply)
+    if found is None:
+        return None
+    reference = found["a"].strip().rstrip(".").strip()
+    return Written(" ".join(found["q"].split()), reference)
+
+
+def keep(written: Written | None, chunk: str) -> bool:
+    """A usable item: a real question whose short reference the chunk states word for word
+    and the question does not give away."""
+    if written is None:
+        return False
+    reference = normalise(written.reference)
+    return (
+        len(written.question.split()) >= MIN_QUESTION_WORDS
+        and 0 < len(reference.split()) <= MAX_REFERENCE_WORDS
+        and fact_match(chunk, written.reference)
+        and not fact_match(written.question, written.reference)
+    )
+
+
+def write_items(
+    loaded, passages: list[str], *, sample: bool, max_new_tokens: int = 40
+) -> list[Written | None]:
+    """One attempt per passage in one batch (the caller holds the base weights); None where
+    the reply is unusable. Greedy first; a sampled retry gives the misses another chance."""
+    tokenizer = loaded.tokenizer
+    options = GenerationOptions(max_new_tokens=max_new_tokens, temperature=0.7 if sample else 0.0)
+    budget = loaded.context_length - max_new_tokens
+    prompts = []
+    for passage in passages:
+        ids = tokenizer(passage, add_special_tokens=False)["input_ids"][:MAX_PASSAGE_TOKENS]
+        prompts.append(fit_to_context(tokenizer, prompt_messages(tokenizer.decode(ids)), budget))
+    replies = generate_batch(loaded, prompts, options)
+    written = [parse(reply) for reply in replies]
+    return [w if keep(w, passage) else None for w, passage in zip(written, passages, strict=True)]
