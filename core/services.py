@@ -215,5 +215,6 @@ def build_services(settings: Settings) -> Services:
         experiments=experiments,
         retraining=services.retraining,
         drift=services.drift,
+        knowledge=services.knowledge_scores,
     )
     return services

@@ -115,3 +115,25 @@ def test_a_finished_training_run_gets_both_scores(services):
     assert line.startswith("knows ") and "/3 of your facts (grounded " in line
     assert "general " in line and "/40" in line
     services.training.close(stop_workers=True)
+
+
+def test_tabs_show_what_each_model_knows(client, services):
+    from ui.tabs.dashboard import views
+    from ui.tabs.knowledge import items_frame, scores_markdown, table_rows
+
+    assert client.get("/").status_code == 200  # the page with the Knowledge tab builds
+    assert scores_markdown(services) == "- **base**: no knowledge check yet, general not run"
+    check = services.knowledge.import_file(jsonl(ITEMS), "pump.jsonl")
+    frame = items_frame(services, check["id"])
+    frame.loc[0, "reference"] = "10 seconds"
+    frame.loc[1, ["question", "reference"]] = ""  # a blanked row is deleted
+    frame.loc[3] = {"id": None, "question": "What must be primed?", "reference": "the pump"}
+    saved = services.knowledge.replace_items(check["id"], table_rows(frame))
+    items = services.knowledge.items(saved["id"])
+    assert [i["reference"] for i in items] == ["10 seconds", "every month", "the pump"]
+    assert [i["origin"] for i in items] == ["imported", "imported", "manual"]
+    [run_id] = services.knowledge_runs.start(check["id"], grounded=(False,))
+    assert services.knowledge_runs.wait_idle(600)
+    correct = services.knowledge_runs.get(run_id)["summary"]["correct"]
+    overview = views(services)[0]
+    assert f"**base** knows {correct}/3 of your facts (grounded ?), general not run" in overview
