@@ -174,8 +174,9 @@ class KnowledgeService:
             message = (f"{len(items)} item(s) from {len(pool)} passage(s)" if items else
                        "the model wrote no usable item; add items by hand or import them")
             self.store.update_check(check_id, status="ready", progress=1.0, message=message)
-        except (RefineryError, RuntimeError, ValueError, OSError) as error:
-            self.store.update_check(check_id, status="failed", message=str(error))
+        except Exception as error:  # a background job always ends in a stored state
+            message = error.message if isinstance(error, RefineryError) else str(error)
+            self.store.update_check(check_id, status="failed", message=message)
         finally:
             self._threads.pop(check_id, None)
         if then is not None:

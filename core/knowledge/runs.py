@@ -188,7 +188,7 @@ class KnowledgeRuns:
                 run_id, status="done", finished_at=datetime.now(), summary=_summary(scored),
                 items=scored,
             )
-        except (RefineryError, RuntimeError, ValueError, OSError) as error:
+        except Exception as error:  # a background run always ends in a stored state
             message = error.message if isinstance(error, RefineryError) else str(error)
             self.store.update_run(
                 run_id, status="failed", finished_at=datetime.now(), error=message
