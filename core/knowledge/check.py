@@ -16,7 +16,8 @@ from dataclasses import dataclass
 from core.errors import Conflict, InvalidInput, NotFound, RefineryError
 from core.knowledge.files import export_items, read_items
 from core.knowledge.holdout import held_out_questions
-from core.knowledge.questions import write_items
+from core.knowledge.questions import passages, write_items
+from core.knowledge.scoring import normalise
 from core.models import ModelService
 from core.store.documents import DocumentStore
 from core.store.knowledge import KnowledgeStore
@@ -25,6 +26,7 @@ MAX_NAME_CHARS = 80
 MAX_TEXT_CHARS = 2000
 MAX_ITEMS = 500
 BATCH = 8  # passages per generate() call
+ATTEMPTS = (False, True, True)  # greedy, then two sampled retries (False: greedy)
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -63,12 +65,12 @@ def clean_item(item: dict, origin: str) -> dict:
     }
 
 
-def spread(chunks: list[dict], count: int) -> list[dict]:
-    """`count` chunks spread evenly over the list (every one when there are fewer)."""
-    if len(chunks) <= count:
-        return chunks
-    step = len(chunks) / count
-    return [chunks[int(i * step)] for i in range(count)]
+def spread(things: list, count: int) -> list:
+    """`count` of the things spread evenly over the list (every one when there are fewer)."""
+    if len(things) <= count:
+        return things
+    step = len(things) / count
+    return [things[int(i * step)] for i in range(count)]
 
 
 class KnowledgeService:
@@ -148,28 +150,33 @@ class KnowledgeService:
     def _build(self, check_id: str, chunks: list[dict], request: BuildRequest, then) -> None:
         import torch
 
-        # Twice as many passages as items wanted: the filter drops about half.
-        pool = spread(chunks, min(len(chunks), 2 * request.max_items))
-        found: dict[str, dict] = {}
+        # Twice as many passages as items wanted: the filter drops most replies. Each passage
+        # gets a greedy attempt, then sampled retries while it has no item.
+        pool = spread([(chunk, text) for chunk in chunks for text in passages(chunk["text"])],
+                      2 * request.max_items)
+        found: dict[int, dict] = {}
+        seen: set[tuple[str, str]] = set()
         try:
-            for attempt, sample in enumerate((False, True)):
-                todo = [c for c in pool if c["id"] not in found]
+            for attempt, sample in enumerate(ATTEMPTS):
+                todo = [n for n in range(len(pool)) if n not in found]
                 for start in range(0, len(todo), BATCH):
                     if len(found) >= request.max_items:
                         break
                     batch = todo[start : start + BATCH]
                     with self.models.use(None) as loaded:
                         torch.manual_seed(request.seed * 1_000_003 + attempt * 10_007 + start)
-                        written = write_items(loaded, [c["text"] for c in batch], sample=sample)
-                    for chunk, item in zip(batch, written, strict=True):
-                        if item is not None and len(found) < request.max_items:
-                            found[chunk["id"]] = self._item(chunk, item)
-                    share = (start + len(batch)) / len(todo)  # the greedy pass, then retries
+                        written = write_items(loaded, [pool[n][1] for n in batch], sample=sample)
+                    for n, item in zip(batch, written, strict=True):
+                        key = item and (normalise(item.question), normalise(item.reference))
+                        if item is not None and key not in seen and len(found) < request.max_items:
+                            seen.add(key)
+                            found[n] = self._item(pool[n][0], item)
+                    share = (start + len(batch)) / len(todo)
                     self.store.update_check(
-                        check_id, progress=min(0.99, (attempt + share) / 2),
+                        check_id, progress=min(0.99, (attempt + share) / len(ATTEMPTS)),
                         message=f"{len(found)} item(s) so far",
                     )
-            items = [found[c["id"]] for c in pool if c["id"] in found]
+            items = [found[n] for n in sorted(found)]
             self.store.set_items(check_id, items)
             message = (f"{len(items)} item(s) from {len(pool)} passage(s)" if items else
                        "the model wrote no usable item; add items by hand or import them")

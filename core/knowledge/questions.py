@@ -33,6 +33,8 @@ EXAMPLES = (
 MAX_REFERENCE_WORDS = 8
 MIN_QUESTION_WORDS = 4
 MAX_PASSAGE_TOKENS = 400
+WINDOW_SENTENCES = 2  # a passage as short as the examples keeps the model on one fact
+_SENTENCE_END = re.compile(r"(?<=[.!?])\s+")
 _REPLY = re.compile(r"question\s*:\s*(?P<q>[^\n]+?\?)\s*\n+\s*answer\s*:\s*(?P<a>[^\n]+)", re.I)
 
 
@@ -40,6 +42,13 @@ _REPLY = re.compile(r"question\s*:\s*(?P<q>[^\n]+?\?)\s*\n+\s*answer\s*:\s*(?P<a
 class Written:
     question: str
     reference: str
+
+
+def passages(text: str) -> list[str]:
+    """A chunk cut into windows of two sentences (the passages questions are written from)."""
+    sentences = [s for s in _SENTENCE_END.split(" ".join(text.split())) if s]
+    return [" ".join(sentences[i : i + WINDOW_SENTENCES])
+            for i in range(0, len(sentences), WINDOW_SENTENCES)]
 
 
 def prompt_messages(passage: str) -> list[dict]:
