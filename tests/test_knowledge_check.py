@@ -58,6 +58,11 @@ def test_replies_are_parsed_and_only_literal_short_facts_kept():
     long = "hold the blue button for ten seconds until the light blinks"
     assert not keep(Written("What do you do to reset the controller?", long), chunk)
     assert not keep(None, chunk)
+    facts = "The building has 6 floors and opened in 2011. Support tickets are answered in 4 hours."
+    assert keep(Written("When did the building open?", "2011"), facts)
+    assert keep(Written("How many floors does the building have?", "6 floors"), facts)
+    assert not keep(Written("How many tickets are answered in four hours?", "2011"), facts)
+    assert not keep(Written("How long do 4-hour tickets take?", "4 hours"), facts)  # given
 
 
 def test_build_is_a_background_job_that_keeps_only_filtered_items(services, manual):

@@ -30,7 +30,7 @@ EXAMPLES = (
         "Question: Within how many days are returns accepted?\nAnswer: 30 days",
     ),
 )
-MAX_REFERENCE_WORDS = 8
+MAX_REFERENCE_WORDS = 5  # a name, number or date; longer replies are sentence fragments
 MIN_QUESTION_WORDS = 4
 MAX_PASSAGE_TOKENS = 400
 WINDOW_SENTENCES = 2  # a passage as short as the examples keeps the model on one fact
@@ -70,17 +70,39 @@ def parse(reply: str) -> Written | None:
     return Written(" ".join(found["q"].split()), reference)
 
 
-def keep(written: Written | None, chunk: str) -> bool:
-    """A usable item: a real question whose short reference the chunk states word for word
-    and the question does not give away."""
+QUESTION_WORDS = frozenset(
+    "what which where when many much does long name called that this with from have".split()
+)
+
+
+def _words(text: str) -> set[str]:
+    return set(normalise(text.replace("-", " ")).split())
+
+
+def _about_its_sentence(question: str, reference: str, passage: str) -> bool:
+    """The question shares a content word with a sentence that states the reference: a
+    question about one sentence answered from another is a wrong item."""
+    asked = {w for w in _words(question) - _words(reference)
+             if len(w) >= 4 and w not in QUESTION_WORDS}
+    return any(asked & _words(sentence) for sentence in _SENTENCE_END.split(passage)
+               if fact_match(sentence, reference))
+
+
+def keep(written: Written | None, passage: str) -> bool:
+    """A usable item: a real question whose short reference the passage states word for word,
+    about the sentence that states it, and that does not give the reference (or its number)
+    away."""
     if written is None:
         return False
     reference = normalise(written.reference)
+    numbers = {w for w in reference.split() if any(c.isdigit() for c in w)}
     return (
         len(written.question.split()) >= MIN_QUESTION_WORDS
         and 0 < len(reference.split()) <= MAX_REFERENCE_WORDS
-        and fact_match(chunk, written.reference)
+        and fact_match(passage, written.reference)
         and not fact_match(written.question, written.reference)
+        and not numbers & _words(written.question)
+        and _about_its_sentence(written.question, written.reference, passage)
     )
 
 
