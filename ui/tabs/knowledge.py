@@ -38,7 +38,7 @@ def items_frame(services: Services, check_id: str | None) -> pd.DataFrame:
 def runs_frame(runs: list[dict]) -> pd.DataFrame:
     rows = [{**run, **{k: (run["summary"] or {}).get(k) for k in
                        ("correct", "fact_match", "token_f1")}} for run in runs]
-    return pd.DataFrame(rows, columns=RUN_COLUMNS).round(3)
+    return pd.DataFrame(rows, columns=RUN_COLUMNS).round({"fact_match": 3, "token_f1": 3})
 
 
 def table_rows(frame: pd.DataFrame) -> list[dict]:
@@ -183,7 +183,7 @@ def build_knowledge_tab(services: Services) -> None:
         if not run_id:
             return pd.DataFrame(columns=ANSWER_COLUMNS)
         run = runs.get(run_id)
-        return pd.DataFrame(run["items"] or [], columns=ANSWER_COLUMNS).round(3)
+        return pd.DataFrame(run["items"] or [], columns=ANSWER_COLUMNS).round({"f1": 3})
 
     build.click(start_build, [name, documents, most], [check, *views])
     check.change(show, [check], views)
