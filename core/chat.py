@@ -16,7 +16,7 @@ from core.generation import (
     prompt_budget,
     turn_fields,
 )
-from core.grounding import fit_sources, retrieve, with_sources
+from core.grounding import grounded_messages, retrieve
 from core.models import ModelService
 from core.routing import SERVED, Route
 from core.stop_sequences import check_stop_sequences, visible_text
@@ -136,8 +136,7 @@ class ChatService:
         with self.models.use(adapter) as loaded:
             budget = prompt_budget(loaded, request.options)
             messages = arm.prepare(request.messages()) if arm else request.messages()
-            sources = tuple(fit_sources(loaded.tokenizer, hits, budget // 2))
-            messages = with_sources(messages, list(sources))
+            messages, sources = grounded_messages(loaded.tokenizer, messages, hits, budget)
             prompt = fit_to_context(loaded.tokenizer, messages, budget)
             stream = GenerationStream(loaded, prompt, request.options)
             if stop_event is not None:

@@ -26,7 +26,7 @@ def plain(value):
 
 class DashboardService:
     def __init__(self, queries: DashboardQueries, *, base_model: str, documents, registry,
-                 training, experiments, retraining, drift=None) -> None:
+                 training, experiments, retraining, drift=None, knowledge=None) -> None:
         self.queries = queries
         self.base_model = base_model
         self.documents = documents
@@ -35,6 +35,7 @@ class DashboardService:
         self.experiments = experiments
         self.retraining = retraining
         self.drift = drift
+        self.knowledge = knowledge  # core.knowledge.runs.Scores: what each model knows
 
     def summary(self) -> dict:
         return plain({
@@ -50,6 +51,7 @@ class DashboardService:
             "experiments": self.running_experiments(),
             "drift": self.drift_alerts(),
             "automation": self.automation(),
+            "knowledge": self.knowledge.table() if self.knowledge else [],
         })
 
     def serving(self) -> dict:

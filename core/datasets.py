@@ -19,6 +19,7 @@ from core.augment import Augmentation, perturb, replace_synonyms
 from core.dataset_formats import read_records, records_to_rows, write_export
 from core.dataset_rows import CONTENT, KINDS, check_kind, normalise_row, split_rows, statistics
 from core.errors import InvalidInput, NotFound
+from core.knowledge.holdout import drop_held_out
 from core.models import ModelService
 from core.store.curation import CurationFilter, CurationStore
 from core.store.datasets import DatasetStore
@@ -167,6 +168,7 @@ class DatasetService:
         """Validate, dedupe by content id, split (seeded), augment train, store a new version."""
         check_name(name)
         check_kind(kind)
+        rows = drop_held_out(self.store.db, rows)  # knowledge check questions never train
         clean = list(
             {
                 r["id"]: r for r in (normalise_row(kind, row, n) for n, row in enumerate(rows, 1))

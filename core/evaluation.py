@@ -21,7 +21,7 @@ import numpy as np
 
 from core.errors import InvalidInput, NotFound, RefineryError
 from core.generation import GenerationOptions
-from core.knowledge.scoring import exact_match, token_f1
+from core.knowledge.scoring import exact_match, rouge_l, token_f1
 from core.modelspec import AnswerStream, Embed, ModelResolver, ResolvedModel
 from core.store.arena import ArenaStore
 
@@ -92,28 +92,6 @@ def read_eval_file(path: Path) -> list[dict]:
     except json.JSONDecodeError as error:
         raise InvalidInput(f"{path.name}: not valid JSON ({error})") from error
     return list(csv.DictReader(text.splitlines()))
-
-
-def lcs_length(a: list[str], b: list[str]) -> int:
-    previous = [0] * (len(b) + 1)
-    for x in a:
-        current = [0]
-        for j, y in enumerate(b):
-            current.append(previous[j] + 1 if x == y else max(previous[j + 1], current[j]))
-        previous = current
-    return previous[-1]
-
-
-def rouge_l(answer: str, reference: str) -> float:
-    """ROUGE-L F1 over lower-cased word tokens."""
-    got, want = answer.lower().split(), reference.lower().split()
-    if not got or not want:
-        return float(got == want)
-    common = lcs_length(got, want)
-    if common == 0:
-        return 0.0
-    precision, recall = common / len(got), common / len(want)
-    return 2 * precision * recall / (precision + recall)
 
 
 @dataclass(frozen=True, kw_only=True)

@@ -35,6 +35,15 @@ def label(hit: SearchHit) -> str:
     return f"{hit.source}, page {hit.page}" if hit.page is not None else hit.source
 
 
+def grounded_messages(
+    tokenizer, messages: list[dict], hits: list[SearchHit], budget: int
+) -> tuple[list[dict], tuple[SearchHit, ...]]:
+    """Chat's "Ground on documents": the best sources in half the prompt budget, in the
+    system message. Returns the messages and the sources kept."""
+    sources = tuple(fit_sources(tokenizer, hits, budget // 2))
+    return with_sources(messages, list(sources)), sources
+
+
 def with_sources(messages: list[dict], sources: list[SearchHit]) -> list[dict]:
     """The messages with the sources appended to the system message (added if missing)."""
     if not sources:

@@ -18,6 +18,8 @@ from core.explain import ExplainService
 from core.fairness import FairnessService
 from core.feedback import FeedbackService
 from core.generation_defaults import ModelDefaults
+from core.knowledge.check import KnowledgeService
+from core.knowledge.runs import KnowledgeRuns, Scores
 from core.models import ModelService
 from core.modelspec import ModelResolver
 from core.paths import AllowedFolders
@@ -36,6 +38,7 @@ from core.store.datasets import DatasetStore
 from core.store.drift import DriftData
 from core.store.explain import ExplanationCache
 from core.store.fairness import FairnessData
+from core.store.knowledge import KnowledgeStore
 from core.store.registry import RegistryStore
 from core.store.retraining import RetrainingStore
 from core.store.retrievers import RetrieverStore
@@ -74,6 +77,9 @@ class Services:
     drift: DriftMonitor
     routing: Router
     retrievers: RetrieverService
+    knowledge: KnowledgeService
+    knowledge_runs: KnowledgeRuns
+    knowledge_scores: Scores
     # built from the services above, so set right after construction
     retraining: RetrainingService = field(init=False)
     dashboard: DashboardService = field(init=False)
@@ -82,6 +88,7 @@ class Services:
         self.retraining.close()
         self.searches.close()
         self.training.close()
+        self.knowledge_runs.close()
         self.db.close()
 
 
@@ -131,7 +138,12 @@ def build_services(settings: Settings) -> Services:
         trust_remote_code=settings.trust_remote_code,
         retrievers=retrievers,
     )
-    training.reconcile()
+    knowledge = KnowledgeService(KnowledgeStore(db), documents.store, models)
+    knowledge_runs = KnowledgeRuns(
+        KnowledgeStore(db), knowledge, models=models, registry=registry, documents=documents
+    )
+    training.on_registered.append(knowledge_runs.after_training)
+    training.reconcile()  # after the hooks: a run that finished while the app was down counts
     explainer = ExplainService(resolver, ExplanationCache(db))
     router = Router(RoutingStore(db), registry, documents.embedder.embed)
     services = Services(
@@ -186,6 +198,9 @@ def build_services(settings: Settings) -> Services:
         drift=DriftMonitor(DriftData(db), embed=documents.embedder.embed, registry=registry),
         routing=router,
         retrievers=retrievers,
+        knowledge=knowledge,
+        knowledge_runs=knowledge_runs,
+        knowledge_scores=Scores(knowledge_runs),
     )
     services.retraining = RetrainingService(
         RetrainingStore(db),
@@ -206,5 +221,6 @@ def build_services(settings: Settings) -> Services:
         experiments=experiments,
         retraining=services.retraining,
         drift=services.drift,
+        knowledge=services.knowledge_scores,
     )
     return services

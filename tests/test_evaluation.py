@@ -41,6 +41,9 @@ def test_overlap_scores_known_values():
     # LCS("a b c d", "a c d e") = 3 -> p = r = 3/4
     assert rouge_l("a b c d", "a c d e") == pytest.approx(0.75)
     assert rouge_l("", "x") == 0.0 and token_f1("", "") == 1.0
+    # rouge-score's tokenisation: punctuation and case do not count
+    assert rouge_l("Paris.", "paris") == 1.0
+    assert rouge_l("It is Paris, France.", "Paris") == pytest.approx(2 * 0.25 / 1.25)
 
 
 def test_read_eval_files(tmp_path):

@@ -15,6 +15,7 @@ from ui.tabs.evaluate import build_evaluate_tab
 from ui.tabs.explain import build_explain_tab
 from ui.tabs.fairness import build_fairness_tab
 from ui.tabs.feedback import build_feedback_tab
+from ui.tabs.knowledge import build_knowledge_tab
 from ui.tabs.logs import build_logs_tab
 from ui.tabs.models import build_models_tab
 from ui.tabs.monitor import build_monitor_tab
@@ -49,6 +50,7 @@ def build_app(services: Services) -> gr.Blocks:
             build_automation_tab(services, blocks)
             build_monitor_tab(services)
             build_evaluate_tab(services)
+            build_knowledge_tab(services)
             build_explain_tab(services)
             build_fairness_tab(services)
     return blocks

@@ -6,6 +6,7 @@ import re
 import string
 from collections import Counter
 from dataclasses import dataclass
+from functools import cache
 
 _ARTICLES = re.compile(r"\b(a|an|the)\b")
 _PUNCTUATION = str.maketrans("", "", string.punctuation)
@@ -39,6 +40,23 @@ def token_f1(answer: str, reference: str) -> float:
         return 0.0
     precision, recall = common / len(got), common / len(want)
     return 2 * precision * recall / (precision + recall)
+
+
+@cache
+def _rouge_scorer():
+    from rouge_score import rouge_scorer  # imports nltk: loaded on first use only
+
+    return rouge_scorer.RougeScorer(["rougeL"])
+
+
+def rouge_l(answer: str, reference: str) -> float:
+    """ROUGE-L F1 with rouge-score's tokenisation (lower case, punctuation dropped), so
+    "Paris." equals "Paris" and the figures compare with other tools."""
+    from rouge_score import tokenize
+
+    if not tokenize.tokenize(answer, None) and not tokenize.tokenize(reference, None):
+        return 1.0  # both empty: as token_f1
+    return float(_rouge_scorer().score(reference, answer)["rougeL"].fmeasure)
 
 
 @dataclass(frozen=True)

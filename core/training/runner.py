@@ -89,6 +89,7 @@ class TrainingRunner:
         self._wake = threading.Event()
         self._closed = threading.Event()
         self._thread: threading.Thread | None = None
+        self.on_registered: list = []  # (job, model) callbacks after a run's model is registered
 
     # --- public API -------------------------------------------------------------------------
 
@@ -388,6 +389,8 @@ class TrainingRunner:
             model = self._register(job, metrics)
             self.store.update(job.id, status="completed", finished_at=now, progress=1.0,
                               metrics=metrics, model_id=model.id, error=None)
+            for callback in self.on_registered:
+                callback(job, model)
         elif status == "stopped" or (job.status == "stopping" and exit_code == -signal.SIGTERM):
             # A launcher (torchrun) may exit non-zero on SIGTERM; a worker stopped before it
             # set up its handler dies of the signal itself, with nothing to lose but the wait.

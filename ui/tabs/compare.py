@@ -16,6 +16,7 @@ from core.generation import GenerationOptions
 from core.services import Services
 from ui.charts import leaderboard_figure, win_rate_figure
 from ui.markup import as_text
+from ui.tabs.knowledge import scores_markdown
 
 STARS = ["1", "2", "3", "4", "5"]
 VOTES = {"⬅️ Left is better": "left", "Right is better ➡️": "right", "🤝 Tie": "tie",
@@ -40,6 +41,21 @@ def results(services: Services):
             leaderboard_figure(ratings) if ratings else None)
 
 
+def knowledge_line(services: Services, model_a, model_b) -> None:
+    """Read-only: what each side knows of the team's facts (latest knowledge check runs)."""
+
+    def line(a, b):
+        known = [m for m in dict.fromkeys((a, b)) if m and m != "base+fewshot"]
+        try:
+            return scores_markdown(services, known)
+        except RefineryError as error:
+            return f"⚠️ {error.message}"
+
+    view = gr.Markdown(line(model_a.value, model_b.value))
+    model_a.change(line, [model_a, model_b], view)
+    model_b.change(line, [model_a, model_b], view)
+
+
 def build_compare_tab(services: Services) -> None:
     stops: dict[str, threading.Event] = {}
     choices = services.arena.resolver.choices
@@ -53,6 +69,7 @@ def build_compare_tab(services: Services) -> None:
             blind = gr.Checkbox(True, label="Blind (hide which side is which until you vote)")
             user = gr.Textbox("anonymous", label="Your name")
             refresh = gr.Button("↻ Models", scale=0)
+        knowledge_line(services, model_a, model_b)
         prompt = gr.Textbox(label="Prompt", lines=2, placeholder="One prompt, two answers")
         with gr.Row():
             run = gr.Button("Compare", variant="primary")

@@ -46,7 +46,7 @@ def headline(summary: dict) -> str:
         f"**Experiments running** {len(summary['experiments'])} · "
         f"**Drift alerts** {alerts} · "
         f"**Automation** {'on' if auto['enabled'] else 'off'}"
-    )
+    ) + "".join(f"\n\n**{row['model']}** {row['line']}" for row in summary["knowledge"])
 
 
 def serving_table(summary: dict) -> pd.DataFrame:

@@ -7,6 +7,7 @@ import pandas as pd
 
 from core.errors import RefineryError
 from core.services import Services
+from ui.tabs.knowledge import scores_markdown
 
 COLUMNS = ["promoted", "id", "name", "base_model", "dataset", "val_loss", "perplexity",
            "train_loss", "rank", "lr", "epochs", "duration_s", "created_at"]
@@ -42,6 +43,7 @@ def build_models_tab(services: Services) -> None:
     registry = services.registry
     with gr.Tab("Models", id="models"):
         served = gr.Markdown(served_text(services))
+        knows = gr.Markdown(scores_markdown(services))
         table = gr.Dataframe(registry_frame(services), label="Registered adapters",
                              interactive=False, wrap=True)
         with gr.Row():
@@ -68,9 +70,9 @@ def build_models_tab(services: Services) -> None:
         def refreshed(note: str = ""):
             return (served_text(services), registry_frame(services),
                     gr.update(choices=[m.id for m in registry.list()]),
-                    history_frame(services), note)
+                    history_frame(services), note, scores_markdown(services))
 
-        outputs = [served, table, model, history, message]
+        outputs = [served, table, model, history, message, knows]
 
         def run(action, *args):
             try:

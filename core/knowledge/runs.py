@@ -1,0 +1,267 @@
+"""Knowledge and general-ability runs: one model answers every item, greedy and short.
+
+Runs wait in a queue and one background thread works through it (they share the one
+model anyway); each is a stored row with its progress, so a run cut off by a restart
+shows as failed. Grounded runs use Chat's "Ground on documents" (core.grounding).
+"""
+
+from __future__ import annotations
+
+import queue
+import threading
+import uuid
+from datetime import datetime
+
+from core.errors import InvalidInput, NotFound, RefineryError
+from core.generation import GenerationOptions, fit_to_context, prompt_budget
+from core.grounding import grounded_messages, retrieve
+from core.knowledge.batch import generate_batch
+from core.knowledge.check import KnowledgeService
+from core.knowledge.general import load_general_set
+from core.knowledge.scoring import score_answer
+from core.store.knowledge import KnowledgeStore
+
+BASE = "base"
+BATCH = 8  # questions per generate() call
+DOCUMENTS_K = 4  # as Chat's "Ground on documents"
+MAX_NEW_TOKENS = 48
+
+
+def _summary(rows: list[dict]) -> dict:
+    correct = sum(row["match"] for row in rows)
+    return {
+        "items": len(rows),
+        "correct": correct,
+        "fact_match": correct / len(rows) if rows else None,
+        "token_f1": sum(row["f1"] for row in rows) / len(rows) if rows else None,
+    }
+
+
+class KnowledgeRuns:
+    def __init__(
+        self,
+        store: KnowledgeStore,
+        checks: KnowledgeService,
+        *,
+        models,  # core.models.ModelService
+        registry,  # core.registry.ModelRegistry: adapters by id
+        documents=None,  # core.document_service.DocumentService: grounded runs
+        max_new_tokens: int = MAX_NEW_TOKENS,
+    ) -> None:
+        self.store = store
+        self.checks = checks
+        self.models = models
+        self.registry = registry
+        self.documents = documents
+        self.options = GenerationOptions(max_new_tokens=max_new_tokens, temperature=0.0)
+        self._queue: queue.Queue[str | None] = queue.Queue()
+        self._idle = threading.Condition()
+        self._pending = 0
+        self._thread: threading.Thread | None = None
+        self.store.interrupted()
+
+    # starting
+
+    def _adapter_dir(self, model: str) -> str | None:
+        if model in (BASE, self.models.name):
+            return None
+        return self.registry.get(model).adapter_dir  # NotFound for an unknown id
+
+    def _model_id(self, model: str | None) -> str:
+        model = (model or BASE).strip()
+        self._adapter_dir(model)
+        return BASE if model == self.models.name else model
+
+    def start(
+        self,
+        check_id: str,
+        *,
+        model: str | None = None,
+        grounded: tuple[bool, ...] = (False, True),
+        general: bool = False,
+        trigger: str = "manual",
+    ) -> list[str]:
+        """Queue a run per grounding choice (and a general run when asked); their ids."""
+        check = self.checks.get(check_id)
+        if check["status"] != "ready" or not check["item_count"]:
+            raise InvalidInput(f"{check_id} has no items to run yet")
+        if not grounded:
+            raise InvalidInput("choose grounded, ungrounded or both")
+        if True in grounded and self.documents is None:
+            raise InvalidInput("document grounding is not available in this studio")
+        model_id = self._model_id(model)
+        ids = [self._queue_run("knowledge", model_id, g, check_id, check["item_count"], trigger)
+               for g in dict.fromkeys(grounded)]
+        if general:
+            ids.append(self.start_general(model=model_id, trigger=trigger))
+        return ids
+
+    def start_general(self, *, model: str | None = None, trigger: str = "manual") -> str:
+        model_id = self._model_id(model)
+        return self._queue_run("general", model_id, False, None, len(load_general_set()), trigger)
+
+    def _queue_run(self, kind, model, grounded, check_id, total, trigger) -> str:
+        run_id = uuid.uuid4().hex
+        self.store.add_run({
+            "id": run_id, "kind": kind, "check_id": check_id, "model": model,
+            "grounded": grounded, "status": "queued", "total": total,
+            "created_at": datetime.now(), "trigger": trigger,
+        })
+        with self._idle:
+            self._pending += 1
+        self._queue.put(run_id)
+        self._ensure_thread()
+        return run_id
+
+    def _ensure_thread(self) -> None:
+        if self._thread is None or not self._thread.is_alive():
+            self._thread = threading.Thread(target=self._work, daemon=True)
+            self._thread.start()
+
+    def close(self) -> None:
+        self._queue.put(None)
+
+    def wait_idle(self, timeout: float | None = None) -> bool:
+        """Block until every queued run has finished (tests, CLI); False on timeout."""
+        with self._idle:
+            return self._idle.wait_for(lambda: self._pending == 0, timeout)
+
+    # reading
+
+    def get(self, run_id: str) -> dict:
+        run = self.store.run(run_id)
+        if run is None:
+            raise NotFound(f"no knowledge run with id {run_id!r}")
+        return run
+
+    def list(self, check_id: str | None = None, *, kind: str | None = None) -> list[dict]:
+        if check_id is not None:
+            self.checks.get(check_id)
+        return self.store.runs(check_id=check_id, kind=kind)
+
+    # after training
+
+    def after_training(self, job, model) -> None:
+        """A finished training run's adapter gets both scores; the base too when it has none.
+        Nothing happens before a knowledge check exists."""
+        if getattr(job, "kind", None) == "embedding":
+            return
+        check = self.checks.latest_ready()
+        if check is None:
+            return
+        trigger = f"training:{job.id}"
+        self.start(check["id"], model=model.id, general=True, trigger=trigger)
+        runs = self.store.runs(check_id=check["id"])
+        if not any(r["model"] == BASE and r["status"] != "failed" for r in runs):
+            self.start(check["id"], model=BASE, trigger=trigger)
+        general = self.store.runs(kind="general")
+        if not any(r["model"] == BASE and r["status"] != "failed" for r in general):
+            self.start_general(model=BASE, trigger=trigger)
+
+    # running
+
+    def _work(self) -> None:
+        while (run_id := self._queue.get()) is not None:
+            try:
+                self._execute(run_id)
+            finally:
+                with self._idle:
+                    self._pending -= 1
+                    self._idle.notify_all()
+
+    def _execute(self, run_id: str) -> None:
+        run = self.get(run_id)
+        self.store.update_run(run_id, status="running")
+        try:
+            if run["kind"] == "general":
+                items = [{"id": str(n), "question": g.question, "reference": g.answer, "general": g}
+                         for n, g in enumerate(load_general_set())]
+            else:
+                items = self.store.items(run["check_id"])
+            adapter = self._adapter_dir(run["model"])
+            scored: list[dict] = []
+            for start in range(0, len(items), BATCH):
+                batch = items[start : start + BATCH]
+                scored += self._answer(batch, adapter, run["grounded"])
+                self.store.update_run(run_id, done=len(scored))
+            self.store.update_run(
+                run_id, status="done", finished_at=datetime.now(), summary=_summary(scored),
+                items=scored,
+            )
+        except Exception as error:  # a background run always ends in a stored state
+            message = error.message if isinstance(error, RefineryError) else str(error)
+            self.store.update_run(
+                run_id, status="failed", finished_at=datetime.now(), error=message
+            )
+
+    def _answer(self, batch: list[dict], adapter, grounded: bool) -> list[dict]:
+        hits = [retrieve(self.documents, item["question"], DOCUMENTS_K) if grounded else []
+                for item in batch]
+        with self.models.use(adapter) as loaded:
+            budget = prompt_budget(loaded, self.options)
+            prompts, sources = [], []
+            for item, found in zip(batch, hits, strict=True):
+                messages = [{"role": "user", "content": item["question"]}]
+                messages, kept = grounded_messages(loaded.tokenizer, messages, found, budget)
+                prompts.append(fit_to_context(loaded.tokenizer, messages, budget))
+                sources.append([hit.chunk_id for hit in kept])
+            answers = generate_batch(loaded, prompts, self.options)
+        rows = []
+        for item, answer, used in zip(batch, answers, sources, strict=True):
+            score = score_answer(answer, item["reference"])
+            match = item["general"].matches(answer) if "general" in item else score.match
+            rows.append({
+                "id": item["id"], "question": item["question"], "reference": item["reference"],
+                "answer": answer, "match": match, "f1": score.f1, "sources": used,
+            })
+        return rows
+
+
+def _fraction(run: dict | None) -> str:
+    return f"{run['summary']['correct']}/{run['summary']['items']}" if run else "?"
+
+
+class Scores:
+    """The latest finished scores of a model: "knows X/N of your facts (grounded Y/N),
+    general Z/M" (on the newest knowledge check)."""
+
+    def __init__(self, runs: KnowledgeRuns) -> None:
+        self.runs = runs
+
+    def of(self, model: str) -> dict:
+        model = BASE if model in (BASE, self.runs.models.name) else model
+        check = self.runs.checks.latest_ready()
+        done = [r for r in self.runs.store.runs() if r["status"] == "done" and r["model"] == model]
+
+        def latest(kind: str, grounded: bool) -> dict | None:
+            return next((r for r in done if r["kind"] == kind and r["grounded"] == grounded
+                         and (kind == "general" or r["check_id"] == (check or {}).get("id"))),
+                        None)
+
+        known, grounded = latest("knowledge", False), latest("knowledge", True)
+        general = latest("general", False)
+        return {
+            "model": model,
+            "check_id": check["id"] if check else None,
+            "known": known and known["summary"],
+            "grounded": grounded and grounded["summary"],
+            "general": general and general["summary"],
+            "line": self._line(check, known, grounded, general),
+        }
+
+    @staticmethod
+    def _line(check, known, grounded, general) -> str:
+        parts = []
+        if check is None:
+            parts.append("no knowledge check yet")
+        elif known or grounded:
+            parts.append(f"knows {_fraction(known)} of your facts (grounded {_fraction(grounded)})")
+        else:
+            parts.append("knowledge check not run")
+        parts.append(f"general {_fraction(general)}" if general else "general not run")
+        return ", ".join(parts)
+
+    def table(self) -> list[dict]:
+        """Base and every registered adapter, newest adapter first."""
+        models = [BASE, *(m.id for m in self.runs.registry.list())]
+        return [self.of(model) for model in models]

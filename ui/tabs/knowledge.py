@@ -1,0 +1,197 @@
+"""Knowledge tab: build a check from the documents, review its items, run it on base/adapters."""
+
+from __future__ import annotations
+
+import time
+
+import gradio as gr
+import pandas as pd
+
+from core.errors import InvalidInput, RefineryError
+from core.knowledge.check import BuildRequest
+from core.services import Services
+
+ITEM_COLUMNS = ["id", "question", "reference", "source", "origin"]
+RUN_COLUMNS = ["id", "created_at", "kind", "model", "grounded", "status", "done", "total",
+               "correct", "fact_match", "token_f1", "trigger", "error"]
+ANSWER_COLUMNS = ["question", "reference", "answer", "match", "f1"]
+POLL_S = 1.0
+
+
+def scores_markdown(services: Services, models: list[str] | None = None) -> str:
+    """One line per model: "knows X/N of your facts (grounded Y/N), general Z/M"."""
+    scores = services.knowledge_scores
+    rows = scores.table() if models is None else [scores.of(m) for m in models]
+    return "\n".join(f"- **{row['model']}**: {row['line']}" for row in rows)
+
+
+def check_choices(services: Services) -> list[tuple[str, str]]:
+    return [(f"{c['name']} v{c['version']} · {c['item_count']} items · {c['status']}", c["id"])
+            for c in services.knowledge.list()]
+
+
+def items_frame(services: Services, check_id: str | None) -> pd.DataFrame:
+    items = services.knowledge.items(check_id) if check_id else []
+    return pd.DataFrame(items, columns=ITEM_COLUMNS)
+
+
+def runs_frame(runs: list[dict]) -> pd.DataFrame:
+    rows = [{**run, **{k: (run["summary"] or {}).get(k) for k in
+                       ("correct", "fact_match", "token_f1")}} for run in runs]
+    return pd.DataFrame(rows, columns=RUN_COLUMNS).round({"fact_match": 3, "token_f1": 3})
+
+
+def table_rows(frame: pd.DataFrame) -> list[dict]:
+    """The edited table as items; rows left blank are dropped (that deletes an item)."""
+    rows = []
+    for record in frame.fillna("").to_dict("records"):
+        if not str(record.get("question", "")).strip() and not str(
+                record.get("reference", "")).strip():
+            continue
+        rows.append({k: str(v) if v != "" else None for k, v in record.items()})
+    return rows
+
+
+def build_knowledge_tab(services: Services) -> None:
+    knowledge, runs = services.knowledge, services.knowledge_runs
+    model_choices = services.arena.resolver.choices
+
+    with gr.Tab("Knowledge", id="knowledge"):
+        gr.Markdown("Does the model know your documents' facts, and has it kept its general "
+                    "ability? A check's questions never train.")
+        scores = gr.Markdown(scores_markdown(services))
+        with gr.Accordion("Build a check from the documents", open=False):
+            with gr.Row():
+                name = gr.Textbox("documents", label="Name")
+                documents = gr.Dropdown(
+                    [(d["name"], d["id"]) for d in services.documents.list()], multiselect=True,
+                    label="Documents (none: all)")
+                most = gr.Number(20, label="At most this many items", precision=0, minimum=1)
+                build = gr.Button("Build check", variant="primary")
+        with gr.Row():
+            check = gr.Dropdown(check_choices(services), label="Knowledge check", scale=3)
+            refresh = gr.Button("↻", scale=0)
+        status = gr.Markdown()
+        items = gr.Dataframe(pd.DataFrame(columns=ITEM_COLUMNS), label="Items (edit cells, add "
+                             "rows, blank a row to delete it; a check that has runs is saved as "
+                             "its next version)", interactive=True, wrap=True)
+        with gr.Row():
+            save = gr.Button("Save items")
+            delete = gr.Button("Delete check", variant="stop")
+            fmt = gr.Radio(["jsonl", "csv"], value="jsonl", label="Export format")
+            export = gr.Button("Export")
+        with gr.Row():
+            upload = gr.File(label="Import a check (.jsonl/.csv: question, reference)",
+                             file_types=[".jsonl", ".csv"])
+            download = gr.File(label="Exported check", interactive=False)
+        with gr.Row():
+            model = gr.Dropdown(model_choices(), value="base", label="Model")
+            grounding = gr.CheckboxGroup(["ungrounded", "grounded"],
+                                         value=["ungrounded", "grounded"], label="Runs")
+            general = gr.Checkbox(True, label="Also the general-ability set")
+            run = gr.Button("Run check", variant="primary")
+        history = gr.Dataframe(label="Runs of this check (and general runs)", interactive=False,
+                               wrap=True)
+        pick = gr.Dropdown([], label="Show a run's answers")
+        answers = gr.Dataframe(label="Answers", interactive=False, wrap=True)
+
+    def run_list(check_id):
+        found = (runs.list(check_id) if check_id else []) + runs.list(kind="general")
+        return sorted(found, key=lambda r: r["created_at"], reverse=True)
+
+    def show(check_id, note=""):
+        listed = run_list(check_id)
+        return (note, items_frame(services, check_id), runs_frame(listed),
+                gr.update(choices=[(f"{r['kind']} · {r['model']} · "
+                                    f"{'grounded' if r['grounded'] else 'ungrounded'} · "
+                                    f"{r['status']}", r["id"]) for r in listed]),
+                scores_markdown(services))
+
+    views = [status, items, history, pick, scores]
+
+    def reload(check_id):
+        return (gr.update(choices=check_choices(services)), gr.update(choices=model_choices()),
+                gr.update(choices=[(d["name"], d["id"]) for d in services.documents.list()]),
+                *show(check_id))
+
+    def start_build(label, chosen, count, progress=gr.Progress()):  # noqa: B008
+        try:
+            started = knowledge.start_build(BuildRequest(
+                name=label or "", document_ids=tuple(chosen or ()), max_items=int(count or 0)))
+        except RefineryError as error:
+            return gr.update(), f"⚠️ {error.message}", *[gr.skip()] * 4
+        while (current := knowledge.get(started["id"]))["status"] == "building":
+            progress(current["progress"], desc=current["message"] or "writing questions")
+            time.sleep(POLL_S)
+        note = (f"✅ {current['message']}" if current["status"] == "ready"
+                else f"⚠️ {current['message']}")
+        return (gr.update(choices=check_choices(services), value=current["id"]),
+                *show(current["id"], note))
+
+    def act(action, check_id, *args):
+        try:
+            if not check_id:
+                raise InvalidInput("choose a knowledge check")
+            result = action(check_id, *args)
+        except RefineryError as error:
+            return gr.update(), *show(check_id, f"⚠️ {error.message}")
+        target = result["id"] if isinstance(result, dict) else None
+        note = (f"Saved as **v{result['version']}**." if target else "Deleted.")
+        return gr.update(choices=check_choices(services), value=target), *show(target, note)
+
+    def import_check(file):
+        if not file:
+            return gr.skip(), *[gr.skip()] * 5
+        try:
+            with open(file, "rb") as handle:
+                made = knowledge.import_file(handle.read(), file.rsplit("/", 1)[-1])
+        except (RefineryError, OSError) as error:
+            message = error.message if isinstance(error, RefineryError) else str(error)
+            return gr.update(), f"⚠️ {message}", *[gr.skip()] * 4
+        return (gr.update(choices=check_choices(services), value=made["id"]),
+                *show(made["id"], f"Imported {made['item_count']} items."))
+
+    def export_check(check_id, chosen_format):
+        try:
+            text, filename = knowledge.export(check_id or "", chosen_format)
+        except RefineryError as error:
+            return None, f"⚠️ {error.message}"
+        folder = services.settings.data_dir / "exports" / "knowledge"
+        folder.mkdir(parents=True, exist_ok=True)
+        (folder / filename).write_text(text, encoding="utf-8")
+        return str(folder / filename), f"Exported {filename}."
+
+    def start_runs(check_id, chosen_model, chosen, with_general,
+                   progress=gr.Progress()):  # noqa: B008
+        try:
+            if not check_id:
+                raise InvalidInput("choose a knowledge check")
+            ids = runs.start(check_id, model=chosen_model,
+                             grounded=tuple(g == "grounded" for g in chosen or ()),
+                             general=bool(with_general))
+        except RefineryError as error:
+            return show(check_id, f"⚠️ {error.message}")
+        while not all(runs.get(i)["status"] in ("done", "failed") for i in ids):
+            done = sum(runs.get(i)["done"] for i in ids)
+            total = sum(runs.get(i)["total"] for i in ids)
+            progress(done / max(total, 1), desc=f"{done}/{total} questions")
+            time.sleep(POLL_S)
+        failed = [r["error"] for r in map(runs.get, ids) if r["status"] == "failed"]
+        return show(check_id, f"⚠️ {failed[0]}" if failed else "✅ Runs finished.")
+
+    def answers_of(run_id):
+        if not run_id:
+            return pd.DataFrame(columns=ANSWER_COLUMNS)
+        run = runs.get(run_id)
+        return pd.DataFrame(run["items"] or [], columns=ANSWER_COLUMNS).round({"f1": 3})
+
+    build.click(start_build, [name, documents, most], [check, *views])
+    check.change(show, [check], views)
+    refresh.click(reload, [check], [check, model, documents, *views])
+    save.click(lambda c, f: act(lambda i, rows: knowledge.replace_items(i, rows), c,
+                                table_rows(f)), [check, items], [check, *views])
+    delete.click(lambda c: act(knowledge.delete, c), [check], [check, *views])
+    upload.upload(import_check, [upload], [check, *views])
+    export.click(export_check, [check, fmt], [download, status])
+    run.click(start_runs, [check, model, grounding, general], views)
+    pick.change(answers_of, [pick], [answers])
