@@ -148,7 +148,7 @@ def build_arena_router(services: Services) -> APIRouter:
     @router.get("/votes/leaderboard")
     def leaderboard() -> dict:
         return {
-            "ratings": [asdict(rating) for rating in services.arena.leaderboard()],
+            "ratings": services.arena.leaderboard(),
             "pairs": [pair.to_dict() for pair in services.arena.pairs()],
         }
 
