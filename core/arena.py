@@ -17,6 +17,7 @@ from itertools import combinations
 
 from core.errors import Conflict, InvalidInput, NotFound
 from core.generation import GenerationOptions, check_limits, turn_fields
+from core.grounding import check_k, retrieve
 from core.modelspec import (
     BASE,
     FEWSHOT,
@@ -41,10 +42,13 @@ class CompareRequest:
     user: str = "anonymous"
     system_prompt: str | None = None
     options: GenerationOptions = field(default_factory=GenerationOptions)
+    use_documents: bool = False  # ground both answers on the documents, exactly as Chat does
+    documents_k: int = 4
 
     def __post_init__(self) -> None:
         if not self.prompt or not self.prompt.strip():
             raise InvalidInput("the prompt is empty")
+        check_k(self.documents_k)
         if not self.model_a or not self.model_b:
             raise InvalidInput("choose two models to compare")
         if self.model_a.strip() == self.model_b.strip():
@@ -61,6 +65,7 @@ class CompareUpdate:
     text: str
     turn: TurnRecord | None = None
     comparison: ComparisonRecord | None = None
+    sources: tuple = ()  # core.document_service.SearchHit both answers were grounded on
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -158,6 +163,7 @@ class ArenaService:
         store: ArenaStore,
         *,
         registry=None,
+        documents=None,  # core.document_service.DocumentService: grounding
         alpha: float = 0.05,
         min_votes: int = 10,
         max_prompt_chars: int = 20_000,
@@ -168,6 +174,7 @@ class ArenaService:
         self.log = log
         self.store = store
         self.registry = registry
+        self.documents = documents
         self.alpha = alpha
         self.min_votes = min_votes
         self.max_prompt_chars = max_prompt_chars
@@ -195,13 +202,21 @@ class ArenaService:
                 first, second = assign_sides(self.rng, first, second)
         comparison_id = uuid.uuid4().hex
         messages = self._messages(request)
-        answers = yield from self._together(first, second, messages, request, stop_event)
+        hits = (
+            retrieve(self.documents, request.prompt, request.documents_k)
+            if request.use_documents else []
+        )
+        pair = AnswerPair(self.resolver, (first, second), messages, request.options, hits=hits)
+        if stop_event is not None:
+            pair.stop_event = stop_event
+        texts = ["", ""]
+        for index, delta in pair:
+            texts[index] += delta
+            yield CompareUpdate(SIDES[index], texts[index])
         turns = {}
-        for side, (resolved, prompt, result, fewshot_ids) in zip(SIDES, answers, strict=True):
-            turns[side] = self._record(
-                request, resolved, prompt, result, fewshot_ids, comparison_id, side
-            )
-            yield CompareUpdate(side, turns[side].response, turns[side])
+        for i, side in enumerate(SIDES):
+            turns[side] = self._record(request, pair, i, comparison_id)
+            yield CompareUpdate(side, turns[side].response, turns[side], sources=pair.sources)
         record = ComparisonRecord(
             id=comparison_id,
             created_at=datetime.now(),
@@ -216,21 +231,9 @@ class ArenaService:
             right_interaction_id=turns["right"].id,
         )
         self.store.add_comparison(record)
-        yield CompareUpdate("right", turns["right"].response, turns["right"], record)
-
-    def _together(self, first, second, messages, request, stop_event):
-        """Both sides in one batch: their tokens stream interleaved, step by step."""
-        pair = AnswerPair(self.resolver, (first, second), messages, request.options)
-        if stop_event is not None:
-            pair.stop_event = stop_event
-        texts = ["", ""]
-        for index, delta in pair:
-            texts[index] += delta
-            yield CompareUpdate(SIDES[index], texts[index])
-        return [
-            (side, pair.prompts[i], pair.results[i], pair.fewshot_ids[i])
-            for i, side in enumerate((first, second))
-        ]
+        yield CompareUpdate(
+            "right", turns["right"].response, turns["right"], record, sources=pair.sources
+        )
 
     def compare(self, request: CompareRequest) -> CompareUpdate:
         *_, last = self.stream(request)
@@ -243,9 +246,8 @@ class ArenaService:
             return [{"role": "system", "content": request.system_prompt}, question]
         return [question]
 
-    def _record(
-        self, request, resolved: ResolvedModel, prompt, result, fewshot_ids, comparison_id, side
-    ) -> TurnRecord:
+    def _record(self, request, pair: AnswerPair, index: int, comparison_id: str) -> TurnRecord:
+        resolved, prompt, result = pair.sides[index], pair.prompts[index], pair.results[index]
         turn = TurnRecord(
             id=uuid.uuid4().hex,
             conversation_id=uuid.uuid4().hex,
@@ -260,12 +262,13 @@ class ArenaService:
                 "system_prompt": request.system_prompt,
                 "arena": {
                     "comparison_id": comparison_id,
-                    "side": side,
+                    "side": SIDES[index],
                     "model": resolved.spec,
-                    "fewshot_ids": fewshot_ids,
+                    "fewshot_ids": pair.fewshot_ids[index],
                 },
             },
             **turn_fields(prompt, result),
+            retrieved_chunk_ids=[hit.chunk_id for hit in pair.sources] or None,
         )
         self.log.add_turn(turn)
         return turn

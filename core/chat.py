@@ -16,7 +16,7 @@ from core.generation import (
     prompt_budget,
     turn_fields,
 )
-from core.grounding import fit_sources, retrieve, with_sources
+from core.grounding import check_k, ground, retrieve
 from core.models import ModelService
 from core.routing import SERVED, Route
 from core.store.chatlog import ChatLog, TurnRecord
@@ -45,8 +45,7 @@ class ChatRequest:
                 raise InvalidInput("each history turn needs a role (user/assistant) and content")
         if not self.user.strip():
             raise InvalidInput("the user name is empty")
-        if not 1 <= self.documents_k <= 20:
-            raise InvalidInput(f"documents_k must be 1-20, got {self.documents_k}")
+        check_k(self.documents_k)
 
     def messages(self) -> list[dict]:
         system = [{"role": "system", "content": self.system_prompt}] if self.system_prompt else []
@@ -132,8 +131,7 @@ class ChatService:
         with self.models.use(adapter) as loaded:
             budget = prompt_budget(loaded, request.options)
             messages = arm.prepare(request.messages()) if arm else request.messages()
-            sources = tuple(fit_sources(loaded.tokenizer, hits, budget // 2))
-            messages = with_sources(messages, list(sources))
+            messages, sources = ground(loaded.tokenizer, messages, hits, budget)
             prompt = fit_to_context(loaded.tokenizer, messages, budget)
             stream = GenerationStream(loaded, prompt, request.options)
             if stop_event is not None:

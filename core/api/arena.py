@@ -9,7 +9,7 @@ from fastapi import APIRouter, Query, Request
 from pydantic import Field
 from starlette.concurrency import run_in_threadpool
 
-from core.api.chat import Strict
+from core.api.chat import Strict, source_json
 from core.arena import CompareRequest
 from core.auth import request_user
 from core.evaluation import EvalRequest, before_after
@@ -29,6 +29,8 @@ class CompareBody(Strict):
     max_new_tokens: int = 256
     temperature: float = 0.7
     top_p: float = 0.9
+    use_documents: bool = False
+    documents_k: int = 4
 
     def to_request(self) -> CompareRequest:
         options = GenerationOptions(
@@ -133,7 +135,10 @@ def build_arena_router(services: Services) -> APIRouter:
         with services.admission.slot():
             update = await run_in_threadpool(services.arena.compare, body.to_request())
         record = update.comparison
-        return comparison_json(services, record, reveal=not record.blind)
+        return {
+            **comparison_json(services, record, reveal=not record.blind),
+            "sources": [source_json(hit) for hit in update.sources],  # shared by both sides
+        }
 
     @router.post("/votes")
     def vote(body: VoteBody, http: Request) -> dict:
