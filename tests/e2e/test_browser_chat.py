@@ -75,8 +75,7 @@ def test_the_rating_form_and_sources_follow_the_selected_answer(loop):
     assert "Saved for answer #1" in loop.rate(stars=4, thumb="up", correction="Two years.",
                                               tags="kettle")
 
-    second = loop.chat("What does the installer do when the install fails?", grounded=True)
-    assert "[" in second  # warranty.md is among its sources too, by another number
+    loop.chat("What does the installer do when the install fails?", grounded=True)
     form_shows(loop, stars=None, thumb=None, tags="", correction="")  # nothing carried over
     first_source(loop, 2, "installer.txt")
 
