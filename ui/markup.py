@@ -38,6 +38,15 @@ def short_id(value: str, keep: int = 14) -> str:
     return value if len(value) <= keep + 1 else value[:keep] + "…"
 
 
+MARKDOWN = re.compile(r"([\\`*_\[\]#+\-!|~.])")
+
+
+def as_plain_text(text: str) -> str:
+    """Text shown exactly as written in Markdown: no HTML, and no Markdown either (a document's
+    "# Title" or "1." stays text rather than becoming a heading or a list)."""
+    return MARKDOWN.sub(r"\\\1", html.escape(text, quote=False))
+
+
 def sources_markdown(heading: str, sources, *, excerpt_chars: int = 240) -> str:
     """Numbered sources as Markdown, numbered as in the prompt and the answer's [n] markers."""
     lines = [heading]
@@ -45,6 +54,6 @@ def sources_markdown(heading: str, sources, *, excerpt_chars: int = 240) -> str:
         excerpt = " ".join(hit.text.split())
         if len(excerpt) > excerpt_chars:
             excerpt = excerpt[:excerpt_chars].rstrip() + " …"
-        lines.append(f"**[{number}]** {as_text(label(hit))} · score {hit.score:.2f}  \n"
-                     f"{as_text(excerpt)}")
+        lines.append(f"**[{number}]** {as_plain_text(label(hit))} · score {hit.score:.2f}  \n"
+                     f"{as_plain_text(excerpt)}")
     return "\n\n".join(lines)

@@ -14,7 +14,7 @@ from core.generation import GenerationOptions
 from core.grounding import mark_citations
 from core.services import Services
 from ui.charts import leaderboard_figure, win_rate_figure
-from ui.markup import as_text, short_id, sources_markdown
+from ui.markup import as_text, short_id, short_model, sources_markdown
 from ui.tabs.chat import user_of
 
 STARS = ["1", "2", "3", "4", "5"]
@@ -219,8 +219,8 @@ def build_compare_tab(services: Services) -> None:
             left, right = (model_label(services, m) for m in (record.left_model,
                                                                record.right_model))
             return (f"✅ Vote saved: **{VOTES[label]}**. Left was **{as_text(left)}** "
-                    f"(`{record.left_version}`), right was **{as_text(right)}** "
-                    f"(`{record.right_version}`).",
+                    f"(`{short_model(record.left_version)}`), right was **{as_text(right)}** "
+                    f"(`{short_model(record.right_version)}`).",
                     f"### Left: {as_text(left)}", f"### Right: {as_text(right)}")
         return handler
 
