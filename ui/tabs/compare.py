@@ -102,6 +102,7 @@ def build_compare_tab(services: Services) -> None:
             user = gr.Textbox("anonymous", label="Your name")
             refresh = gr.Button("↻ Models", scale=0)
         prompt = gr.Textbox(label="Prompt", lines=2, placeholder="One prompt, two answers")
+        system = gr.Textbox(label="System prompt (optional; both sides, as in Chat)", lines=1)
         with gr.Row():
             run = gr.Button("Compare", variant="primary")
             stop = gr.Button("Stop", variant="stop")
@@ -152,12 +153,14 @@ def build_compare_tab(services: Services) -> None:
                 rollback = gr.Button("Roll back last promotion")
             log = gr.Dataframe(label="Promotions and rollbacks")
 
-    def compare(a, b, is_blind, name, text, tokens, temp, grounded, request: gr.Request):
+    def compare(a, b, is_blind, name, text, tokens, temp, grounded, system_text,
+                request: gr.Request):
         reset = (None, None, "", None, None, "")  # each side's stars, thumb and saved note
         blank = ("", "", "", "", "### Left", "### Right")
         try:
             ask = CompareRequest(prompt=text, model_a=a or "", model_b=b or "", blind=is_blind,
                                  user=user_of(request, name), use_documents=bool(grounded),
+                                 system_prompt=(system_text or "").strip() or None,
                                  options=GenerationOptions(max_new_tokens=int(tokens),
                                                            temperature=float(temp)))
             stop_event = stops[request.session_hash] = threading.Event()
@@ -252,8 +255,11 @@ def build_compare_tab(services: Services) -> None:
         return message, history()
 
     def history():
-        return pd.DataFrame(services.arena.history(),
-                            columns=["created_at", "action", "model", "previous", "user_id"])
+        rows = [{"when": f"{row['created_at']:%Y-%m-%d %H:%M}", "action": row["action"],
+                 "model": model_label(services, row["model"] or ""),
+                 "previous": model_label(services, row["previous"] or ""), "by": row["user_id"]}
+                for row in services.arena.history()]
+        return pd.DataFrame(rows, columns=["when", "action", "model", "previous", "by"])
 
     def reload_models():
         names = choices()
@@ -264,7 +270,7 @@ def build_compare_tab(services: Services) -> None:
     ratings = [*left[3:5], left[6], *right[3:5], right[6]]
     outputs = [left[1], right[1], left[2], right[2], left[0], right[0], status, state, cited,
                *ratings]
-    inputs = [model_a, model_b, blind, user, prompt, max_new, temperature, ground]
+    inputs = [model_a, model_b, blind, user, prompt, max_new, temperature, ground, system]
     run.click(compare, inputs, outputs)
     prompt.submit(compare, inputs, outputs)
     stop.click(stop_generation, None, None, concurrency_limit=None)
