@@ -112,3 +112,13 @@ def test_compare_grounds_both_answers_and_shows_the_sources_once(loop):
     expect(sources.get_by_text("warranty.md", exact=False)).to_have_count(1)  # shown once
     for side in ("left", "right"):
         expect(loop.page.locator(f"#compare-{side}-answer")).to_contain_text("warranty [1].")
+
+    panel.get_by_role("button", name="Right is better ➡️").click()
+    loop.status_text(panel, "Vote saved")
+    panel.get_by_text("Results, leaderboard and promotion").click()
+    panel.get_by_role("button", name="↻ Update results").click()
+    # One vote: a verdict would be premature, and the interval says so by its width.
+    pair = panel.get_by_role("row", name=re.compile(r"^A base vs B base\+fewshot"))
+    expect(pair.get_by_role("gridcell", name="not enough votes yet (1 of 10)")).to_be_visible()
+    rate = re.compile(r"^(1\.00 \(0\.05–1\.00\)|0\.00 \(0\.00–0\.95\))$")  # blind: either side
+    expect(pair.get_by_role("gridcell", name=rate)).to_be_visible()

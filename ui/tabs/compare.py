@@ -79,8 +79,11 @@ def board_rows(services: Services, ratings: list[dict]) -> pd.DataFrame:
 def results(services: Services):
     pairs = [pair.to_dict() for pair in services.arena.pairs()]
     ratings = services.arena.leaderboard()
-    return (pair_rows(services, pairs), win_rate_figure(pairs) if pairs else None,
-            board_rows(services, ratings), leaderboard_figure(ratings) if ratings else None)
+    named = [{**p, "model_a": model_label(services, p["model_a"]),
+              "model_b": model_label(services, p["model_b"])} for p in pairs]
+    board = [{**r, "model": model_label(services, r["model"])} for r in ratings]
+    return (pair_rows(services, pairs), win_rate_figure(named) if pairs else None,
+            board_rows(services, ratings), leaderboard_figure(board) if ratings else None)
 
 
 def answer_card(text: str, sources) -> str:
