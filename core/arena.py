@@ -17,6 +17,7 @@ from itertools import combinations
 
 from core.errors import Conflict, InvalidInput, NotFound
 from core.generation import GenerationOptions, check_limits, turn_fields
+from core.grounding import check_k, retrieve
 from core.modelspec import (
     BASE,
     FEWSHOT,
@@ -24,7 +25,7 @@ from core.modelspec import (
     ModelResolver,
     ResolvedModel,
 )
-from core.stats import Rating, bradley_terry_ratings, sign_test, wilson_interval
+from core.stats import bradley_terry_ratings, sign_test, wilson_interval
 from core.store.arena import ArenaStore, ComparisonRecord
 from core.store.chatlog import ChatLog, TurnRecord
 
@@ -41,10 +42,13 @@ class CompareRequest:
     user: str = "anonymous"
     system_prompt: str | None = None
     options: GenerationOptions = field(default_factory=GenerationOptions)
+    use_documents: bool = False  # ground both answers on the documents, exactly as Chat does
+    documents_k: int = 4
 
     def __post_init__(self) -> None:
         if not self.prompt or not self.prompt.strip():
             raise InvalidInput("the prompt is empty")
+        check_k(self.documents_k)
         if not self.model_a or not self.model_b:
             raise InvalidInput("choose two models to compare")
         if self.model_a.strip() == self.model_b.strip():
@@ -61,21 +65,25 @@ class CompareUpdate:
     text: str
     turn: TurnRecord | None = None
     comparison: ComparisonRecord | None = None
+    sources: tuple = ()  # core.document_service.SearchHit both answers were grounded on
 
 
 @dataclass(frozen=True, kw_only=True)
 class PairSummary:
     model_a: str
     model_b: str
-    votes: int
+    votes: int  # every vote, both-bad included
     wins_a: int
     wins_b: int
     ties: int
     both_bad: int
+    counted: int  # the votes that compare the two: wins, losses and ties (not both-bad)
     win_rate_a: float | None  # ties and both-bad excluded
     ci_low: float
     ci_high: float
     p_value: float | None
+    enough: bool  # counted reaches the minimum: before that the numbers are not a verdict
+    verdict: str
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -93,8 +101,15 @@ def assign_sides(rng: random.Random, a, b) -> tuple:
     return (b, a) if rng.random() < 0.5 else (a, b)
 
 
-def pair_summary(votes: list[dict], model_a: str, model_b: str) -> PairSummary:
-    """Votes between two models, whichever side each was shown on."""
+def pair_summary(
+    votes: list[dict], model_a: str, model_b: str, *, min_votes: int = 10, alpha: float = 0.05
+) -> PairSummary:
+    """Votes between two models, whichever side each was shown on.
+
+    The win rate, its interval (Wilson with continuity correction) and the sign test use the
+    decisive votes only; ties count towards the minimum (someone compared the two and found them
+    equal), both-bad votes do not (they judge neither against the other).
+    """
     wins_a = wins_b = ties = both_bad = 0
     for vote in votes:
         sides = {vote["left_model"]: "left", vote["right_model"]: "right"}
@@ -109,19 +124,34 @@ def pair_summary(votes: list[dict], model_a: str, model_b: str) -> PairSummary:
         else:
             both_bad += 1
     decisive = wins_a + wins_b
-    interval = wilson_interval(wins_a, decisive)
+    counted = decisive + ties
+    interval = wilson_interval(wins_a, decisive, continuity=True)
+    p_value = sign_test(wins_a, wins_b).p_value
+    enough = counted >= min_votes
+    if not enough:
+        verdict = f"not enough votes yet ({counted} of {min_votes})"
+    elif p_value is None:
+        verdict = "no clear winner (only ties)"
+    elif p_value >= alpha:
+        verdict = f"no clear winner (p = {p_value:.2g})"
+    else:
+        winner = model_a if wins_a > wins_b else model_b
+        verdict = f"{winner} is better (p = {p_value:.2g})"
     return PairSummary(
         model_a=model_a,
         model_b=model_b,
-        votes=decisive + ties + both_bad,
+        votes=counted + both_bad,
         wins_a=wins_a,
         wins_b=wins_b,
         ties=ties,
         both_bad=both_bad,
+        counted=counted,
         win_rate_a=wins_a / decisive if decisive else None,
         ci_low=interval.low,
         ci_high=interval.high,
-        p_value=sign_test(wins_a, wins_b).p_value,
+        p_value=p_value,
+        enough=enough,
+        verdict=verdict,
     )
 
 
@@ -133,6 +163,7 @@ class ArenaService:
         store: ArenaStore,
         *,
         registry=None,
+        documents=None,  # core.document_service.DocumentService: grounding
         alpha: float = 0.05,
         min_votes: int = 10,
         max_prompt_chars: int = 20_000,
@@ -143,6 +174,7 @@ class ArenaService:
         self.log = log
         self.store = store
         self.registry = registry
+        self.documents = documents
         self.alpha = alpha
         self.min_votes = min_votes
         self.max_prompt_chars = max_prompt_chars
@@ -170,13 +202,21 @@ class ArenaService:
                 first, second = assign_sides(self.rng, first, second)
         comparison_id = uuid.uuid4().hex
         messages = self._messages(request)
-        answers = yield from self._together(first, second, messages, request, stop_event)
+        hits = (
+            retrieve(self.documents, request.prompt, request.documents_k)
+            if request.use_documents else []
+        )
+        pair = AnswerPair(self.resolver, (first, second), messages, request.options, hits=hits)
+        if stop_event is not None:
+            pair.stop_event = stop_event
+        texts = ["", ""]
+        for index, delta in pair:
+            texts[index] += delta
+            yield CompareUpdate(SIDES[index], texts[index])
         turns = {}
-        for side, (resolved, prompt, result, fewshot_ids) in zip(SIDES, answers, strict=True):
-            turns[side] = self._record(
-                request, resolved, prompt, result, fewshot_ids, comparison_id, side
-            )
-            yield CompareUpdate(side, turns[side].response, turns[side])
+        for i, side in enumerate(SIDES):
+            turns[side] = self._record(request, pair, i, comparison_id)
+            yield CompareUpdate(side, turns[side].response, turns[side], sources=pair.sources)
         record = ComparisonRecord(
             id=comparison_id,
             created_at=datetime.now(),
@@ -191,21 +231,9 @@ class ArenaService:
             right_interaction_id=turns["right"].id,
         )
         self.store.add_comparison(record)
-        yield CompareUpdate("right", turns["right"].response, turns["right"], record)
-
-    def _together(self, first, second, messages, request, stop_event):
-        """Both sides in one batch: their tokens stream interleaved, step by step."""
-        pair = AnswerPair(self.resolver, (first, second), messages, request.options)
-        if stop_event is not None:
-            pair.stop_event = stop_event
-        texts = ["", ""]
-        for index, delta in pair:
-            texts[index] += delta
-            yield CompareUpdate(SIDES[index], texts[index])
-        return [
-            (side, pair.prompts[i], pair.results[i], pair.fewshot_ids[i])
-            for i, side in enumerate((first, second))
-        ]
+        yield CompareUpdate(
+            "right", turns["right"].response, turns["right"], record, sources=pair.sources
+        )
 
     def compare(self, request: CompareRequest) -> CompareUpdate:
         *_, last = self.stream(request)
@@ -218,9 +246,8 @@ class ArenaService:
             return [{"role": "system", "content": request.system_prompt}, question]
         return [question]
 
-    def _record(
-        self, request, resolved: ResolvedModel, prompt, result, fewshot_ids, comparison_id, side
-    ) -> TurnRecord:
+    def _record(self, request, pair: AnswerPair, index: int, comparison_id: str) -> TurnRecord:
+        resolved, prompt, result = pair.sides[index], pair.prompts[index], pair.results[index]
         turn = TurnRecord(
             id=uuid.uuid4().hex,
             conversation_id=uuid.uuid4().hex,
@@ -235,12 +262,13 @@ class ArenaService:
                 "system_prompt": request.system_prompt,
                 "arena": {
                     "comparison_id": comparison_id,
-                    "side": side,
+                    "side": SIDES[index],
                     "model": resolved.spec,
-                    "fewshot_ids": fewshot_ids,
+                    "fewshot_ids": pair.fewshot_ids[index],
                 },
             },
             **turn_fields(prompt, result),
+            retrieved_chunk_ids=[hit.chunk_id for hit in pair.sources] or None,
         )
         self.log.add_turn(turn)
         return turn
@@ -259,19 +287,31 @@ class ArenaService:
             raise Conflict(f"{voter.strip()!r} already voted on this comparison")
         return comparison
 
-    def summary(self, model_a: str, model_b: str) -> PairSummary:
+    def summary(
+        self, model_a: str, model_b: str, *, min_votes: int | None = None,
+        alpha: float | None = None,
+    ) -> PairSummary:
         if not model_a or not model_b or model_a == model_b:
             raise InvalidInput("name two different models")
-        return pair_summary(self.store.votes([model_a, model_b]), model_a, model_b)
+        return pair_summary(
+            self.store.votes([model_a, model_b]), model_a, model_b,
+            min_votes=self.min_votes if min_votes is None else min_votes,
+            alpha=self.alpha if alpha is None else alpha,
+        )
 
     def pairs(self) -> list[PairSummary]:
         votes = self.store.votes()
         models = sorted({v["left_model"] for v in votes} | {v["right_model"] for v in votes})
-        found = (pair_summary(votes, a, b) for a, b in combinations(models, 2))
+        found = (
+            pair_summary(votes, a, b, min_votes=self.min_votes, alpha=self.alpha)
+            for a, b in combinations(models, 2)
+        )
         return [summary for summary in found if summary.votes]
 
-    def leaderboard(self, *, samples: int = 200) -> list[Rating]:
-        """Bradley-Terry ratings over every model with votes (ties and both-bad left out)."""
+    def leaderboard(self) -> list[dict]:
+        """Bradley-Terry ratings over every model with votes (ties and both-bad left out), best
+        first: {model, score, low, high, games, enough}; `enough` once a model has min_votes
+        decisive games, before which its place is not a verdict."""
         votes = self.store.votes()
         models = sorted({v["left_model"] for v in votes} | {v["right_model"] for v in votes})
         if len(models) < 2:
@@ -284,7 +324,8 @@ class ArenaService:
                 outcomes.append((left, right))
             elif v["vote"] == "right":
                 outcomes.append((right, left))
-        return bradley_terry_ratings(models, outcomes, samples=samples)
+        ratings = bradley_terry_ratings(models, outcomes)
+        return [{**asdict(r), "enough": r.games >= self.min_votes} for r in ratings]
 
     # promotion
     def gate(
@@ -295,16 +336,18 @@ class ArenaService:
         alpha: float | None = None,
         min_votes: int | None = None,
     ) -> Gate:
-        """Promotion needs min_votes votes and a significant win (sign test p < alpha)."""
+        """Promotion needs min_votes comparing votes (wins, losses, ties; not both-bad) and a
+        significant win (exact sign test on wins and losses, p < alpha)."""
         alpha = self.alpha if alpha is None else alpha
         min_votes = self.min_votes if min_votes is None else min_votes
         if not 0 < alpha < 1:
             raise InvalidInput(f"alpha must be between 0 and 1, got {alpha}")
         if min_votes < 1:
             raise InvalidInput(f"the minimum number of votes must be at least 1, got {min_votes}")
-        summary = self.summary(challenger, incumbent)
-        if summary.votes < min_votes:
-            reason = f"{summary.votes} of the {min_votes} votes needed so far"
+        summary = self.summary(challenger, incumbent, min_votes=min_votes, alpha=alpha)
+        if not summary.enough:
+            skipped = f" ({summary.both_bad} both-bad not counted)" if summary.both_bad else ""
+            reason = f"{summary.counted} of the {min_votes} votes needed so far{skipped}"
         elif summary.wins_a <= summary.wins_b or summary.p_value is None:
             reason = f"{challenger} does not win ({summary.wins_a} wins, {summary.wins_b} losses)"
         elif summary.p_value >= alpha:

@@ -16,7 +16,7 @@ from core.generation import (
     prompt_budget,
     turn_fields,
 )
-from core.grounding import grounded_messages, retrieve
+from core.grounding import check_k, ground, retrieve
 from core.models import ModelService
 from core.routing import SERVED, Route
 from core.stop_sequences import check_stop_sequences, visible_text
@@ -49,8 +49,7 @@ class ChatRequest:
                 raise InvalidInput("each history turn needs a role (user/assistant) and content")
         if not self.user.strip():
             raise InvalidInput("the user name is empty")
-        if not 1 <= self.documents_k <= 20:
-            raise InvalidInput(f"documents_k must be 1-20, got {self.documents_k}")
+        check_k(self.documents_k)
 
     def messages(self) -> list[dict]:
         system = [{"role": "system", "content": self.system_prompt}] if self.system_prompt else []
@@ -136,7 +135,7 @@ class ChatService:
         with self.models.use(adapter) as loaded:
             budget = prompt_budget(loaded, request.options)
             messages = arm.prepare(request.messages()) if arm else request.messages()
-            messages, sources = grounded_messages(loaded.tokenizer, messages, hits, budget)
+            messages, sources = ground(loaded.tokenizer, messages, hits, budget)
             prompt = fit_to_context(loaded.tokenizer, messages, budget)
             stream = GenerationStream(loaded, prompt, request.options)
             if stop_event is not None:

@@ -20,6 +20,7 @@ from core.generation import (
     fit_to_context,
     prompt_budget,
 )
+from core.grounding import ground
 from core.models import ModelService
 from core.pair_generation import PairStream
 from core.paths import AllowedFolders, looks_like_path
@@ -197,6 +198,8 @@ class AnswerPair:
     prompts: list[PreparedPrompt] = field(default_factory=list)
     results: list[GenerationResult] = field(default_factory=list)
     fewshot_ids: list[list[str]] = field(default_factory=list)
+    hits: list = field(default_factory=list)  # retrieved chunks to ground both answers on
+    sources: tuple = ()  # the ones that fit: the same for both sides
 
     def __iter__(self) -> Iterator[tuple[int, str]]:
         conversations = []
@@ -208,7 +211,11 @@ class AnswerPair:
             self.fewshot_ids.append(ids)
         with self.resolver.models.use_rows([s.adapter_dir for s in self.sides]) as loaded:
             budget = prompt_budget(loaded, self.options)
-            self.prompts = [fit_to_context(loaded.tokenizer, m, budget) for m in conversations]
+            grounded = []
+            for messages in conversations:
+                messages, self.sources = ground(loaded.tokenizer, messages, self.hits, budget)
+                grounded.append(messages)
+            self.prompts = [fit_to_context(loaded.tokenizer, m, budget) for m in grounded]
             stream = PairStream(loaded, self.prompts, self.options, self.stop_event)
             yield from stream
         self.results = stream.results

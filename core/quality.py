@@ -41,6 +41,7 @@ class Agreement:
     kappa: float | None = None  # Cohen's kappa, exactly two raters
     alpha: float | None = None  # Krippendorff's alpha, two or more raters
     note: str = ""
+    explanation: str = ""  # one line on reading the two scores side by side
 
 
 @dataclass(frozen=True)
@@ -119,6 +120,17 @@ def conflicting_ratings(frame: pd.DataFrame, *, min_gap: int = 3) -> QualityChec
     )
 
 
+AGREEMENT_EXPLANATION = {
+    "rating": "1 = perfect agreement, 0 = chance. Kappa counts 4 vs 5 stars as a full "
+    "disagreement and alpha (ordinal) as a near miss, and when nearly every rating is the same "
+    "chance agreement is already high, so kappa can sit near 0 beside a high alpha "
+    "(kappa's prevalence paradox).",
+    "thumb": "1 = perfect agreement, 0 = chance. When nearly every thumb is the same, chance "
+    "agreement is already high and kappa can sit near 0 even though the raters mostly agree "
+    "(kappa's prevalence paradox); alpha pools both raters' thumbs and is hit less.",
+}
+
+
 def rating_matrix(frame: pd.DataFrame, field: str) -> pd.DataFrame:
     """Items x raters; thumbs become 1 (up) / 0 (down); NaN where a rater gave no value."""
     values = frame[["response_id", "rater", field]].dropna()
@@ -148,7 +160,10 @@ def agreement(frame: pd.DataFrame, *, field: str = "rating", weights: str | None
         kappa = float(cohen_kappa_score(both.iloc[:, 0], both.iloc[:, 1], weights=weights))
         kappa = None if np.isnan(kappa) else kappa
         note = f"Cohen's kappa on {len(both)} items rated by both; " + note
-    return Agreement(field, raters, len(matrix), kappa=kappa, alpha=alpha, note=note)
+    return Agreement(
+        field, raters, len(matrix), kappa=kappa, alpha=alpha, note=note,
+        explanation=AGREEMENT_EXPLANATION[field],
+    )
 
 
 def rater_outliers(

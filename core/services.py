@@ -176,6 +176,7 @@ def build_services(settings: Settings) -> Services:
             log,
             arena_store,
             registry=registry,
+            documents=documents,
             max_prompt_chars=settings.max_prompt_chars,
             max_new_tokens=settings.max_new_tokens_limit,
         ),

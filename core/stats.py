@@ -26,16 +26,36 @@ class TestResult:
     p_value: float | None  # None when there is no data to test
 
 
-def wilson_interval(successes: int, trials: int, *, z: float = Z95) -> Interval:
-    """Wilson score interval for a proportion; (0, 1) when there are no trials."""
+def wilson_interval(
+    successes: int, trials: int, *, z: float = Z95, continuity: bool = False
+) -> Interval:
+    """Wilson score interval for a proportion; (0, 1) when there are no trials.
+
+    With `continuity` the continuity-corrected form (Newcombe 1998, method 4): wider, and it
+    keeps its 95% coverage at the handful of votes a new comparison starts with.
+    """
     if not 0 <= successes <= trials:
         raise InvalidInput(f"need 0 <= successes <= trials, got {successes} of {trials}")
     if trials == 0:
         return Interval(0.0, 1.0)
-    p = successes / trials
-    denominator = 1 + z**2 / trials
-    centre = (p + z**2 / (2 * trials)) / denominator
-    half = z * math.sqrt(p * (1 - p) / trials + z**2 / (4 * trials**2)) / denominator
+    n, p = trials, successes / trials
+    if continuity:
+        scale = 2 * (n + z**2)
+        low = high = None
+        if successes == 0:
+            low = 0.0
+        if successes == n:
+            high = 1.0
+        if low is None:
+            root = math.sqrt(z**2 - 2 - 1 / n + 4 * p * (n * (1 - p) + 1))
+            low = (2 * n * p + z**2 - 1 - z * root) / scale
+        if high is None:
+            root = math.sqrt(z**2 + 2 - 1 / n + 4 * p * (n * (1 - p) - 1))
+            high = (2 * n * p + z**2 + 1 + z * root) / scale
+        return Interval(max(0.0, low), min(1.0, high))
+    denominator = 1 + z**2 / n
+    centre = (p + z**2 / (2 * n)) / denominator
+    half = z * math.sqrt(p * (1 - p) / n + z**2 / (4 * n**2)) / denominator
     return Interval(max(0.0, centre - half), min(1.0, centre + half))
 
 
@@ -124,36 +144,45 @@ def bradley_terry_ratings(
     models: Sequence[str],
     outcomes: Sequence[tuple[int, int]],
     *,
-    samples: int = 200,
-    seed: int = 0,
+    prior: float = 0.5,
 ) -> list[Rating]:
-    """Ratings with 95% bootstrap intervals; outcomes are (winner index, loser index)."""
+    """Ratings with 95% intervals; outcomes are (winner index, loser index).
+
+    Every pair of models starts with `prior` virtual wins each way (one tied game at 0.5), so a
+    single vote moves a rating only part of the way and an unbeaten model stays finite. The
+    interval is the Laplace approximation: the normal with the inverse curvature of the
+    log-likelihood at the fit, so it is wide while the games are few and narrows as
+    1/sqrt(games). (A bootstrap of the outcomes has zero width after one vote: every resample
+    is that same vote.)
+    """
     n = len(models)
     if n < 2:
         raise InvalidInput("Bradley-Terry ratings need at least two models")
-    games = np.zeros(n, dtype=int)
-    for winner, loser in outcomes:
-        games[winner] += 1
-        games[loser] += 1
-    point = bradley_terry(models, _win_matrix(n, outcomes))
-    low, high = point.copy(), point.copy()
-    if outcomes:
-        rng = np.random.default_rng(seed)
-        picks = rng.integers(0, len(outcomes), (samples, len(outcomes)))
-        draws = np.array(
-            [
-                bradley_terry(models, _win_matrix(n, [outcomes[i] for i in row]), iterations=200)
-                for row in picks
-            ]
-        )
-        low, high = np.percentile(draws, [2.5, 97.5], axis=0)
+    if prior <= 0:
+        raise InvalidInput(f"the prior must be positive, got {prior}")
+    wins = _win_matrix(n, outcomes)
+    games = (wins + wins.T).sum(axis=1).astype(int)
+    point = bradley_terry(models, wins, prior=prior)
+    half = Z95 * np.sqrt(np.clip(np.diag(_rating_covariance(point, wins, prior)), 0, None))
     return sorted(
         (
-            Rating(m, float(point[i]), float(low[i]), float(high[i]), int(games[i]))
+            Rating(m, float(point[i]), float(point[i] - half[i]), float(point[i] + half[i]),
+                   int(games[i]))
             for i, m in enumerate(models)
         ),
         key=lambda r: -r.score,
     )
+
+
+def _rating_covariance(scores: np.ndarray, wins: np.ndarray, prior: float) -> np.ndarray:
+    """Covariance of the centred log-strengths: the pseudo-inverse of the Fisher information
+    (a weighted graph Laplacian, singular only along the shift every rating shares)."""
+    n = len(scores)
+    games = wins + wins.T + 2 * prior * (1 - np.eye(n))
+    p = 1 / (1 + np.exp(scores[None, :] - scores[:, None]))  # p[i, j]: i beats j
+    weight = games * p * (1 - p)
+    information = np.diag(weight.sum(axis=1)) - weight
+    return np.linalg.pinv(information)
 
 
 def _win_matrix(n: int, outcomes: Sequence[tuple[int, int]]) -> np.ndarray:

@@ -163,3 +163,32 @@ def test_the_ui_is_served_at_the_root(client):
     config = client.get("/config").json()
     labels = {c.get("props", {}).get("label") for c in config["components"]}
     assert {"Chat", "Logs"} <= labels
+
+
+def test_compare_grounds_both_sides_exactly_as_chat_does(client, services):
+    notes = "The spare battery for the X200 drill costs 49 euros and charges in forty minutes."
+    uploaded = client.post(
+        f"{API}/documents", files=[("files", ("drill.txt", notes.encode(), "text/plain"))]
+    )
+    assert uploaded.status_code == 200, uploaded.text
+    question = "How much is a spare battery for the drill?"
+    grounded = {"use_documents": True, "documents_k": 2, "max_new_tokens": 4, "temperature": 0}
+    body = {"prompt": question, "model_a": "base", "model_b": "base+fewshot", **grounded}
+    compared = client.post(f"{API}/compare", json=body)
+    assert compared.status_code == 200, compared.text
+    shown = compared.json()
+    assert [s["document"] for s in shown["sources"]] == ["drill.txt"]  # once, for both sides
+    chatted = chat(client, prompt=question, **grounded).json()
+    assert chatted["sources"] == shown["sources"]  # the same retrieval
+    chat_system = services.log.get_turn(chatted["response_id"])["context"][0]
+    assert chat_system["role"] == "system" and "[1] (drill.txt)" in chat_system["content"]
+    for side in ("left", "right"):
+        turn = services.log.get_turn(shown[side]["response_id"])
+        assert turn["context"][0] == chat_system  # the same system prompt, sources and all
+        assert turn["retrieved_chunk_ids"] == [s["id"] for s in shown["sources"]]
+
+    plain = client.post(f"{API}/compare", json={**body, "use_documents": False}).json()
+    assert plain["sources"] == []
+    assert services.log.get_turn(plain["left"]["response_id"])["retrieved_chunk_ids"] is None
+    too_many = client.post(f"{API}/compare", json={**body, "documents_k": 50})
+    assert too_many.status_code == 400 and "documents_k" in too_many.json()["error"]

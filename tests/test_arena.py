@@ -255,3 +255,30 @@ def test_bad_requests_are_clear(client, services):
     assert response.status_code == 400
     response = client.post("/api/v1/compare", json={"prompt": "hi", "model_b": "ghost"})
     assert response.status_code == 404 and "ghost" in response.json()["error"]
+
+
+def test_both_bad_votes_do_not_count_towards_the_minimum(services):
+    cast(services, "x", "y", "left", 6)
+    cast(services, "y", "x", "both_bad", 20)
+    gate = services.arena.gate("x", "y")
+    assert not gate.allowed and "6 of the 10 votes" in gate.reason
+    assert "20 both-bad not counted" in gate.reason
+    assert gate.summary.votes == 26 and gate.summary.counted == 6
+    cast(services, "x", "y", "tie", 4)  # ties do count: someone compared the two
+    gate = services.arena.gate("x", "y")
+    assert gate.allowed and gate.summary.counted == 10
+    assert gate.summary.p_value == pytest.approx(2 * 0.5**6)
+
+
+def test_few_votes_show_a_not_enough_state_and_a_wide_interval(client, services):
+    cast(services, "x", "y", "left", 1)
+    summary = client.get("/api/v1/votes/summary", params={"model_a": "x", "model_b": "y"}).json()
+    assert summary["win_rate_a"] == 1.0 and summary["enough"] is False
+    assert summary["verdict"] == "not enough votes yet (1 of 10)"
+    assert summary["ci_high"] - summary["ci_low"] > 0.9  # one vote: the rate is anywhere
+    board = client.get("/api/v1/votes/leaderboard").json()["ratings"]
+    assert [r["enough"] for r in board] == [False, False]
+    assert all(r["high"] - r["low"] > 2.0 for r in board)
+    cast(services, "x", "y", "left", 9)
+    summary = services.arena.summary("x", "y")
+    assert summary.enough and summary.verdict.startswith("x is better (p = 0.002")

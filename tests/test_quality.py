@@ -40,6 +40,20 @@ def test_cohens_kappa_matches_the_textbook_value(services):
     assert agreement.alpha is not None and -1 <= agreement.alpha <= 1
 
 
+def test_kappa_near_zero_beside_a_high_alpha_comes_with_its_explanation(services):
+    # Raters one star apart (4 vs 5, 1 vs 2) and some exact matches: unweighted kappa counts a
+    # near miss as a full disagreement (0.006), ordinal alpha as almost agreeing (0.71).
+    pairs = [(5, 4), (4, 5), (1, 2), (2, 1)] * 4 + [(5, 5), (1, 1)] * 3
+    for n, (a, b) in enumerate(pairs):
+        turn = add_turn(services, f"prompt number {n}", f"a long enough answer {n}", minutes=n)
+        rate(services, turn, "ann", rating=a)
+        rate(services, turn, "bob", rating=b)
+    agreement = report(services).agreement
+    assert agreement.kappa == pytest.approx(0.006, abs=0.001)
+    assert agreement.alpha == pytest.approx(0.711, abs=0.001)
+    assert "4 vs 5" in agreement.explanation and "prevalence paradox" in agreement.explanation
+
+
 def test_krippendorffs_alpha_matches_the_published_example(services):
     units = [add_turn(services, f"unit {n}", f"answer {n}", minutes=n) for n in range(12)]
     for rater, values in zip(("a", "b", "c", "d"), KRIPPENDORFF_EXAMPLE, strict=True):

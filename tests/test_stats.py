@@ -84,10 +84,42 @@ def test_bradley_terry_hand_made_tournament():
 
 def test_bradley_terry_ratings_intervals_cover_points():
     outcomes = [(0, 1)] * 6 + [(1, 0)] * 2 + [(1, 2)] * 5 + [(2, 1)] * 2 + [(0, 2)] * 4
-    ratings = bradley_terry_ratings(["A", "B", "C"], outcomes, samples=100)
+    ratings = bradley_terry_ratings(["A", "B", "C"], outcomes)
     assert [r.model for r in ratings] == ["A", "B", "C"]
     for rating in ratings:
-        assert rating.low <= rating.score <= rating.high
+        assert rating.low < rating.score < rating.high
     assert {r.model: r.games for r in ratings} == {"A": 12, "B": 15, "C": 11}
     with pytest.raises(InvalidInput):
         bradley_terry_ratings(["A"], [])
+
+
+def test_wilson_continuity_corrected_matches_its_defining_equation():
+    # Newcombe's bounds solve |p - bound| - 1/(2n) = z * sqrt(bound (1 - bound) / n).
+    n, p = 10, 0.8
+    interval = wilson_interval(8, n, continuity=True)
+    for bound in (interval.low, interval.high):
+        gap = abs(p - bound) - 1 / (2 * n)
+        assert gap == pytest.approx(1.959964 * math.sqrt(bound * (1 - bound) / n), rel=1e-5)
+    plain = wilson_interval(8, n)
+    assert interval.low < plain.low and interval.high > plain.high  # the correction widens it
+
+
+def test_intervals_are_wide_after_one_decisive_vote():
+    one = wilson_interval(1, 1, continuity=True)
+    assert one.high == 1.0 and one.low < 0.1  # 0.055: one vote says almost nothing
+    ratings = {r.model: r for r in bradley_terry_ratings(["A", "B"], [(0, 1)])}
+    assert ratings["A"].score > ratings["B"].score
+    for rating in ratings.values():
+        assert rating.high - rating.low > 2.0  # log-strength: odds anywhere in ~1:7 to 7:1
+        assert rating.low < 0 < rating.high  # the sign is not settled by one vote
+
+
+def test_bradley_terry_intervals_narrow_with_games_as_the_binomial_does():
+    def width(times):
+        outcomes = [(0, 1)] * (3 * times) + [(1, 0)] * times
+        return {r.model: r.high - r.low for r in bradley_terry_ratings(["A", "B"], outcomes)}["A"]
+
+    # For two models the rating difference has variance 1 / (games p (1 - p)); each model's
+    # centred rating is half of it, so its 95% interval is 2 * 1.96 / (2 sqrt(games p (1 - p))).
+    assert width(100) == pytest.approx(1.96 / math.sqrt(400 * 0.75 * 0.25), rel=0.02)
+    assert width(1) > 2.5 * width(10) and width(10) > 2.5 * width(100)  # ~sqrt(10) each

@@ -71,14 +71,14 @@ def win_rate_figure(pairs: list[dict]) -> go.Figure:
 
 
 def leaderboard_figure(ratings: list[dict]) -> go.Figure:
-    """Bradley-Terry log-strengths with bootstrap 95% intervals, best first."""
+    """Bradley-Terry log-strengths with their 95% intervals, best first."""
     figure = go.Figure(go.Scatter(
         x=[r["score"] for r in ratings], y=[r["model"] for r in ratings], mode="markers",
         error_x={"type": "data", "symmetric": False,
                  "array": [r["high"] - r["score"] for r in ratings],
                  "arrayminus": [r["score"] - r["low"] for r in ratings]},
     ))
-    figure.update_layout(xaxis_title="Bradley-Terry rating (log strength, 95% bootstrap CI)",
+    figure.update_layout(xaxis_title="Bradley-Terry rating (log strength, 95% interval)",
                          yaxis={"autorange": "reversed"}, height=120 + 40 * len(ratings),
                          margin={"l": 10, "r": 10, "t": 10, "b": 40})
     return figure

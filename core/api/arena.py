@@ -9,7 +9,7 @@ from fastapi import APIRouter, Query, Request
 from pydantic import Field
 from starlette.concurrency import run_in_threadpool
 
-from core.api.chat import Strict
+from core.api.chat import Strict, source_json
 from core.arena import CompareRequest
 from core.auth import request_user
 from core.evaluation import EvalRequest, before_after
@@ -29,6 +29,8 @@ class CompareBody(Strict):
     max_new_tokens: int | None = None  # None: the served model's defaults
     temperature: float | None = None
     top_p: float | None = None
+    use_documents: bool = False
+    documents_k: int = 4
 
     def to_request(self, defaults: GenerationDefaults) -> CompareRequest:
         options = defaults.options(
@@ -134,7 +136,10 @@ def build_arena_router(services: Services) -> APIRouter:
             request = body.to_request(services.defaults.get())
             update = await run_in_threadpool(services.arena.compare, request)
         record = update.comparison
-        return comparison_json(services, record, reveal=not record.blind)
+        return {
+            **comparison_json(services, record, reveal=not record.blind),
+            "sources": [source_json(hit) for hit in update.sources],  # shared by both sides
+        }
 
     @router.post("/votes")
     def vote(body: VoteBody, http: Request) -> dict:
@@ -149,7 +154,7 @@ def build_arena_router(services: Services) -> APIRouter:
     @router.get("/votes/leaderboard")
     def leaderboard() -> dict:
         return {
-            "ratings": [asdict(rating) for rating in services.arena.leaderboard()],
+            "ratings": services.arena.leaderboard(),
             "pairs": [pair.to_dict() for pair in services.arena.pairs()],
         }
 

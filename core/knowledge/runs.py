@@ -14,7 +14,7 @@ from datetime import datetime
 
 from core.errors import InvalidInput, NotFound, RefineryError
 from core.generation import GenerationOptions, fit_to_context, prompt_budget
-from core.grounding import grounded_messages, retrieve
+from core.grounding import ground, retrieve
 from core.knowledge.batch import generate_batch
 from core.knowledge.check import KnowledgeService
 from core.knowledge.general import load_general_set
@@ -202,7 +202,7 @@ class KnowledgeRuns:
             prompts, sources = [], []
             for item, found in zip(batch, hits, strict=True):
                 messages = [{"role": "user", "content": item["question"]}]
-                messages, kept = grounded_messages(loaded.tokenizer, messages, found, budget)
+                messages, kept = ground(loaded.tokenizer, messages, found, budget)
                 prompts.append(fit_to_context(loaded.tokenizer, messages, budget))
                 sources.append([hit.chunk_id for hit in kept])
             answers = generate_batch(loaded, prompts, self.options)

@@ -12,16 +12,47 @@ from core.chat import ChatRequest
 from core.errors import RefineryError
 from core.feedback import Feedback, parse_tags
 from core.generation import GenerationOptions
-from core.grounding import citations
+from core.grounding import mark_citations
 from core.services import Services
-from ui.markup import as_text, as_text_messages
+from ui.markup import as_text, as_text_messages, short_id, short_model, sources_markdown
 
 STARS = ["1", "2", "3", "4", "5"]
+NO_SOURCES = "_Sources of the selected answer appear here when it was grounded on documents._"
+
+
+def user_of(request: gr.Request, typed: str | None) -> str:
+    """Who this session acts as: the one place the Chat and Compare tabs ask."""
+    return session_user(request.username, typed)
 
 
 def new_conversation() -> dict:
-    """Per-browser-session state: the turns so far and which chatbot row is which logged answer."""
-    return {"id": uuid.uuid4().hex, "messages": [], "reply_ids": {}, "selected": None}
+    """Per-browser-session state: the turns so far, which chatbot row is which logged answer,
+    and each answer's sources (by row)."""
+    return {"id": uuid.uuid4().hex, "messages": [], "reply_ids": {}, "selected": None,
+            "sources": {}}
+
+
+def shown_messages(conv: dict, messages: list[dict] | None = None) -> list[dict]:
+    """The chat as displayed: grounded answers carry [n] markers tied to their sources (the
+    logged answer and the history sent to the model stay as the model wrote them)."""
+    messages = conv["messages"] if messages is None else messages
+    marked = [
+        {**m, "content": mark_citations(m["content"], conv["sources"][i])}
+        if conv["sources"].get(i) else m
+        for i, m in enumerate(messages)
+    ]
+    return as_text_messages(marked)
+
+
+def sources_text(conv: dict) -> str:
+    index = conv["selected"]
+    if index is None:
+        return NO_SOURCES
+    number = index // 2 + 1
+    sources = conv["sources"].get(index)
+    if not sources:
+        return f"_Answer #{number} was not grounded on documents._"
+    return sources_markdown(f"**Sources of answer #{number}**", sources)
 
 
 def metrics_line(turn, notice: str | None) -> str:
@@ -30,8 +61,8 @@ def metrics_line(turn, notice: str | None) -> str:
     shown_route = (turn.route or "").replace("`", "'")  # a code span: patterns stay as typed
     route = f" (route: `{shown_route}`)" if turn.route else ""
     line = (
-        f"answered by **{turn.model_id}**"
-        f"{f' + {turn.adapter_version}' if turn.adapter_version else ''}{route}"
+        f"answered by **{as_text(short_model(turn.model_id))}**"
+        f"{f' + {short_id(turn.adapter_version)}' if turn.adapter_version else ''}{route}"
         f" · {turn.latency_ms / 1000:.1f} s · first token {ttft} · "
         f"{turn.completion_tokens} tokens · {turn.tokens_per_s:.1f} tokens/s · "
         f"confidence {confidence} · {turn.finish_reason}"
@@ -79,7 +110,8 @@ def build_chat_tab(services: Services) -> None:
                     stop = gr.Button("Stop", variant="stop")
                     clear = gr.Button("New chat")
                 metrics = gr.Markdown()
-                cited = gr.Textbox(label="Cited sources", lines=2, interactive=False)
+                cited = gr.Markdown(NO_SOURCES, label="Cited sources", container=True,
+                                    elem_id="chat-sources")
             with gr.Column(scale=1):
                 user = gr.Textbox(label="Your name (rater)", value="anonymous")
                 model_choice = gr.Dropdown(
@@ -111,11 +143,28 @@ def build_chat_tab(services: Services) -> None:
             save = gr.Button("Save rating")
             rating_status = gr.Markdown()
 
+    def form(conv, rater, status=""):
+        """The rating form for the selected answer: its earlier rating by this user, else
+        empty (never the previous answer's values), and that answer's sources."""
+        index = conv["selected"]
+        old = None
+        if index is not None:
+            old = services.log.get_rating(conv["reply_ids"][index], rater)
+        return (
+            selected_label(conv),
+            str(old.rating) if old and old.rating else None,
+            old.thumb if old else None,
+            ", ".join(old.tags or []) if old else "",
+            (old.correction or "") if old else "",
+            status,
+            sources_text(conv),
+        )
+
     def respond(
         text, conv, system, max_new, temp, top, rater, model, grounded, request: gr.Request
     ):
         messages = conv["messages"]
-        conv["sources"] = ""
+        waiting = (gr.update(),) * 7  # the form stays until the answer exists
         try:
             chat_request = ChatRequest(
                 prompt=text,
@@ -125,7 +174,7 @@ def build_chat_tab(services: Services) -> None:
                     max_new_tokens=int(max_new), temperature=float(temp), top_p=float(top)
                 ),
                 conversation_id=conv["id"],
-                user=session_user(request.username, rater),
+                user=user_of(request, rater),
                 model=model or None,
                 use_documents=bool(grounded),
             )
@@ -135,21 +184,22 @@ def build_chat_tab(services: Services) -> None:
                 {"role": "user", "content": text},
                 {"role": "assistant", "content": ""},
             ]
-            yield as_text_messages(shown), "", "_Generating…_", conv, gr.update()
+            yield shown_messages(conv, shown), "", "_Generating…_", conv, *waiting
             for update in services.chat.stream(chat_request, stop_event=stop_event):
                 shown[-1]["content"] = update.text
                 if update.turn is None:
-                    yield as_text_messages(shown), "", "_Generating…_", conv, gr.update()
+                    yield shown_messages(conv, shown), "", "_Generating…_", conv, *waiting
         except RefineryError as error:
-            yield as_text_messages(messages), text, f"⚠️ {as_text(error.message)}", conv, gr.update()
+            yield (shown_messages(conv), text, f"⚠️ {as_text(error.message)}", conv, *waiting)
             return
+        index = len(shown) - 1
         conv["messages"] = shown
-        conv["reply_ids"][len(shown) - 1] = update.turn.id
-        conv["selected"] = len(shown) - 1
-        conv["sources"] = citations(update.sources)
+        conv["reply_ids"][index] = update.turn.id
+        conv["sources"][index] = list(update.sources)
+        conv["selected"] = index
         yield (
-            as_text_messages(shown), "", metrics_line(update.turn, update.notice), conv,
-            selected_label(conv),
+            shown_messages(conv), "", metrics_line(update.turn, update.notice), conv,
+            *form(conv, user_of(request, rater)),
         )
 
     def stop_generation(request: gr.Request):
@@ -158,26 +208,14 @@ def build_chat_tab(services: Services) -> None:
 
     def restart():
         fresh = new_conversation()
-        return [], "", fresh, selected_label(fresh), None, None, "", "", ""
+        return [], "", fresh, selected_label(fresh), None, None, "", "", "", NO_SOURCES
 
     def pick(conv, rater, data: gr.SelectData, request: gr.Request):
         index = data.index if isinstance(data.index, int) else data.index[0]
         if index not in conv["reply_ids"]:
-            return conv, gr.update(), gr.update(), gr.update(), gr.update(), gr.update()
+            return conv, *(gr.update(),) * 7
         conv["selected"] = index
-        old = services.log.get_rating(
-            conv["reply_ids"][index], session_user(request.username, rater)
-        )
-        if old is None:
-            return conv, selected_label(conv), None, None, "", ""
-        return (
-            conv,
-            selected_label(conv),
-            str(old.rating) if old.rating else None,
-            old.thumb,
-            ", ".join(old.tags or []),
-            old.correction or "",
-        )
+        return conv, *form(conv, user_of(request, rater))
 
     def store(conv, rater, **fields) -> str:
         index = conv["selected"]
@@ -196,7 +234,7 @@ def build_chat_tab(services: Services) -> None:
     ):
         return store(
             conv,
-            session_user(request.username, rater),
+            user_of(request, rater),
             rating=int(star) if star else None,
             thumb=thumb_value or None,
             tags=parse_tags(tag_text or ""),
@@ -204,30 +242,25 @@ def build_chat_tab(services: Services) -> None:
         )
 
     def like(conv, rater, data: gr.LikeData, request: gr.Request):
+        """A thumb on a reply saves at once and selects that reply, form and sources too."""
         index = data.index if isinstance(data.index, int) else data.index[0]
         if index not in conv["reply_ids"] or data.liked not in (True, False):
-            return gr.update(), conv
+            return conv, *(gr.update(),) * 7
         conv["selected"] = index
-        liked = "up" if data.liked else "down"
-        return store(conv, session_user(request.username, rater), thumb=liked), conv
+        rater = user_of(request, rater)
+        status = store(conv, rater, thumb="up" if data.liked else "down")
+        return conv, *form(conv, rater, status)
 
-    outputs = [chatbot, prompt, metrics, conv, target]
+    rating_form = [target, stars, thumb, tags, correction, rating_status, cited]
+    outputs = [chatbot, prompt, metrics, conv, *rating_form]
     inputs = [
         prompt, conv, system_prompt, max_new_tokens, temperature, top_p, user, model_choice, ground
     ]
     model_choice.focus(lambda: gr.update(choices=model_choices(services)), None, model_choice)
-    def show_sources(conv):
-        return conv.get("sources", "")
-
-    prompt.submit(respond, inputs, outputs).then(show_sources, conv, cited)
-    send.click(respond, inputs, outputs).then(show_sources, conv, cited)
+    prompt.submit(respond, inputs, outputs)
+    send.click(respond, inputs, outputs)
     stop.click(stop_generation, None, None, concurrency_limit=None)
-    clear.click(lambda: "", None, cited)
-    clear.click(
-        restart,
-        None,
-        [chatbot, prompt, conv, target, stars, thumb, tags, correction, rating_status],
-    )
-    chatbot.select(pick, [conv, user], [conv, target, stars, thumb, tags, correction])
-    chatbot.like(like, [conv, user], [rating_status, conv])
+    clear.click(restart, None, [chatbot, prompt, conv, *rating_form])
+    chatbot.select(pick, [conv, user], [conv, *rating_form])
+    chatbot.like(like, [conv, user], [conv, *rating_form])
     save.click(save_rating, [conv, user, stars, thumb, tags, correction], rating_status)

@@ -3,26 +3,35 @@
 from __future__ import annotations
 
 import threading
-from dataclasses import asdict
 
 import gradio as gr
 import pandas as pd
 
 from core.arena import CompareRequest
-from core.auth import session_user
 from core.errors import RefineryError
 from core.feedback import Feedback
 from core.generation import GenerationOptions
+from core.grounding import mark_citations
 from core.services import Services
 from ui.charts import leaderboard_figure, win_rate_figure
-from ui.markup import as_text
+from ui.markup import as_text, short_id, short_model, sources_markdown
+from ui.tabs.chat import user_of
 from ui.tabs.knowledge import scores_markdown
 
 STARS = ["1", "2", "3", "4", "5"]
 VOTES = {"⬅️ Left is better": "left", "Right is better ➡️": "right", "🤝 Tie": "tie",
          "👎 Both bad": "both_bad"}
-PAIR_COLUMNS = ["model_a", "model_b", "votes", "wins_a", "wins_b", "ties", "both_bad",
-                "win_rate_a", "ci_low", "ci_high", "p_value"]
+PAIR_COLUMNS = ["pair", "verdict", "win rate of A (95% CI)", "A wins", "B wins", "ties",
+                "both bad", "p-value"]
+BOARD_COLUMNS = ["model", "rating (95% CI)", "games", "status"]
+HOW_TO_READ = (
+    "How to read these: the win rate of A counts wins and losses only (ties and both-bad are "
+    "shown but left out); its 95% interval is Wilson's with continuity correction, so a handful "
+    "of votes gives a wide interval. p is an exact two-sided sign test. A pair or model is "
+    "**not enough votes yet** until it has the minimum below (ties count, both-bad do not). "
+    "The leaderboard is Bradley-Terry with a weak prior; its interval comes from the fit's "
+    "curvature and narrows as games add up."
+)
 
 
 def side_metrics(turn) -> str:
@@ -32,13 +41,55 @@ def side_metrics(turn) -> str:
             f"tokens · {turn.tokens_per_s:.1f} tokens/s · confidence {confidence}")
 
 
+def model_label(services: Services, spec: str) -> str:
+    """A short name for a compared model: an adapter's registered name before its id."""
+    entry = services.registry.store.get(spec) if spec else None
+    if entry is not None and entry.name and entry.name != spec:
+        return f"{entry.name} ({short_id(spec)})"
+    return short_id(spec)
+
+
+def pair_rows(services: Services, pairs: list[dict]) -> pd.DataFrame:
+    rows = []
+    for p in pairs:
+        rate = "–" if p["win_rate_a"] is None else (
+            f"{p['win_rate_a']:.2f} ({p['ci_low']:.2f}–{p['ci_high']:.2f})")
+        rows.append({
+            "pair": f"A {model_label(services, p['model_a'])} vs B "
+                    f"{model_label(services, p['model_b'])}",
+            "verdict": p["verdict"],
+            "win rate of A (95% CI)": rate,
+            "A wins": p["wins_a"], "B wins": p["wins_b"], "ties": p["ties"],
+            "both bad": p["both_bad"],
+            "p-value": "–" if p["p_value"] is None else f"{p['p_value']:.2g}",
+        })
+    return pd.DataFrame(rows, columns=PAIR_COLUMNS)
+
+
+def board_rows(services: Services, ratings: list[dict]) -> pd.DataFrame:
+    needed = services.arena.min_votes
+    rows = [{
+        "model": model_label(services, r["model"]),
+        "rating (95% CI)": f"{r['score']:+.2f} ({r['low']:+.2f} to {r['high']:+.2f})",
+        "games": r["games"],
+        "status": "ranked" if r["enough"] else f"not enough votes yet ({r['games']} of {needed})",
+    } for r in ratings]
+    return pd.DataFrame(rows, columns=BOARD_COLUMNS)
+
+
 def results(services: Services):
     pairs = [pair.to_dict() for pair in services.arena.pairs()]
-    ratings = [asdict(rating) for rating in services.arena.leaderboard()]
-    pair_frame = pd.DataFrame(pairs, columns=PAIR_COLUMNS).round(4)
-    board = pd.DataFrame(ratings, columns=["model", "score", "low", "high", "games"]).round(3)
-    return (pair_frame, win_rate_figure(pairs) if pairs else None, board,
-            leaderboard_figure(ratings) if ratings else None)
+    ratings = services.arena.leaderboard()
+    named = [{**p, "model_a": model_label(services, p["model_a"]),
+              "model_b": model_label(services, p["model_b"])} for p in pairs]
+    board = [{**r, "model": model_label(services, r["model"])} for r in ratings]
+    return (pair_rows(services, pairs), win_rate_figure(named) if pairs else None,
+            board_rows(services, ratings), leaderboard_figure(board) if ratings else None)
+
+
+def answer_card(text: str, sources) -> str:
+    """An answer as wrapped Markdown text, with [n] markers when it was grounded."""
+    return as_text(mark_citations(text, sources) if sources else text)
 
 
 def knowledge_line(services: Services, model_a, model_b) -> None:
@@ -71,6 +122,7 @@ def build_compare_tab(services: Services) -> None:
             refresh = gr.Button("↻ Models", scale=0)
         knowledge_line(services, model_a, model_b)
         prompt = gr.Textbox(label="Prompt", lines=2, placeholder="One prompt, two answers")
+        system = gr.Textbox(label="System prompt (optional; both sides, as in Chat)", lines=1)
         with gr.Row():
             run = gr.Button("Compare", variant="primary")
             stop = gr.Button("Stop", variant="stop")
@@ -78,13 +130,16 @@ def build_compare_tab(services: Services) -> None:
                                 value=services.settings.default_max_new_tokens, step=1,
                                 label="Max new tokens")
             temperature = gr.Slider(0.0, 2.0, value=0.0, step=0.05, label="Temperature")
+            ground = gr.Checkbox(label="Ground on documents (as Chat does)", value=False)
         status = gr.Markdown()
         sides = {}
         with gr.Row():
             for side in ("left", "right"):
                 with gr.Column():
                     title = gr.Markdown(f"### {side.title()}")
-                    answer = gr.Textbox(label="Answer", lines=8, interactive=False)
+                    answer = gr.Markdown(label="Answer", show_label=True, container=True,
+                                         line_breaks=True, min_height=160,
+                                         elem_id=f"compare-{side}-answer")
                     metrics = gr.Markdown()
                     with gr.Row():
                         stars = gr.Radio(STARS, label="Stars")
@@ -92,14 +147,16 @@ def build_compare_tab(services: Services) -> None:
                     save = gr.Button(f"Rate {side} answer")
                     saved = gr.Markdown()
                     sides[side] = (title, answer, metrics, stars, thumb, save, saved)
+        cited = gr.Markdown(label="Sources (both answers)", container=True, visible=False,
+                            elem_id="compare-sources")
         with gr.Row():
             vote_buttons = [gr.Button(label) for label in VOTES]
         with gr.Accordion("Results, leaderboard and promotion", open=False):
             show = gr.Button("↻ Update results")
-            pair_table = gr.Dataframe(label="Pairs (win rate of model_a, ties excluded; "
-                                      "Wilson 95% interval; exact sign test p-value)")
+            gr.Markdown(HOW_TO_READ)
+            pair_table = gr.Dataframe(label="Pairs", wrap=True)
             pair_chart = gr.Plot(label="Win rates")
-            board = gr.Dataframe(label="Leaderboard (Bradley-Terry, bootstrap 95% interval)")
+            board = gr.Dataframe(label="Leaderboard (Bradley-Terry)", wrap=True)
             board_chart = gr.Plot(label="Ratings")
             with gr.Row():
                 challenger = gr.Dropdown(choices(), label="Challenger", allow_custom_value=True)
@@ -116,32 +173,44 @@ def build_compare_tab(services: Services) -> None:
                 rollback = gr.Button("Roll back last promotion")
             log = gr.Dataframe(label="Promotions and rollbacks")
 
-    def compare(a, b, is_blind, name, text, tokens, temp, request: gr.Request):
+    def compare(a, b, is_blind, name, text, tokens, temp, grounded, system_text,
+                request: gr.Request):
+        reset = (None, None, "", None, None, "")  # each side's stars, thumb and saved note
         blank = ("", "", "", "", "### Left", "### Right")
         try:
             ask = CompareRequest(prompt=text, model_a=a or "", model_b=b or "", blind=is_blind,
-                                 user=session_user(request.username, name),
+                                 user=user_of(request, name), use_documents=bool(grounded),
+                                 system_prompt=(system_text or "").strip() or None,
                                  options=GenerationOptions(max_new_tokens=int(tokens),
                                                            temperature=float(temp)))
             stop_event = stops[request.session_hash] = threading.Event()
             texts, info = {"left": "", "right": ""}, {"left": "", "right": ""}
-            titles = (["### Left", "### Right"] if is_blind
-                      else [f"### {as_text(a or '')}", f"### {as_text(b or '')}"])
-            yield *texts.values(), *info.values(), *titles, "_Generating…_", {}
+            titles = (["### Left", "### Right"] if is_blind else
+                      [f"### {as_text(model_label(services, m or ''))}" for m in (a, b)])
+            hidden = gr.update(value="", visible=False)
+            yield *texts.values(), *info.values(), *titles, "_Generating…_", {}, hidden, *reset
             for update in services.arena.stream(ask, stop_event=stop_event):
-                texts[update.side] = update.text
+                texts[update.side] = as_text(update.text)
                 if update.turn is not None:
                     info[update.side] = side_metrics(update.turn)
                 if update.comparison is None:
-                    yield *texts.values(), *info.values(), *titles, "_Generating…_", {}
+                    yield (*texts.values(), *info.values(), *titles, "_Generating…_", {},
+                           gr.update(), *reset)
         except RefineryError as error:
-            yield *blank, f"⚠️ {as_text(error.message)}", {}
+            yield *blank, f"⚠️ {as_text(error.message)}", {}, gr.update(), *reset
             return
         record = update.comparison
+        for side in texts:
+            turn = services.log.get_turn(getattr(record, f"{side}_interaction_id"))
+            texts[side] = answer_card(turn["response"], update.sources)
         done = {"id": record.id, "left": record.left_interaction_id,
                 "right": record.right_interaction_id, "blind": record.blind}
         note = "Vote below" + ("; the names are revealed after your vote." if record.blind else ".")
-        yield *texts.values(), *info.values(), *titles, note, done
+        sources = gr.update(
+            value=sources_markdown("**Sources both answers were given**", update.sources),
+            visible=bool(update.sources),
+        )
+        yield *texts.values(), *info.values(), *titles, note, done, sources, *reset
 
     def stop_generation(request: gr.Request):
         if event := stops.get(request.session_hash):
@@ -152,7 +221,7 @@ def build_compare_tab(services: Services) -> None:
             if not current:
                 return "⚠️ Compare first."
             try:
-                rater = session_user(request.username, name)
+                rater = user_of(request, name)
                 services.feedback.rate(Feedback(response_id=current[side], user=rater,
                                                 rating=int(star) if star else None,
                                                 thumb=thumb_value or None))
@@ -166,14 +235,16 @@ def build_compare_tab(services: Services) -> None:
             if not current:
                 return "⚠️ Compare first.", gr.update(), gr.update()
             try:
-                voter = session_user(request.username, name)
+                voter = user_of(request, name)
                 record = services.arena.vote(current["id"], VOTES[label], voter=voter)
             except RefineryError as error:
                 return f"⚠️ {as_text(error.message)}", gr.update(), gr.update()
-            return (f"✅ Vote saved: **{VOTES[label]}**. Left was **{record.left_model}** "
-                    f"(`{record.left_version}`), right was **{record.right_model}** "
-                    f"(`{record.right_version}`).",
-                    f"### Left: {record.left_model}", f"### Right: {record.right_model}")
+            left, right = (model_label(services, m) for m in (record.left_model,
+                                                               record.right_model))
+            return (f"✅ Vote saved: **{VOTES[label]}**. Left was **{as_text(left)}** "
+                    f"(`{short_model(record.left_version)}`), right was **{as_text(right)}** "
+                    f"(`{short_model(record.right_version)}`).",
+                    f"### Left: {as_text(left)}", f"### Right: {as_text(right)}")
         return handler
 
     def evidence(who, against, a_level, votes_needed):
@@ -188,7 +259,7 @@ def build_compare_tab(services: Services) -> None:
     def do_promote(who, against, a_level, votes_needed, name, request: gr.Request):
         try:
             services.arena.promote(who or "", against or "",
-                                   user=session_user(request.username, name),
+                                   user=user_of(request, name),
                                    alpha=float(a_level), min_votes=int(votes_needed))
             message = f"✅ Promoted **{who}**: the Chat tab now serves it."
         except RefineryError as error:
@@ -197,15 +268,18 @@ def build_compare_tab(services: Services) -> None:
 
     def do_rollback(name, request: gr.Request):
         try:
-            row = services.arena.rollback(user=session_user(request.username, name))
+            row = services.arena.rollback(user=user_of(request, name))
             message = f"↩️ Rolled back **{row['previous']}**; now serving **{row['model']}**."
         except RefineryError as error:
             message = f"⚠️ {as_text(error.message)}"
         return message, history()
 
     def history():
-        return pd.DataFrame(services.arena.history(),
-                            columns=["created_at", "action", "model", "previous", "user_id"])
+        rows = [{"when": f"{row['created_at']:%Y-%m-%d %H:%M}", "action": row["action"],
+                 "model": model_label(services, row["model"] or ""),
+                 "previous": model_label(services, row["previous"] or ""), "by": row["user_id"]}
+                for row in services.arena.history()]
+        return pd.DataFrame(rows, columns=["when", "action", "model", "previous", "by"])
 
     def reload_models():
         names = choices()
@@ -213,8 +287,10 @@ def build_compare_tab(services: Services) -> None:
                 gr.update(choices=names))
 
     left, right = sides["left"], sides["right"]
-    outputs = [left[1], right[1], left[2], right[2], left[0], right[0], status, state]
-    inputs = [model_a, model_b, blind, user, prompt, max_new, temperature]
+    ratings = [*left[3:5], left[6], *right[3:5], right[6]]
+    outputs = [left[1], right[1], left[2], right[2], left[0], right[0], status, state, cited,
+               *ratings]
+    inputs = [model_a, model_b, blind, user, prompt, max_new, temperature, ground, system]
     run.click(compare, inputs, outputs)
     prompt.submit(compare, inputs, outputs)
     stop.click(stop_generation, None, None, concurrency_limit=None)
