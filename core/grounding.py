@@ -8,12 +8,16 @@ from dataclasses import replace
 
 from core.document_service import DocumentService, SearchHit
 from core.errors import InvalidInput
+from core.generation import encode_messages
 
 MIN_SOURCE_TOKENS = 16  # a shorter excerpt is noise, not a source
 MIN_SOURCE_SCORE = 0.2  # cosine below which a chunk is unrelated to the prompt
 MAX_SOURCES = 20
 MIN_CITE_OVERLAP = 0.3  # share of a sentence's words that must appear in a source to cite it
 MIN_CITE_WORDS = 2  # and at least this many, so a one-word sentence never gets a marker
+SOURCES_INSTRUCTION = (
+    "Answer using these sources. End each sentence that uses one with its number, like [1]:"
+)
 WORD = re.compile(r"[a-z0-9]+")
 SENTENCE = re.compile(r"[^.!?\n]+[.!?]*")
 CITED = re.compile(r"\[(\d{1,2})\]")
@@ -51,8 +55,11 @@ def fit_sources(tokenizer, hits: list[SearchHit], budget: int) -> list[SearchHit
 def ground(
     tokenizer, messages: list[dict], hits: list[SearchHit], budget: int
 ) -> tuple[list[dict], tuple[SearchHit, ...]]:
-    """The messages with the best sources that fit half the prompt budget, and those sources."""
-    sources = tuple(fit_sources(tokenizer, hits, budget // 2))
+    """The messages with the best sources that fit, and those sources: at most half the prompt
+    budget, and never more than the messages and the sources' instruction leave free."""
+    taken = len(encode_messages(tokenizer, messages)) + len(
+        tokenizer(SOURCES_INSTRUCTION, add_special_tokens=False)["input_ids"])
+    sources = tuple(fit_sources(tokenizer, hits, min(budget // 2, budget - taken)))
     return with_sources(messages, list(sources)), sources
 
 
@@ -64,8 +71,7 @@ def with_sources(messages: list[dict], sources: list[SearchHit]) -> list[dict]:
     """The messages with the sources appended to the system message (added if missing)."""
     if not sources:
         return messages
-    block = "Answer using these sources. End each sentence that uses one with its number, " \
-        "like [1]:\n" + "\n".join(
+    block = SOURCES_INSTRUCTION + "\n" + "\n".join(
         f"[{number}] ({label(hit)}) {hit.text}" for number, hit in enumerate(sources, start=1)
     )
     if messages and messages[0]["role"] == "system":
