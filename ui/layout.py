@@ -45,31 +45,32 @@ def build_app(services: Services) -> gr.Blocks:
                         "promote.")
             identity = Identity()
         live = Live(services)
+        user = identity.box
         stages: dict[str, gr.Tabs] = {}
         with gr.Tabs() as top:
             go, step = build_start_tab(services, live, blocks)
-            build_documents_tab(services)
+            build_documents_tab(services, live)
             build_chat_tab(services)
             with gr.Tab("Curate", id="stage-curate"), gr.Tabs() as stages["stage-curate"]:
-                selection = build_feedback_tab(services)
-                build_datasets_tab(services, selection)
+                selection = build_feedback_tab(services, live)
+                build_datasets_tab(services, live, selection)
                 build_logs_tab(services)
             with gr.Tab("Training", id="stage-train"), gr.Tabs() as stages["stage-train"]:
-                build_train_tab(services)
-                build_tune_tab(services)
-                build_retriever_tab(services)
+                build_train_tab(services, live, user)
+                build_tune_tab(services, live)
+                build_retriever_tab(services, live, user)
             with gr.Tab("Compare & evaluate", id="stage-compare"), \
                     gr.Tabs() as stages["stage-compare"]:
                 build_compare_tab(services)
                 build_evaluate_tab(services)
             with gr.Tab("Audit", id="stage-audit"), gr.Tabs() as stages["stage-audit"]:
-                build_explain_tab(services)
-                build_fairness_tab(services)
+                build_explain_tab(services, live)
+                build_fairness_tab(services, blocks)
                 build_monitor_tab(services)
             with gr.Tab("Operate", id="stage-operate"), gr.Tabs() as stages["stage-operate"]:
-                build_models_tab(services)
+                build_models_tab(services, live, user)
                 build_routing_tab(services)
-                build_automation_tab(services, blocks)
+                build_automation_tab(services, blocks, user)
                 build_dashboard_tab(services, blocks)
         identity.wire(blocks)
 

@@ -4,27 +4,12 @@ from __future__ import annotations
 
 import gradio as gr
 import pandas as pd
-import plotly.graph_objects as go
-from plotly.subplots import make_subplots
 
 from core.errors import RefineryError
 from core.services import Services
+from ui.charts import ratings_figure
 
 REFRESH_S = 30
-
-
-def ratings_figure(per_day: list[dict]) -> go.Figure:
-    """Ratings per day (bars) and the day's thumbs-up rate (line, right axis)."""
-    figure = make_subplots(specs=[[{"secondary_y": True}]])
-    days = [row["day"] for row in per_day]
-    figure.add_bar(x=days, y=[row["ratings"] for row in per_day], name="ratings")
-    figure.add_scatter(x=days, y=[row["thumbs_up_rate"] for row in per_day],
-                       name="thumbs-up rate", mode="lines+markers", secondary_y=True)
-    figure.update_yaxes(title_text="ratings", secondary_y=False)
-    figure.update_yaxes(title_text="thumbs-up rate", range=[0, 1], secondary_y=True)
-    figure.update_layout(title="Ratings per day", height=320, margin={"t": 40, "b": 30},
-                         legend={"orientation": "h"})
-    return figure
 
 
 def _pct(value) -> str:

@@ -1,0 +1,39 @@
+"""Answers as wrapped text cards (prompt, answer, correction, who rated what), for the tabs
+where people read answers rather than scan columns. All text is escaped."""
+
+from __future__ import annotations
+
+import html
+
+import pandas as pd
+
+from ui.readable import cell, when
+
+MAX_CARDS = 20
+
+
+def _text(value) -> str:
+    return html.escape("" if value is None or value != value else str(value))
+
+
+def answer_cards(rows: pd.DataFrame, *, limit: int = MAX_CARDS) -> str:
+    if rows is None or rows.empty:
+        return "<p>No rows.</p>"
+    cards = []
+    for row in rows.head(limit).to_dict("records"):
+        meta = [f"{'★' * int(row['rating'])}" if pd.notna(row.get("rating")) else "",
+                {"up": "👍", "down": "👎"}.get(row.get("thumb") or "", ""),
+                _text(row.get("rater")), _text(cell(row.get("tags")) or ""),
+                _text(row.get("model_version") or row.get("model_id") or ""),
+                when(row.get("rated_at") or row.get("created_at"))]
+        correction = row.get("correction")
+        fixed = (f'<div class="text"><b>Correction:</b> {_text(correction)}</div>'
+                 if isinstance(correction, str) and correction.strip() else "")
+        cards.append(
+            f'<div class="answer-card"><div class="meta">'
+            f'{" · ".join(part for part in meta if part)}</div>'
+            f'<div class="text"><b>Q:</b> {_text(row.get("prompt"))}</div>'
+            f'<div class="text"><b>A:</b> {_text(row.get("response"))}</div>{fixed}</div>')
+    more = (f"<p>Showing {limit} of {len(rows)} rows on this page; the table below has all."
+            "</p>" if len(rows) > limit else "")
+    return "".join(cards) + more
