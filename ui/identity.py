@@ -25,11 +25,12 @@ class Identity:
         self.saved = gr.BrowserState("", storage_key=STORAGE_KEY)
 
     def wire(self, page: gr.Blocks) -> None:
-        def restore(saved: str, request: gr.Request):
+        def restore(request: gr.Request, saved: str, typed: str):
             login = getattr(request, "username", None)
             if login:  # the login decides; the box only shows it
                 return gr.update(value=login, interactive=False, label="Logged in as")
-            return gr.update(value=saved or "")
+            # Never clear or overwrite what was typed while the page loaded.
+            return gr.update(value=saved) if saved and not (typed or "").strip() else gr.skip()
 
-        page.load(restore, self.saved, self.box)
+        page.load(restore, [self.saved, self.box], self.box)
         self.box.change(lambda name: (name or "").strip(), self.box, self.saved)

@@ -17,6 +17,7 @@ from ui.live import Live
 from ui.readable import named, short_id
 
 POLL_S = 2.0
+BOOKKEEPING = {"time", "seq", "step", "type", "total_steps"}
 LOG_TYPES = ("log", "start", "eval", "checkpoint", "completed", "stopped", "failed")
 METRICS = (("loss", "loss", ".4f"), ("val_loss", "val loss", ".4f"), ("lr", "lr", ".2e"),
            ("tokens_per_s", "tokens/s", ".0f"), ("reward_margin", "reward margin", ".3f"),
@@ -60,14 +61,17 @@ def event_line(event: dict) -> str:
                 f" validation examples on {event.get('device')}")
     elif kind == "eval":
         figures = ", ".join(f"{k.replace('_', ' ')} {v:.4g}" for k, v in event.items()
-                            if isinstance(v, float))
-        text = f"evaluated at step {event.get('step')}: {figures or 'no figures'}"
+                            if k not in BOOKKEEPING and isinstance(v, float))
+        text = f"evaluated at step {event.get('step')}: {figures or 'no validation rows'}"
     elif kind == "checkpoint":
         text = f"checkpoint saved at step {event.get('step')}"
-    elif kind == "completed":
-        val = event.get("val_loss")
-        text = (f"completed: {event.get('steps')} steps, val loss "
-                f"{'–' if val is None else f'{val:.4f}'}, {duration(event.get('duration_s'))}")
+    elif kind in ("completed", "stopped"):
+        m = event.get("metrics") or {}
+        val = m.get("val_loss")
+        speed = f" at {m['tokens_per_s']:.0f} tokens/s" if m.get("tokens_per_s") else ""
+        text = (f"{kind} after {m.get('steps', '?')} of {m.get('total_steps', '?')} steps in "
+                f"{duration(m.get('duration_s'))}{speed}; validation loss "
+                f"{'–' if val is None else f'{val:.4f}'}")
     else:
         text = kind + (f": {event['error']}" if event.get("error") else "")
     return f"{stamp}  {text}"

@@ -21,7 +21,7 @@ class Live:
         def poll():
             return json.dumps(services.dashboard.queries.loop_counts(), sort_keys=True)
 
-        self.timer.tick(poll, None, self.version, show_progress="hidden", queue=False)
+        self.timer.tick(poll, None, self.version, show_progress="hidden")
 
     def on_change(self, fn, inputs=None, outputs=None) -> None:
         """Run `fn` whenever the stored state changes (and once when the page loads)."""

@@ -11,7 +11,9 @@ ID_CHARS = 8
 
 
 def short_id(value: str | None) -> str:
-    return (value or "")[:ID_CHARS]
+    """The distinctive part of an id: "adapter-5ad0379159d6" -> "5ad03791"."""
+    tail = (value or "").rsplit("-", 1)[-1]
+    return tail[:ID_CHARS]
 
 
 def named(name: str | None, ident: str | None) -> str:
