@@ -1,5 +1,7 @@
 """Answers as wrapped text cards (prompt, answer, correction, who rated what), for the tabs
-where people read answers rather than scan columns. All text is escaped."""
+where people read answers rather than scan columns. Shown in a gr.Markdown (which sanitizes
+HTML); every text is escaped and its line breaks become <br>, so no blank line ends the card's
+HTML block and nothing in an answer is read as markup."""
 
 from __future__ import annotations
 
@@ -13,7 +15,9 @@ MAX_CARDS = 20
 
 
 def _text(value) -> str:
-    return html.escape("" if value is None or value != value else str(value))
+    value = cell(value)
+    text = html.escape("" if value is None else str(value))
+    return text.replace("\r", "").replace("\n", "<br>")
 
 
 def answer_cards(rows: pd.DataFrame, *, limit: int = MAX_CARDS) -> str:
@@ -21,9 +25,10 @@ def answer_cards(rows: pd.DataFrame, *, limit: int = MAX_CARDS) -> str:
         return "<p>No rows.</p>"
     cards = []
     for row in rows.head(limit).to_dict("records"):
-        meta = [f"{'★' * int(row['rating'])}" if pd.notna(row.get("rating")) else "",
+        stars = cell(row.get("rating"))
+        meta = ["★" * int(stars) if stars else "",
                 {"up": "👍", "down": "👎"}.get(row.get("thumb") or "", ""),
-                _text(row.get("rater")), _text(cell(row.get("tags")) or ""),
+                _text(row.get("rater")), _text(row.get("tags")),
                 _text(row.get("model_version") or row.get("model_id") or ""),
                 when(row.get("rated_at") or row.get("created_at"))]
         correction = row.get("correction")
@@ -36,4 +41,4 @@ def answer_cards(rows: pd.DataFrame, *, limit: int = MAX_CARDS) -> str:
             f'<div class="text"><b>A:</b> {_text(row.get("response"))}</div>{fixed}</div>')
     more = (f"<p>Showing {limit} of {len(rows)} rows on this page; the table below has all."
             "</p>" if len(rows) > limit else "")
-    return "".join(cards) + more
+    return "\n".join(cards) + more

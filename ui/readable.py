@@ -50,6 +50,10 @@ def number(value, digits: int = 3):
 
 def cell(value):
     """One table cell: lists joined, dicts as `key: value`, dates as dates, floats rounded."""
+    if hasattr(value, "tolist") and not isinstance(value, (str, datetime)):
+        value = value.tolist()  # numpy arrays and scalars from DataFrames
+    if value is None or (isinstance(value, float) and value != value) or value is pd.NaT:
+        return None
     if isinstance(value, (datetime, date)):
         return when(value)
     if isinstance(value, dict):

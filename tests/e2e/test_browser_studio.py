@@ -74,7 +74,7 @@ def test_a_new_dataset_shows_in_train_and_the_run_is_the_users(page, parrot_app)
     expect(page.get_by_label("Your name", exact=True)).to_have_value("ines")
 
     models = loop.open_tab("Models")  # filled without a refresh
-    expect(models.get_by_role("cell", name=short_id(adapter)).first).to_be_visible()
+    expect(models.get_by_role("gridcell", name=short_id(adapter), exact=True).first).to_be_visible()
 
 
 def test_tables_are_readable(page, parrot_app):
@@ -83,14 +83,14 @@ def test_tables_are_readable(page, parrot_app):
     post(parrot_app.api, "/datasets", json={"name": "readable", "kind": "sft", "rows": ROWS,
                                             "validation_fraction": 0})
     datasets = loop.open_tab("Datasets")
-    table = datasets.locator("table").filter(has_text="readable").first
+    table = datasets.get_by_role("grid").filter(has_text="readable").first
     expect(table).to_be_visible()
-    headers = [h.strip() for h in table.locator("thead th").all_inner_texts()]
+    headers = [h.strip() for h in table.get_by_role("columnheader").all_inner_texts()]
     assert headers.index("name") < headers.index("id") == len(headers) - 1
-    for th in table.locator("thead th").all():  # no header wraps one letter per line
+    for th in table.get_by_role("columnheader").all():  # no header one letter per line
         assert th.bounding_box()["height"] < 80, th.inner_text()
-    row = table.locator("tbody tr").filter(has_text="readable").first
-    cells = [text.strip() for text in row.locator("td").all_inner_texts()]
+    row = table.get_by_role("row").filter(has_text="readable").first
+    cells = [text.strip() for text in row.get_by_role("gridcell").all_inner_texts()]
     assert not any(text.startswith(("[", "{")) for text in cells)
     assert re.fullmatch(r"[0-9a-f]{1,8}", cells[-1]), cells  # the id: last and short
     assert any(re.fullmatch(r"\d{4}-\d\d-\d\d \d\d:\d\d", text) for text in cells), cells

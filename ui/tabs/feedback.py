@@ -95,7 +95,7 @@ def build_feedback_tab(services: Services, live: Live) -> gr.State:
             apply = gr.Button("Apply filters", variant="primary")
         summary = gr.Markdown()
         with gr.Accordion("Answers", open=True):
-            cards = gr.HTML()
+            cards = gr.Markdown()
         table = gr.Dataframe(interactive=False, wrap=True, max_height=520,
                              label="Rated turns (click a row to select it for bulk actions)")
         with gr.Accordion("Bulk actions", open=False):

@@ -72,7 +72,7 @@ def build_logs_tab(services: Services) -> None:
             refresh = gr.Button("Apply filters", variant="primary")
         summary = gr.Markdown()
         with gr.Accordion("Answers", open=True):
-            cards = gr.HTML()
+            cards = gr.Markdown()
         table = gr.Dataframe(interactive=False, wrap=True, max_height=520, show_search="search")
         with gr.Row():
             csv_button = gr.Button("Download CSV")

@@ -28,7 +28,7 @@ def registry_frame(services: Services) -> pd.DataFrame:
         "lr": m.config.get("learning_rate"), "epochs": m.config.get("epochs"),
         "duration": f"{(m.duration_s or 0) / 60:.1f} min", "created": m.created_at,
     } for m in services.registry.list()]
-    return frame(rows, COLUMNS)
+    return frame(rows, COLUMNS, ids=("id",))
 
 
 def history_frame(services: Services) -> pd.DataFrame:
