@@ -26,7 +26,8 @@ def ratings_figure(per_day: list[dict]) -> go.Figure:
     (one day of data would otherwise get sub-millisecond ticks)."""
     figure = make_subplots(specs=[[{"secondary_y": True}]])
     days = [row["day"] for row in per_day]
-    figure.add_bar(x=days, y=[row["ratings"] for row in per_day], name="ratings")
+    figure.add_bar(x=days, y=[row["ratings"] for row in per_day], name="ratings",
+                   width=[DAY_MS * 0.8] * len(days))  # a lone day's bar is 1 ms wide otherwise
     figure.add_scatter(x=days, y=[row["thumbs_up_rate"] for row in per_day],
                        name="thumbs-up rate", mode="lines+markers", secondary_y=True)
     figure.update_yaxes(title_text="ratings", secondary_y=False)

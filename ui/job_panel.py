@@ -116,7 +116,7 @@ class JobPanel:
         with gr.Row():
             self.stop = gr.Button("Stop (save)")
             self.resume = gr.Button("Resume")
-            self.job = gr.Dropdown(self.choices(), label="Job", scale=3)
+            self.job = gr.Dropdown(self.choices(), value=None, label="Job", scale=3)
         self.status = gr.Markdown(hint)
         self.chart = gr.Plot(label="Loss")
         self.log = gr.Textbox(label="Log", lines=6, max_lines=12, interactive=False)

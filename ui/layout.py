@@ -31,6 +31,14 @@ from ui.tabs.tune import build_tune_tab
 
 TITLE = "Refinery"
 STYLE = Path(__file__).with_name("style.css")
+# A chart drawn while its tab was hidden has no size; a resize makes Plotly lay it out again.
+HEAD = """<script>
+document.addEventListener("click", (event) => {
+  if (event.target.closest("[role=tab]")) {
+    setTimeout(() => window.dispatchEvent(new Event("resize")), 100);
+  }
+});
+</script>"""
 # The Start page's next step (core/loop_state.py) -> (stage tab id, sub-tab id or None).
 STEP_TABS = {"documents": ("documents", None), "chat": ("chat", None),
              "datasets": ("stage-curate", "datasets"), "train": ("stage-train", "train"),

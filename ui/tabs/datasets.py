@@ -34,7 +34,8 @@ def datasets_frame(services: Services) -> pd.DataFrame:
          "validation": d.validation_count, "created": d.created_at, "id": d.id}
         for d in services.datasets.list()
     ]
-    return frame(rows, ["name", "version", "kind", "train", "validation", "created", "id"])
+    return frame(rows, ["name", "version", "kind", "train", "validation", "created", "id"],
+                 ids=("id",))
 
 
 def preview_frame(rows: list[dict]) -> pd.DataFrame:

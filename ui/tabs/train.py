@@ -42,8 +42,8 @@ def build_train_tab(services: Services, live: Live, user: gr.Textbox) -> None:
         with gr.Row():
             preset = gr.Radio(list(PRESETS), value="default", label="Preset",
                               info=" · ".join(f"{k}: {v}" for k, v in PRESETS.items()))
-            parent = gr.Dropdown(adapter_choices(services), label="Adapter to continue "
-                                 "(incremental update)")
+            parent = gr.Dropdown(adapter_choices(services), value=None,
+                                 label="Adapter to continue (incremental update)")
         with gr.Accordion("Hyperparameters", open=False):
             with gr.Row():
                 rank = gr.Number(defaults.lora_rank, label="LoRA rank", precision=0)

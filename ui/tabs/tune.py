@@ -57,7 +57,7 @@ def build_tune_tab(services: Services, live: Live) -> None:
             stop = gr.Button("Stop search")
             current = gr.Dropdown([s.id for s in searches.list()], label="Search")
         status = gr.Markdown()
-        table = gr.Dataframe(label="Trials", interactive=False)
+        table = gr.Dataframe(label="Trials", interactive=False, visible=False)
         chart = gr.Plot(label="Validation loss against parameters")
         timer = gr.Timer(REFRESH_S)
         gr.Markdown("### Trial jobs")
@@ -72,7 +72,7 @@ def build_tune_tab(services: Services, live: Live) -> None:
             except RefineryError as error:
                 return gr.update(), f"⚠️ {error.message}", gr.skip(), gr.skip()
             return (gr.update(choices=[s.id for s in searches.list()], value=search.id),
-                    summary(search), trials_frame(search),
+                    summary(search), gr.update(value=trials_frame(search), visible=True),
                     parameter_figure(search.trials, list(search.spec.space)))
 
         def estimated(dataset_id, fixed_text, budget):
