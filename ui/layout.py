@@ -70,7 +70,7 @@ def build_app(services: Services) -> gr.Blocks:
             with gr.Tab("Compare & evaluate", id="stage-compare"), \
                     gr.Tabs() as stages["stage-compare"]:
                 build_compare_tab(services)
-                build_evaluate_tab(services)
+                build_evaluate_tab(services, live)
             with gr.Tab("Audit", id="stage-audit"), gr.Tabs() as stages["stage-audit"]:
                 build_explain_tab(services, live)
                 build_fairness_tab(services, blocks)
