@@ -15,14 +15,14 @@ class NextStep:
     action: str
 
 
-def _plural(count: int, noun: str) -> str:
+def plural(count: int, noun: str) -> str:
     return f"{count} {noun}{'' if count == 1 else 's'}"
 
 
 def next_step(counts: dict) -> NextStep:
     """The first unfinished step of the loop, judged from the Start page's counts."""
-    have = (f"{_plural(counts['documents'], 'document')}, "
-            f"{_plural(counts['rated_turns'], 'rated turn')}")
+    have = (f"{plural(counts['documents'], 'document')}, "
+            f"{plural(counts['rated_turns'], 'rated turn')}")
     if counts["documents"] == 0:
         return NextStep("documents", "No documents yet: upload the ones the model should "
                         "answer from", "Upload documents")
@@ -34,18 +34,18 @@ def next_step(counts: dict) -> NextStep:
     if counts["datasets"] == 0:
         return NextStep("datasets", f"{have}: build a dataset", "Build a dataset")
     if counts["active_runs"]:
-        return NextStep("train", f"{_plural(counts['active_runs'], 'training run')} in "
+        return NextStep("train", f"{plural(counts['active_runs'], 'training run')} in "
                         "progress: follow it", "Follow the run")
     if counts["adapters"] == 0:
         runs = counts["runs"]
-        sentence = (f"{_plural(counts['datasets'], 'dataset')}: train an adapter" if not runs
-                    else f"{_plural(runs, 'run')}, no adapter yet: see why and train again")
+        sentence = (f"{plural(counts['datasets'], 'dataset')}: train an adapter" if not runs
+                    else f"{plural(runs, 'run')}, no adapter yet: see why and train again")
         return NextStep("train", sentence, "Train")
     if counts["votes"] == 0:
-        return NextStep("compare", f"{_plural(counts['adapters'], 'adapter')}: compare it "
+        return NextStep("compare", f"{plural(counts['adapters'], 'adapter')}: compare it "
                         "with the base model blind and vote", "Compare")
     if counts["promotions"] == 0:
-        return NextStep("audit", f"{_plural(counts['votes'], 'vote')}: explain and audit the "
+        return NextStep("audit", f"{plural(counts['votes'], 'vote')}: explain and audit the "
                         "adapter, then promote it in Models", "Audit")
     return NextStep("chat", "The loop is closed: keep chatting and rating; new ratings make the "
                     "next dataset version", "Chat")

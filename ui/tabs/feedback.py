@@ -65,7 +65,10 @@ def agreement_text(agreement) -> str:
         parts.append(f"Cohen's κ = {agreement.kappa:.3f}")
     if agreement.alpha is not None:
         parts.append(f"Krippendorff's α = {agreement.alpha:.3f}")
-    return f"**Agreement on {agreement.field}:** " + " · ".join(parts)
+    return (f"**Agreement on {agreement.field}:** " + " · ".join(parts) + "\n\n"
+            "Both are 0 at chance and 1 when raters always agree. κ counts only exact matches "
+            "between two raters; α weighs how far apart star ratings are, so ratings one star "
+            "apart keep α high while κ drops.")
 
 
 def build_feedback_tab(services: Services, live: Live) -> gr.State:

@@ -6,12 +6,13 @@ from __future__ import annotations
 import gradio as gr
 
 from core.errors import RefineryError
+from core.loop_state import plural
 from core.services import Services
 from ui.live import Live
 
-COUNTS = (("documents", "documents"), ("chunks", "chunks"), ("turns", "chat turns"),
-          ("rated_turns", "rated turns"), ("datasets", "datasets"), ("runs", "training runs"),
-          ("adapters", "adapters"), ("votes", "votes"))
+COUNTS = (("documents", "document"), ("chunks", "chunk"), ("turns", "chat turn"),
+          ("rated_turns", "rated turn"), ("datasets", "dataset"), ("runs", "training run"),
+          ("adapters", "adapter"), ("votes", "vote"))
 STAGES = """
 | Stage | What you do there |
 |---|---|
@@ -26,7 +27,7 @@ STAGES = """
 
 
 def counts_markdown(counts: dict) -> str:
-    return " · ".join(f"**{counts[key]}** {label}" for key, label in COUNTS)
+    return " · ".join(plural(counts[key], label) for key, label in COUNTS)
 
 
 def views(services: Services):
