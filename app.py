@@ -17,7 +17,7 @@ def create_app(services):
     from core.api import build_api, build_openai_router, install_error_handlers
     from core.metrics import install_metrics
     from core.services import VERSION
-    from ui.layout import build_app
+    from ui.layout import HEAD, STYLE, build_app
 
     app = FastAPI(title="Refinery", version=VERSION)
     install_error_handlers(app)
@@ -34,6 +34,8 @@ def create_app(services):
         auth=login,
         auth_message="Log in to Refinery",
         max_file_size=services.settings.max_upload_bytes,
+        css_paths=[STYLE],
+        head=HEAD,
     )
 
 

@@ -8,6 +8,7 @@ from dataclasses import asdict
 from datetime import date, datetime
 
 from core.errors import RefineryError
+from core.loop_state import next_step
 from core.store.dashboard import DashboardQueries
 
 RECENT = 10
@@ -53,6 +54,13 @@ class DashboardService:
             "automation": self.automation(),
             "knowledge": self.knowledge.table() if self.knowledge else [],
         })
+
+    def loop(self) -> dict:
+        """The loop's counts and its next step; cheap enough to poll."""
+        counts = self.queries.loop_counts()
+        step = next_step(counts)
+        return {"counts": counts, "next": {"stage": step.stage, "sentence": step.sentence,
+                                           "action": step.action}}
 
     def serving(self) -> dict:
         active = self.registry.active()

@@ -164,10 +164,11 @@ def test_feedback_and_datasets_tabs_drive_the_same_services(services):
     rate(services, bad, "ann", rating=1, correction="Paris.")
     blocks = build_app(services)
     feedback = handlers(blocks, "ui.tabs.feedback")
-    summary, table, selection, *_ = feedback["show"](
+    summary, cards, table, selection, *_ = feedback["show"](
         "", "any", "any", "any", 1, 5, "any", [], "any", "any", "any", None, None, 1
     )
     assert summary.startswith("2 rated row(s)") and len(table) == 2
+    assert cards.count('class="answer-card"') == 2
     assert feedback["act"](selection, "", "selected rows", "set label", "x").startswith("⚠️")
     done = feedback["act"](selection, good, "selected rows", "add tags", "gold, checked")
     assert done.startswith("✅") and services.log.get_rating(good, "ann").tags == [

@@ -76,7 +76,8 @@ def test_quiet_on_a_stable_stream_then_alerts_on_a_shift(services):
     assert new_topic["example"] == "(new topic)" and new_topic["recent"] > 0.5
     assert "went from" in by_kind["prompt_psi"].message
 
-    from ui.tabs.monitor import alerts_markdown, rolling_figure, topics_figure
+    from ui.charts import rolling_figure, topics_figure
+    from ui.tabs.monitor import alerts_markdown
 
     assert alerts_markdown(shifted).count("### ⚠️") == 5
     assert alerts_markdown(stable).startswith("✅ **No drift.**")

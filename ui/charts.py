@@ -1,8 +1,96 @@
-"""Plotly figures drawn from core's plain data (lists, dicts, DataFrames)."""
+"""Every Plotly figure of the studio, drawn from core's plain data (lists, dicts, DataFrames).
+
+Each goes through tidy(): the toolbar stands upright in the right margin instead of over the
+data, and the legend sits above the plot area.
+"""
 
 from __future__ import annotations
 
+from datetime import date, timedelta
+
 import plotly.graph_objects as go
+from plotly.subplots import make_subplots
+
+DAY_MS = 86_400_000
+
+
+def tidy(figure: go.Figure) -> go.Figure:
+    margin = figure.layout.margin
+    figure.update_layout(modebar={"orientation": "v", "bgcolor": "rgba(255,255,255,0.7)"},
+                         margin={"r": max(margin.r or 0, 40), "t": max(margin.t or 0, 40)})
+    return figure
+
+
+def ratings_figure(per_day: list[dict]) -> go.Figure:
+    """Ratings per day (bars) and the day's thumbs-up rate (line, right axis), with day ticks
+    (one day of data would otherwise get sub-millisecond ticks)."""
+    figure = make_subplots(specs=[[{"secondary_y": True}]])
+    days = [row["day"] for row in per_day]
+    figure.add_bar(x=days, y=[row["ratings"] for row in per_day], name="ratings",
+                   width=[DAY_MS * 0.8] * len(days))  # a lone day's bar is 1 ms wide otherwise
+    figure.add_scatter(x=days, y=[row["thumbs_up_rate"] for row in per_day],
+                       name="thumbs-up rate", mode="lines+markers", secondary_y=True)
+    figure.update_yaxes(title_text="ratings", secondary_y=False)
+    figure.update_yaxes(title_text="thumbs-up rate", range=[0, 1], secondary_y=True)
+    xaxis = {"type": "date", "tickformat": "%b %d"}
+    if days:
+        first, last = date.fromisoformat(days[0]), date.fromisoformat(days[-1])
+        xaxis["range"] = [str(first - timedelta(days=1)), str(last + timedelta(days=1))]
+        if (last - first).days <= 14:
+            xaxis["dtick"] = DAY_MS
+    figure.update_layout(title="Ratings per day", height=320, margin={"t": 40, "b": 30},
+                         legend={"orientation": "h", "y": -0.15}, xaxis=xaxis)
+    return tidy(figure)
+
+
+def dataset_stats_figure(stats: dict) -> go.Figure:
+    """Token-length histogram and label balance per split."""
+    figure = make_subplots(rows=1, cols=2, subplot_titles=("Token lengths", "Labels by split"))
+    histogram = stats.get("token_histogram")
+    if histogram:
+        edges = histogram["edges"]
+        centres = [(a + b) / 2 for a, b in zip(edges, edges[1:], strict=False)]
+        figure.add_bar(x=centres, y=histogram["counts"], name="rows", row=1, col=1)
+    for split, labels in stats.get("labels", {}).items():
+        figure.add_bar(x=list(labels), y=list(labels.values()), name=split, row=1, col=2)
+    figure.update_layout(height=320, barmode="group", margin=dict(t=40, b=30, l=30, r=10))
+    return tidy(figure)
+
+
+def rolling_figure(stream: dict, *, title: str, y_title: str, y_range=None) -> go.Figure:
+    """The rolling mean over the stream, the baseline band, and where the recent window starts."""
+    figure = go.Figure()
+    values = stream.get("rolling") or []
+    figure.add_scatter(x=list(range(1, len(values) + 1)), y=values, mode="lines",
+                       name="rolling mean")
+    if stream.get("band"):
+        low, high = stream["band"]
+        figure.add_hrect(y0=low, y1=high, opacity=0.15, line_width=0, fillcolor="green",
+                         annotation_text="baseline band (95%)")
+        figure.add_hline(y=stream["baseline_mean"], line_dash="dot")
+    if values and stream.get("recent_n"):
+        figure.add_vline(x=stream["recent_start"] + 0.5, line_dash="dash",
+                         annotation_text="recent window")
+    figure.update_layout(title=title, xaxis_title="rating (oldest → newest)", yaxis_title=y_title,
+                         height=300, margin={"l": 40, "r": 10, "t": 40, "b": 40},
+                         yaxis={"range": y_range} if y_range else {})
+    return tidy(figure)
+
+
+def topics_figure(prompts: dict) -> go.Figure:
+    """Each topic's share of the baseline and of the recent prompts."""
+    figure = go.Figure()
+    topics = prompts.get("topics") or []
+    labels = [t["example"][:40] for t in topics]
+    figure.add_bar(y=labels, x=[t["baseline"] for t in topics], name="baseline", orientation="h")
+    figure.add_bar(y=labels, x=[t["recent"] for t in topics], name="recent", orientation="h")
+    figure.update_layout(title="Prompt topics (k-means on the baseline)", barmode="group",
+                         xaxis={"title": "share of prompts", "range": [0, 1]},
+                         height=140 + 36 * max(len(topics), 1),
+                         margin={"l": 10, "r": 10, "t": 60, "b": 40},
+                         legend={"orientation": "h", "y": 1.02, "yanchor": "bottom", "x": 1,
+                                 "xanchor": "right"})
+    return tidy(figure)
 
 MARGIN_SERIES = (("reward_margin", "reward margin", "lines"),
                  ("val_reward_margin", "validation reward margin", "lines+markers"))
@@ -32,13 +120,11 @@ def loss_figure(history: dict, *, title: str = "") -> go.Figure:
     figure.update_layout(title=title or None, xaxis_title="optimizer step", yaxis_title="loss",
                          height=340, margin={"l": 40, "r": 10, "t": 40 if title else 10, "b": 40},
                          legend={"orientation": "h", "y": 1.1})
-    return figure
+    return tidy(figure)
 
 
 def parameter_figure(trials: list[dict], parameters: list[str]) -> go.Figure:
     """Validation loss against each searched parameter, one panel per parameter."""
-    from plotly.subplots import make_subplots
-
     figure = make_subplots(rows=1, cols=max(len(parameters), 1), subplot_titles=parameters,
                            shared_yaxes=True)
     done = [t for t in trials if t.get("val_loss") is not None]
@@ -50,7 +136,7 @@ def parameter_figure(trials: list[dict], parameters: list[str]) -> go.Figure:
             figure.update_xaxes(type="log", row=1, col=col)
     figure.update_yaxes(title_text="validation loss", row=1, col=1)
     figure.update_layout(height=320, margin={"l": 50, "r": 10, "t": 40, "b": 40})
-    return figure
+    return tidy(figure)
 
 
 def win_rate_figure(pairs: list[dict]) -> go.Figure:
@@ -67,7 +153,7 @@ def win_rate_figure(pairs: list[dict]) -> go.Figure:
     figure.add_vline(x=0.5, line_dash="dot")
     figure.update_layout(xaxis={"range": [0, 1], "title": "win rate of the first model (95% CI)"},
                          height=120 + 40 * len(pairs), margin={"l": 10, "r": 10, "t": 10, "b": 40})
-    return figure
+    return tidy(figure)
 
 
 def leaderboard_figure(ratings: list[dict]) -> go.Figure:
@@ -81,13 +167,11 @@ def leaderboard_figure(ratings: list[dict]) -> go.Figure:
     figure.update_layout(xaxis_title="Bradley-Terry rating (log strength, 95% interval)",
                          yaxis={"autorange": "reversed"}, height=120 + 40 * len(ratings),
                          margin={"l": 10, "r": 10, "t": 10, "b": 40})
-    return figure
+    return tidy(figure)
 
 
 def evaluation_figure(table: list[dict], runs: list[str]) -> go.Figure:
     """Before/after: one small panel per metric (their scales differ), one bar per run."""
-    from plotly.subplots import make_subplots
-
     rows = [row for row in table if any(row.get(run) is not None for run in runs)]
     cols = 3
     figure = make_subplots(rows=max(1, -(-len(rows) // cols)), cols=cols,
@@ -102,13 +186,11 @@ def evaluation_figure(table: list[dict], runs: list[str]) -> go.Figure:
     figure.update_layout(height=220 * max(1, -(-len(rows) // cols)),
                          margin={"l": 40, "r": 10, "t": 40, "b": 20},
                          legend={"orientation": "h", "y": -0.05})
-    return figure
+    return tidy(figure)
 
 
 def experiment_figure(arms: dict) -> go.Figure:
     """Thumbs-up rate and mean stars per arm."""
-    from plotly.subplots import make_subplots
-
     figure = make_subplots(rows=1, cols=2, subplot_titles=["thumbs-up rate", "mean stars"])
     names = [f"{arm} ({result['model']})" for arm, result in arms.items()]
     figure.add_trace(go.Bar(x=names, y=[r["thumbs_up_rate"] or 0 for r in arms.values()],
@@ -118,7 +200,7 @@ def experiment_figure(arms: dict) -> go.Figure:
     figure.update_yaxes(range=[0, 1], row=1, col=1)
     figure.update_yaxes(range=[0, 5], row=1, col=2)
     figure.update_layout(height=300, margin={"l": 40, "r": 10, "t": 40, "b": 40})
-    return figure
+    return tidy(figure)
 
 
 def attribution_figure(words: list[str], values: list[float], *, title: str = "",
@@ -133,7 +215,7 @@ def attribution_figure(words: list[str], values: list[float], *, title: str = ""
     ))
     figure.update_layout(title=title or None, xaxis_title="attribution", height=360,
                          margin={"l": 10, "r": 10, "t": 40 if title else 10, "b": 40})
-    return figure
+    return tidy(figure)
 
 
 def feedback_words_figure(top_words: list[dict]) -> go.Figure:
@@ -147,7 +229,7 @@ def feedback_words_figure(top_words: list[dict]) -> go.Figure:
     ))
     figure.update_layout(title="Words that drive thumbs down (red) or up (green)", height=420,
                          margin={"l": 10, "r": 10, "t": 40, "b": 40})
-    return figure
+    return tidy(figure)
 
 
 def group_metric_figure(reports: dict[str, list[dict]], metric: str, label: str) -> go.Figure:
@@ -165,7 +247,7 @@ def group_metric_figure(reports: dict[str, list[dict]], metric: str, label: str)
     figure.update_layout(title=label, barmode="group", height=340,
                          margin={"l": 40, "r": 10, "t": 40, "b": 40},
                          legend={"orientation": "h", "y": 1.12})
-    return figure
+    return tidy(figure)
 
 
 def probe_figure(by_group: list[dict], metric: str) -> go.Figure:
@@ -177,4 +259,4 @@ def probe_figure(by_group: list[dict], metric: str) -> go.Figure:
                                 name=model))
     figure.update_layout(title=f"{metric} per group", barmode="group", height=320,
                          margin={"l": 40, "r": 10, "t": 40, "b": 40})
-    return figure
+    return tidy(figure)

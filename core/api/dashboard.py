@@ -1,4 +1,4 @@
-"""GET /dashboard: the loop at a glance, as plain JSON."""
+"""GET /dashboard: the loop at a glance, as plain JSON; GET /loop: its counts and next step."""
 
 from __future__ import annotations
 
@@ -14,5 +14,9 @@ def build_dashboard_router(services: Services) -> APIRouter:
     @router.get("/dashboard")
     async def dashboard() -> dict:
         return await run_in_threadpool(services.dashboard.summary)
+
+    @router.get("/loop")
+    async def loop() -> dict:
+        return await run_in_threadpool(services.dashboard.loop)
 
     return router

@@ -57,3 +57,33 @@ class DashboardQueries:
             [days],
         )
         return [{"day": row["day"].isoformat(), "turns": row["turns"]} for row in rows[::-1]]
+
+    def loop_counts(self) -> dict:
+        """Row counts over the loop's tables in one query. The Start page shows them; the UI
+        polls them as a cheap version to notice a new document, rating, dataset, job state,
+        adapter, promotion, vote or label without re-reading every list."""
+        counts = {
+            "documents": "SELECT count(*) FROM documents",
+            "chunks": "SELECT count(*) FROM chunks",
+            "turns": "SELECT count(*) FROM interactions",
+            "ratings": "SELECT count(*) FROM ratings",
+            "rated_turns": "SELECT count(DISTINCT interaction_id) FROM ratings",
+            "labels": "SELECT count(*) FROM curation_labels",
+            "datasets": "SELECT count(*) FROM datasets",
+            "runs": "SELECT count(*) FROM training_jobs",
+            "active_runs": "SELECT count(*) FROM training_jobs"
+                           " WHERE status IN ('queued', 'running', 'stopping')",
+            "adapters": "SELECT count(*) FROM registered_models",
+            "promotions": "SELECT count(*) FROM model_promotions",
+            "votes": "SELECT count(*) FROM votes",
+            "retrievers": "SELECT count(*) FROM retrievers",
+            "routes": "SELECT count(*) FROM routes",
+        }
+        job_states = ("SELECT coalesce(md5(string_agg(id || status, ',' ORDER BY id)), '')"
+                      " FROM training_jobs")
+        labels_at = "SELECT coalesce(CAST(max(updated_at) AS VARCHAR), '') FROM curation_labels"
+        sql = ", ".join(f"({query})" for query in [*counts.values(), job_states, labels_at])
+        row = self.db.fetch_one(f"SELECT {sql}")
+        result = {name: int(value) for name, value in zip(counts, row, strict=False)}
+        result["job_states"], result["labels_at"] = row[-2], row[-1]
+        return result

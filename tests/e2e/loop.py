@@ -14,6 +14,14 @@ from pathlib import Path
 import httpx
 from playwright.sync_api import Locator, Page, expect
 
+# Sub-tabs and the stage (top-level tab) that holds them; ui/layout.py builds this order.
+STAGES = ["Start", "Documents", "Chat", "Curate", "Training", "Compare & evaluate", "Audit",
+          "Operate"]
+STAGE_OF = {**dict.fromkeys(["Feedback", "Datasets", "Logs"], "Curate"),
+            **dict.fromkeys(["Train", "Tune", "Retriever"], "Training"),
+            **dict.fromkeys(["Compare", "Evaluate"], "Compare & evaluate"),
+            **dict.fromkeys(["Explain", "Bias", "Monitor"], "Audit"),
+            **dict.fromkeys(["Models", "Routing", "Automation", "Dashboard"], "Operate")}
 LONG_MS = 240_000  # a step that trains or explains on a 2-core CPU
 expect.set_options(timeout=60_000)  # a busy 2-core machine: every UI round trip can lag
 
@@ -29,23 +37,23 @@ class Loop:
     # ---- helpers ---------------------------------------------------------------------------
 
     def open_tab(self, name: str) -> Locator:
-        """Select a tab (from the "More tabs" menu when it overflows) and return its panel."""
+        """Select a stage or a stage's sub-tab (its stage first) and return the innermost
+        visible panel."""
         self.page.get_by_role("tab").first.wait_for()  # the page has rendered its tab bar
+        if name in STAGE_OF:
+            self.select_tab(STAGE_OF[name])
+        return self.select_tab(name)
+
+    def select_tab(self, name: str) -> Locator:
         panels = self.page.locator("[role=tabpanel]:visible")
         tab = self.page.get_by_role("tab", name=name, exact=True)
-        if tab.count() and tab.get_attribute("aria-selected") == "true":
-            return panels.first
-        before = panels.first.element_handle() if panels.count() else None
-        if tab.count() and tab.is_visible():
+        if tab.get_attribute("aria-selected") != "true":
+            before = panels.last.element_handle() if panels.count() else None
             tab.click()
-        else:
-            self.page.get_by_role("button", name="More tabs").click()
-            menu = self.page.get_by_role("button", name=name, exact=True)
-            menu.filter(visible=True).first.click()
-        if before is not None:
-            before.wait_for_element_state("hidden")
-        expect(panels).to_have_count(1)
-        return panels.first
+            expect(tab).to_have_attribute("aria-selected", "true")
+            if before is not None:
+                before.wait_for_element_state("hidden")
+        return panels.last
 
     def radios(self, panel: Locator, label: str) -> Locator:
         """The radio group (a fieldset) whose label is exactly `label`."""
@@ -88,6 +96,12 @@ class Loop:
             top.evaluate("element => element.scrollIntoView()")
         image = Image.open(io.BytesIO(self.page.screenshot()))
         image.convert("RGB").quantize(colors=128).save(self.shots / f"{name}.png", optimize=True)
+
+    def set_user(self, name: str) -> None:
+        """The header's name box: every tab records actions under it."""
+        box = self.page.get_by_label("Your name", exact=True)
+        box.fill(name)
+        box.press("Tab")
 
     def get(self, path: str, **params) -> dict:
         reply = httpx.get(f"{self.api}{path}", params=params, timeout=30)
@@ -155,10 +169,10 @@ class Loop:
         return built
 
     def train(self, dataset_name: str) -> str:
-        panel = self.open_tab("Train")
-        panel.get_by_role("button", name="↻ Refresh lists").click()
+        panel = self.open_tab("Train")  # the new dataset is listed without a refresh
         self.choose(panel, "Dataset version", dataset_name)
         self.radios(panel, "Preset").get_by_role("radio", name="quick test", exact=True).check()
+        expect(panel.get_by_text(re.compile(r"Estimate: \d+ steps"))).to_be_visible()
         panel.get_by_role("button", name="Train", exact=True).click()
         done = self.status_text(panel, r"Registered as \S+", timeout=self.long_ms)
         expect(panel.get_by_text("completed").first).to_be_visible()

@@ -11,6 +11,8 @@ import pandas as pd
 from core.errors import InvalidInput, RefineryError
 from core.retraining import FOLLOW_UPS, RetrainingPolicy
 from core.services import Services
+from ui.identity import user_name
+from ui.readable import frame
 
 VOTES = {"⬅️ Left is better": "left", "Right is better ➡️": "right", "🤝 Tie": "tie",
          "👎 Both bad": "both_bad"}
@@ -52,12 +54,11 @@ def state_views(services: Services):
               f"Next check: {reason}.")
     cycles = [{**c.__dict__, "evidence": retraining.evidence(c)} for c in retraining.cycles()]
     actions = retraining.actions(limit=100)
-    return (status, pd.DataFrame([{k: c[k] for k in CYCLE_COLUMNS} for c in cycles],
-                                 columns=CYCLE_COLUMNS),
-            pd.DataFrame(actions, columns=["created_at", "cycle_id", "action", "reason"]))
+    return (status, frame(cycles, CYCLE_COLUMNS, ids=("model_id", "incumbent")),
+            frame(actions, ["created_at", "action", "reason", "cycle_id"], ids=("cycle_id",)))
 
 
-def build_automation_tab(services: Services, page: gr.Blocks) -> None:
+def build_automation_tab(services: Services, page: gr.Blocks, user: gr.Textbox) -> None:
     """`page` is the whole app: the policy form fills itself in when the page loads."""
     retraining = services.retraining
 
@@ -66,7 +67,6 @@ def build_automation_tab(services: Services, page: gr.Blocks) -> None:
                     "promoted adapter on it, evaluate it against the promoted model, and open a "
                     "blind comparison or a live A/B experiment. Nothing is promoted "
                     "automatically: promotion needs the evidence gate in the Compare tab.")
-        user = gr.Textbox("anonymous", label="Your name")
         with gr.Accordion("Policy", open=True):
             with gr.Row():
                 enabled = gr.Checkbox(label="On")
@@ -116,35 +116,36 @@ def build_automation_tab(services: Services, page: gr.Blocks) -> None:
     def load():
         return (*policy_values(retraining.policy()), *state_views(services))
 
-    def save_policy(name, *values):
+    def save_policy(request: gr.Request, name, *values):
         try:
             policy = make_policy(retraining.policy(), *values)
-            retraining.set_policy(policy, user=name or "anonymous")
+            retraining.set_policy(policy, user=user_name(name, request))
         except RefineryError as error:
             return (f"⚠️ {error.message}", *state_views(services))
         return ("Saved.", *state_views(services))
 
-    def check_now(name):
+    def check_now(request: gr.Request, name):
         try:
             outcome = retraining.run_now(pd.Timestamp.now().to_pydatetime(),
-                                         user=name or "anonymous")
+                                         user=user_name(name, request))
         except RefineryError as error:
             return (f"⚠️ {error.message}", *state_views(services))
         verb = "Started a cycle" if outcome["started"] else "No cycle started"
         return (f"{verb}: {outcome['reason']}", *state_views(services))
 
-    def show_next(name):
-        pair = retraining.next_blind_pair(name or "anonymous")
+    def show_next(request: gr.Request, name):
+        pair = retraining.next_blind_pair(user_name(name, request))
         if pair is None:
             return None, "", "", "", "Nothing left to vote on."
         return pair["comparison_id"], pair["prompt"], pair["left"], pair["right"], ""
 
     def vote(choice):
-        def handler(comparison_id, name):
+        def handler(request: gr.Request, comparison_id, name):
             if not comparison_id:
                 return "⚠️ load a pair first"
             try:
-                record = services.arena.vote(comparison_id, choice, voter=name or "anonymous")
+                record = services.arena.vote(comparison_id, choice,
+                                             voter=user_name(name, request))
             except RefineryError as error:
                 return f"⚠️ {error.message}"
             return (f"Thanks. Left was **{record.left_model}**, right was "

@@ -4,27 +4,13 @@ from __future__ import annotations
 
 import gradio as gr
 import pandas as pd
-import plotly.graph_objects as go
-from plotly.subplots import make_subplots
 
 from core.errors import RefineryError
 from core.services import Services
+from ui.charts import ratings_figure
+from ui.readable import frame, when
 
 REFRESH_S = 30
-
-
-def ratings_figure(per_day: list[dict]) -> go.Figure:
-    """Ratings per day (bars) and the day's thumbs-up rate (line, right axis)."""
-    figure = make_subplots(specs=[[{"secondary_y": True}]])
-    days = [row["day"] for row in per_day]
-    figure.add_bar(x=days, y=[row["ratings"] for row in per_day], name="ratings")
-    figure.add_scatter(x=days, y=[row["thumbs_up_rate"] for row in per_day],
-                       name="thumbs-up rate", mode="lines+markers", secondary_y=True)
-    figure.update_yaxes(title_text="ratings", secondary_y=False)
-    figure.update_yaxes(title_text="thumbs-up rate", range=[0, 1], secondary_y=True)
-    figure.update_layout(title="Ratings per day", height=320, margin={"t": 40, "b": 30},
-                         legend={"orientation": "h"})
-    return figure
 
 
 def _pct(value) -> str:
@@ -53,14 +39,10 @@ def serving_table(summary: dict) -> pd.DataFrame:
     serving = summary["serving"]
     metrics = serving.get("metrics") or {}
     rows = [("serving", serving["model"]), ("name", serving["name"]),
-            ("base model", serving["base_model"]), ("promoted at", serving["since"] or "–")]
+            ("base model", serving["base_model"]), ("promoted at", when(serving["since"]) or "–")]
     rows += [(name, f"{value:.4g}") for name, value in metrics.items()
              if isinstance(value, (int, float))]
     return pd.DataFrame(rows, columns=["", "value"])
-
-
-def _frame(rows: list[dict], columns: list[str]) -> pd.DataFrame:
-    return pd.DataFrame([{c: row.get(c) for c in columns} for row in rows], columns=columns)
 
 
 def experiments_table(experiments: list[dict]) -> pd.DataFrame:
@@ -71,7 +53,7 @@ def experiments_table(experiments: list[dict]) -> pd.DataFrame:
                      "rated A/B": f"{a['rated_turns']}/{b['rated_turns']}",
                      "thumbs-up A/B": f"{_pct(a['thumbs_up_rate'])}/{_pct(b['thumbs_up_rate'])}",
                      "p": exp["p_value"], "recommendation": exp["recommendation"]})
-    return _frame(rows, ["name", "A", "B", "rated A/B", "thumbs-up A/B", "p", "recommendation"])
+    return frame(rows, ["name", "A", "B", "rated A/B", "thumbs-up A/B", "p", "recommendation"])
 
 
 def drift_table(drift: dict) -> pd.DataFrame:
@@ -80,7 +62,7 @@ def drift_table(drift: dict) -> pd.DataFrame:
     if not drift["alerts"]:
         note = "no drift alerts" if drift["available"] else "drift monitoring is not available"
         return pd.DataFrame([{"kind": "–", "message": note}])
-    return _frame(drift["alerts"], ["kind", "message"])
+    return frame(drift["alerts"], ["kind", "message"])
 
 
 def views(services: Services):
@@ -97,12 +79,13 @@ def views(services: Services):
         headline(summary),
         serving_table(summary),
         ratings_figure(summary["ratings_per_day"]),
-        _frame(summary["versions"], ["created_at", "action", "model_id", "user_id"]),
-        _frame(runs, ["created_at", "name", "status", "progress", "user", "model_id", "error"]),
+        frame(summary["versions"], ["created_at", "action", "model_id", "user_id"]),
+        frame(runs, ["name", "status", "progress", "user", "model_id", "created_at", "error",
+                     "id"], ids=("id",)),
         experiments_table(summary["experiments"]),
         drift_table(summary["drift"]),
         f"**Automation:** {auto['status']}",
-        _frame(auto["actions"], ["created_at", "action", "reason"]),
+        frame(auto["actions"], ["created_at", "action", "reason"]),
     )
 
 

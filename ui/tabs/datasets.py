@@ -7,8 +7,6 @@ from pathlib import Path
 
 import gradio as gr
 import pandas as pd
-import plotly.graph_objects as go
-from plotly.subplots import make_subplots
 
 from core.augment import Augmentation
 from core.dataset_formats import EXPORT_FORMATS
@@ -17,6 +15,9 @@ from core.datasets import BuildSpec
 from core.errors import RefineryError
 from core.services import Services
 from core.store.curation import CurationFilter
+from ui.charts import dataset_stats_figure
+from ui.live import Live
+from ui.readable import frame, named, short_id
 
 PREVIEW_ROWS = 50
 KIND_HELP = {
@@ -29,34 +30,12 @@ KIND_HELP = {
 
 def datasets_frame(services: Services) -> pd.DataFrame:
     rows = [
-        {
-            "name": d.name,
-            "version": d.version,
-            "kind": d.kind,
-            "train": d.train_count,
-            "validation": d.validation_count,
-            "created_at": d.created_at,
-            "id": d.id,
-        }
+        {"name": d.name, "version": d.version, "kind": d.kind, "train": d.train_count,
+         "validation": d.validation_count, "created": d.created_at, "id": d.id}
         for d in services.datasets.list()
     ]
-    return pd.DataFrame(
-        rows, columns=["name", "version", "kind", "train", "validation", "created_at", "id"]
-    )
-
-
-def stats_figure(stats: dict) -> go.Figure:
-    """Token-length histogram and label balance per split."""
-    figure = make_subplots(rows=1, cols=2, subplot_titles=("Token lengths", "Labels by split"))
-    histogram = stats.get("token_histogram")
-    if histogram:
-        edges = histogram["edges"]
-        centres = [(a + b) / 2 for a, b in zip(edges, edges[1:], strict=False)]
-        figure.add_bar(x=centres, y=histogram["counts"], name="rows", row=1, col=1)
-    for split, labels in stats.get("labels", {}).items():
-        figure.add_bar(x=list(labels), y=list(labels.values()), name=split, row=1, col=2)
-    figure.update_layout(height=320, barmode="group", margin=dict(t=40, b=30, l=30, r=10))
-    return figure
+    return frame(rows, ["name", "version", "kind", "train", "validation", "created", "id"],
+                 ids=("id",))
 
 
 def preview_frame(rows: list[dict]) -> pd.DataFrame:
@@ -70,6 +49,7 @@ def preview_frame(rows: list[dict]) -> pd.DataFrame:
         meta = row.get("meta", {})
         item["label"] = meta.get("label")
         item["marked"] = "synthetic" if meta.get("synthetic") else meta.get("augmented") or ""
+        item["id"] = short_id(item.pop("id", ""))  # last and short: a content hash
         flat.append(item)
     return pd.DataFrame(flat)
 
@@ -81,13 +61,14 @@ def stats_text(dataset) -> str:
     return (
         f"**{dataset.name} v{dataset.version}** ({dataset.kind}) · train {counts['train']:,}, "
         f"validation {counts['validation']:,} · {dataset.stats.get('length_unit', 'tokens')} "
-        f"per train row: mean {lengths['mean']}, "
+        f"per train row: mean {lengths['mean']:.0f}, "
         f"p95 {lengths['p95']:.0f}, max {lengths['max']} · synthetic {marked['synthetic']}, "
         f"augmented {marked['augmented']}"
     )
 
 
-def build_datasets_tab(services: Services, selection: gr.State | None = None) -> None:
+def build_datasets_tab(services: Services, live: Live,
+                       selection: gr.State | None = None) -> None:
     selection = selection or gr.State(CurationFilter())
     with gr.Tab("Datasets", id="datasets") as tab:
         gr.Markdown(
@@ -112,9 +93,7 @@ def build_datasets_tab(services: Services, selection: gr.State | None = None) ->
             )
             build = gr.Button("Build dataset", variant="primary")
         built = gr.Markdown()
-        with gr.Row():
-            refresh = gr.Button("Refresh list")
-            chosen = gr.Dropdown([], label="Dataset")
+        chosen = gr.Dropdown([], label="Dataset")
         listing = gr.Dataframe(interactive=False, max_height=300)
         summary = gr.Markdown()
         plot = gr.Plot()
@@ -137,14 +116,13 @@ def build_datasets_tab(services: Services, selection: gr.State | None = None) ->
             imported = gr.Markdown()
 
     def choices() -> tuple[pd.DataFrame, list, list]:
-        frame = datasets_frame(services)
-        ids = [(f"{r.name} v{r.version} ({r.kind})", r.id) for r in frame.itertuples()]
-        docs = [(f"{d['name']} · {d['id'][:8]}", d["id"]) for d in services.documents.list()]
-        return frame, ids, docs
+        ids = [(f"{d.name} v{d.version} ({d.kind})", d.id) for d in services.datasets.list()]
+        docs = [(named(d["name"], d["id"]), d["id"]) for d in services.documents.list()]
+        return datasets_frame(services), ids, docs
 
     def refresh_all():
-        frame, ids, docs = choices()
-        return frame, gr.update(choices=ids), gr.update(choices=docs)
+        listed, ids, docs = choices()
+        return listed, gr.update(choices=ids), gr.update(choices=docs)
 
     def make(flt, name_, kind_, seed_, fraction_, min_, docs, synth, typo, syn, para, progress):
         try:
@@ -161,10 +139,10 @@ def build_datasets_tab(services: Services, selection: gr.State | None = None) ->
             )
         except RefineryError as error:
             return f"⚠️ {error.message}", gr.skip(), gr.skip(), gr.skip()
-        frame, ids, docs_ = choices()
+        listed, ids, docs_ = choices()
         source = "your documents" if kind_ == "text" else json.dumps(flt.describe())
-        message = f"✅ built **{dataset.id}** from {source}: " + stats_text(dataset)
-        return message, frame, gr.update(choices=ids, value=dataset.id), gr.update(choices=docs_)
+        message = f"✅ built from {source}: " + stats_text(dataset)
+        return message, listed, gr.update(choices=ids, value=dataset.id), gr.update(choices=docs_)
 
     def make_with_progress(*values, progress=gr.Progress()):  # noqa: B008 (gradio's idiom)
         return make(*values, progress)
@@ -178,7 +156,7 @@ def build_datasets_tab(services: Services, selection: gr.State | None = None) ->
             return f"⚠️ {error.message}", None, None, None, None
         return (
             stats_text(dataset),
-            stats_figure(dataset.stats),
+            dataset_stats_figure(dataset.stats),
             preview_frame(dataset.train),
             preview_frame(dataset.validation),
             dataset.lineage,
@@ -203,16 +181,16 @@ def build_datasets_tab(services: Services, selection: gr.State | None = None) ->
             )  # fmt: skip
         except RefineryError as error:
             return f"⚠️ {error.message}", gr.skip(), gr.skip()
-        frame, ids, _ = choices()
+        listed, ids, _ = choices()
         return (
-            f"✅ imported **{dataset.id}**: " + stats_text(dataset),
-            frame,
+            f"✅ imported **{dataset.name} v{dataset.version}**: " + stats_text(dataset),
+            listed,
             gr.update(choices=ids, value=dataset.id),
         )
 
     kind.change(lambda k: KIND_HELP[k], kind, kind_help)
-    for trigger in (refresh.click, tab.select):
-        trigger(refresh_all, None, [listing, chosen, documents])
+    tab.select(refresh_all, None, [listing, chosen, documents])
+    live.on_change(refresh_all, None, [listing, chosen, documents])
     build.click(
         make_with_progress,
         [selection, name, kind, seed, fraction, min_rating, documents, synthetic, perturb,

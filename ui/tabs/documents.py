@@ -12,21 +12,26 @@ from core.document_service import IncomingFile
 from core.documents import SUFFIXES
 from core.errors import RefineryError
 from core.services import Services
+from ui.live import Live
+from ui.readable import frame, named
 
 DOCUMENT_COLUMNS = [
-    "name", "kind", "pages", "chunks", "duplicates", "chunk_tokens", "chunk_overlap",
-    "size_bytes", "created_at", "id",
+    "name", "kind", "pages", "chunks", "duplicates", "chunk tokens", "overlap", "size",
+    "added", "id",
 ]  # fmt: skip
 PREVIEW_ROWS = 200
 HIT_COLUMNS = ["score", "document", "page", "text"]
 
 
 def documents_frame(services: Services) -> pd.DataFrame:
-    return pd.DataFrame(services.documents.list(), columns=DOCUMENT_COLUMNS)
+    rows = [{**d, "chunk tokens": d["chunk_tokens"], "overlap": d["chunk_overlap"],
+             "size": f"{d['size_bytes'] / 1024:.1f} KB", "added": d["created_at"]}
+            for d in services.documents.list()]
+    return frame(rows, DOCUMENT_COLUMNS, ids=("id",))
 
 
 def document_choices(services: Services) -> list[tuple[str, str]]:
-    return [(f"{d['name']} · {d['id'][:8]}", d["id"]) for d in services.documents.list()]
+    return [(named(d["name"], d["id"]), d["id"]) for d in services.documents.list()]
 
 
 def preview_frame(rows: list[dict]) -> pd.DataFrame:
@@ -46,7 +51,7 @@ def preview_frame(rows: list[dict]) -> pd.DataFrame:
     )
 
 
-def build_documents_tab(services: Services) -> None:
+def build_documents_tab(services: Services, live: Live) -> None:
     spec = services.documents.spec
     with gr.Tab("Documents", id="documents"):
         with gr.Row():
@@ -67,7 +72,6 @@ def build_documents_tab(services: Services) -> None:
         )
         with gr.Row():
             chosen = gr.Dropdown(document_choices(services), label="Document", scale=3)
-            refresh = gr.Button("Refresh", scale=1)
             rechunk = gr.Button("Re-chunk with the sizes above", scale=1)
             delete = gr.Button("Delete", variant="stop", scale=1)
         status = gr.Markdown()
@@ -124,8 +128,8 @@ def build_documents_tab(services: Services) -> None:
             )
         except RefineryError as error:
             return f"⚠️ {error.message}", None, *overview(document_id)
-        frame, _ = show(document_id)
-        return f"✅ Re-chunked into {count} chunk(s).", frame, *overview(document_id)
+        chunks, _ = show(document_id)
+        return f"✅ Re-chunked into {count} chunk(s).", chunks, *overview(document_id)
 
     def run_delete(document_id):
         if not document_id:
@@ -142,7 +146,7 @@ def build_documents_tab(services: Services) -> None:
             found = services.documents.search(text, k=int(count))
         except RefineryError as error:
             return None, f"⚠️ {error.message}"
-        frame = pd.DataFrame(
+        found_frame = pd.DataFrame(
             [
                 {
                     "score": round(hit.score, 3),
@@ -154,12 +158,15 @@ def build_documents_tab(services: Services) -> None:
             ],
             columns=HIT_COLUMNS,
         )
-        return frame, f"{len(found)} result(s)." if found else "No documents to search yet."
+        return found_frame, (f"{len(found)} result(s)." if found
+                             else "No documents to search yet.")
 
-    ingest.click(run_ingest, [files, size, overlap], [results, table, chosen])
-    refresh.click(overview, [chosen], [table, chosen])
+    ingest.click(run_ingest, [files, size, overlap], [results, table, chosen],
+                 show_progress_on=results)
+    live.on_change(overview, [chosen], [table, chosen])
     chosen.input(show, [chosen], [preview, status])
-    rechunk.click(run_rechunk, [chosen, size, overlap], [status, preview, table, chosen])
+    rechunk.click(run_rechunk, [chosen, size, overlap], [status, preview, table, chosen],
+                  show_progress_on=status)
     delete.click(run_delete, [chosen], [status, preview, table, chosen])
     query.submit(run_search, [query, k], [hits, found_status])
     search.click(run_search, [query, k], [hits, found_status])

@@ -13,6 +13,7 @@ from core.evaluation import EvalRequest, before_after, read_eval_file
 from core.experiments import ExperimentSpec
 from core.services import Services
 from ui.charts import evaluation_figure, experiment_figure
+from ui.live import Live
 
 ARM_COLUMNS = ["arm", "model", "turns", "rated_turns", "mean_stars", "thumbs_up",
                "thumbs_down", "thumbs_up_rate", "mean_latency_ms"]
@@ -37,7 +38,7 @@ def run_table(runs: list[dict]):
     return frame, evaluation_figure(table, labels) if runs else None
 
 
-def build_evaluate_tab(services: Services) -> None:
+def build_evaluate_tab(services: Services, live: Live) -> None:
     cancels: dict[str, threading.Event] = {}
     choices = services.arena.resolver.choices
 
@@ -49,7 +50,6 @@ def build_evaluate_tab(services: Services) -> None:
             dataset = gr.Dropdown(dataset_choices(services), label="Dataset (validation split)")
             upload = gr.File(label="…or an evaluation set (.jsonl/.json/.csv: prompt, reference)",
                              file_types=[".jsonl", ".json", ".csv"])
-            refresh = gr.Button("↻", scale=0)
         with gr.Row():
             max_new = gr.Slider(1, 512, value=64, step=1, label="Max new tokens")
             limit = gr.Number(50, label="At most this many items", precision=0, minimum=1)
@@ -170,7 +170,7 @@ def build_evaluate_tab(services: Services) -> None:
               [status, table, chart, pick])
     cancel.click(stop_evaluation, None, None, concurrency_limit=None)
     show.click(show_runs, [pick], [table, chart, history])
-    refresh.click(reload, None, [models, dataset, pick, arm_a, arm_b, experiment])
+    live.on_change(reload, None, [models, dataset, pick, arm_a, arm_b, experiment])
     create.click(start_experiment, [name, arm_a, arm_b, split, end_rated, hours, metric, alpha],
                  [ab_status, experiment])
     results_button.click(experiment_results, [experiment], [ab_status, arms, ab_chart])

@@ -13,6 +13,7 @@ from core.reports import Section, write_report
 from core.services import Services
 from core.store.chatlog import InteractionFilter
 from ui.charts import attribution_figure
+from ui.live import Live
 from ui.tabs.explain_feedback import build_feedback_model_view
 
 METHODS = {"SHAP (Partition)": "shap", "LIME": "lime"}
@@ -55,7 +56,7 @@ def side_outputs(result: Explanation | None) -> list:
             highlighted(result.words, result.lime), figure]
 
 
-def build_explain_tab(services: Services) -> None:
+def build_explain_tab(services: Services, live: Live) -> None:
     stops: dict[str, threading.Event] = {}
 
     with gr.Tab("Explain", id="explain"):
@@ -64,7 +65,6 @@ def build_explain_tab(services: Services) -> None:
                     "measure the answer's log-likelihood with words masked (`...`).")
         with gr.Row():
             turn = gr.Dropdown(turn_choices(services), label="Logged turn (optional)", scale=3)
-            refresh = gr.Button("↻ Turns and models", scale=0)
         prompt = gr.Textbox(label="Prompt", lines=2)
         answer = gr.Textbox(label="Answer to explain (empty: each model explains its own "
                                   "greedy answer)", lines=2)
@@ -159,4 +159,4 @@ def build_explain_tab(services: Services) -> None:
     run.click(explain, [prompt, answer, model_a, model_b, methods, budget], [status, last, *sides])
     stop.click(cancel, None, status)
     export_json.click(export, last, [files, status])
-    refresh.click(refresh_choices, None, [turn, model_a, model_b])
+    live.on_change(refresh_choices, None, [turn, model_a, model_b])

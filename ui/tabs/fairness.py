@@ -50,15 +50,22 @@ def disparity_text(name: str, disparities: dict) -> str:
             f"difference {show(disparities['equalized_odds_difference'])}")
 
 
-def report_figures(result: dict) -> list:
+def report_figures(result: dict) -> dict:
+    """{metric: figure} for the metrics the report has values for, in METRICS order."""
     reports = {"base": result["base"]["groups"]}
     if result.get("tuned"):
         reports["fine-tuned"] = result["tuned"]["groups"]
-    return [group_metric_figure(reports, metric, label) for metric, label in METRICS.items()
-            if any(row.get(metric) is not None for row in reports["base"])]
+    return {metric: group_metric_figure(reports, metric, label)
+            for metric, label in METRICS.items()
+            if any(row.get(metric) is not None for row in reports["base"])}
 
 
-def build_fairness_tab(services: Services) -> None:
+def table_update(table):
+    """A table shown only when there is one (an empty gr.Dataframe shows "1 2 3" headers)."""
+    return gr.update(value=table, visible=table is not None)
+
+
+def build_fairness_tab(services: Services, page: gr.Blocks) -> None:
     stops: dict[str, threading.Event] = {}
 
     with gr.Tab("Bias", id="bias"):
@@ -78,10 +85,14 @@ def build_fairness_tab(services: Services) -> None:
             export = gr.Button("Export JSON + HTML")
         status = gr.Markdown()
         disparities = gr.Markdown()
-        change = gr.Dataframe(label="Change per group (fine-tuned − base)", interactive=False)
-        base_table = gr.Dataframe(label="Base model per group", interactive=False)
-        tuned_table = gr.Dataframe(label="Fine-tuned model per group", interactive=False)
-        plots = [gr.Plot(label=label) for label in METRICS.values()]
+        change = gr.Dataframe(label="Change per group (fine-tuned − base)", interactive=False,
+                              visible=False)
+        base_table = gr.Dataframe(label="Base model per group", interactive=False,
+                                  visible=False)
+        tuned_table = gr.Dataframe(label="Fine-tuned model per group", interactive=False,
+                                   visible=False)
+        plots = {metric: gr.Plot(label=label, visible=False)
+                 for metric, label in METRICS.items()}
         files = gr.File(label="Exported report", file_count="multiple", interactive=False)
         with gr.Accordion("Counterfactual probes", open=False):
             with gr.Row():
@@ -100,10 +111,10 @@ def build_fairness_tab(services: Services) -> None:
                 probe_export = gr.Button("Export JSON + HTML")
             probe_status = gr.Markdown()
             gaps = gr.Dataframe(label="Largest gaps between groups (flagged first)",
-                                interactive=False)
-            by_group = gr.Dataframe(label="Scores per group", interactive=False)
-            probe_plot = gr.Plot()
-            answers = gr.Dataframe(label="Answers", interactive=False, wrap=True)
+                                interactive=False, visible=False)
+            by_group = gr.Dataframe(label="Scores per group", interactive=False, visible=False)
+            probe_plot = gr.Plot(visible=False)
+            answers = gr.Dataframe(label="Answers", interactive=False, wrap=True, visible=False)
             probe_state = gr.State(dict)
 
     def choose_source(kind, file):
@@ -134,7 +145,8 @@ def build_fairness_tab(services: Services) -> None:
                     progress=lambda d, t: progress(d / t, desc=f"answering {d}/{t}"),
                     cancel=stop_event)
         except RefineryError as error:
-            return [f"⚠️ {error.message}", {}, "", None, None, None, *[None] * len(plots)]
+            return [f"⚠️ {error.message}", {}, "", *[table_update(None)] * 3,
+                    *[gr.update(visible=False)] * len(plots)]
         result = report.to_dict()
         texts = [disparity_text("Base", result["base"]["disparities"])]
         if report.tuned is not None:
@@ -142,10 +154,11 @@ def build_fairness_tab(services: Services) -> None:
         figures = report_figures(result)
         return ["Groups marked `small` have too few rows to read much into.", result,
                 "\n\n".join(texts),
-                None if report.change is None else styled_change(report.change),
-                report.base.table.round(4),
-                None if report.tuned is None else report.tuned.table.round(4),
-                *(figures + [None] * len(plots))[: len(plots)]]
+                table_update(None if report.change is None else styled_change(report.change)),
+                table_update(report.base.table.round(4)),
+                table_update(None if report.tuned is None else report.tuned.table.round(4)),
+                *[gr.update(value=figures.get(metric), visible=metric in figures)
+                  for metric in plots]]
 
     def export_report(result):
         if not result:
@@ -157,7 +170,7 @@ def build_fairness_tab(services: Services) -> None:
         text = "\n".join(disparity_text(k, result[k]["disparities"])
                          for k in ("base", "tuned") if result.get(k))
         section = Section(heading="Per-group metrics", text=text, tables=tables,
-                          figures=[f.to_json() for f in report_figures(result)])
+                          figures=[f.to_json() for f in report_figures(result).values()])
         paths = write_report(services.settings.data_dir / "exports", "bias-report", result,
                              title="Bias report", sections=[section])
         return [str(p) for p in paths], "Exported."
@@ -172,12 +185,14 @@ def build_fairness_tab(services: Services) -> None:
             report = run_probe_set(services.models, targets, spec, cancel=stop_event,
                                    progress=lambda d, t: progress(d / t, desc=f"{d}/{t} answers"))
         except RefineryError as error:
-            return f"⚠️ {error.message}", {}, None, None, None, None
+            return (f"⚠️ {error.message}", {}, *[table_update(None)] * 2,
+                    gr.update(visible=False), table_update(None))
         flagged = int(report.gaps["flagged"].sum())
         data = report.to_dict()
-        return (f"{flagged} gap(s) above their threshold.", data, report.gaps.round(4),
-                report.by_group.round(4), probe_figure(data["by_group"], "refusal"),
-                report.answers[["model", "group", "term", "prompt", "answer"]])
+        return (f"{flagged} gap(s) above their threshold.", data,
+                table_update(report.gaps.round(4)), table_update(report.by_group.round(4)),
+                gr.update(value=probe_figure(data["by_group"], "refusal"), visible=True),
+                table_update(report.answers[["model", "group", "term", "prompt", "answer"]]))
 
     def export_probes(data):
         if not data:
@@ -207,7 +222,8 @@ def build_fairness_tab(services: Services) -> None:
     source.change(safe_choose, [source, upload], [upload, features, tuned])
     upload.change(safe_choose, [source, upload], [upload, features, tuned])
     run.click(build, [source, upload, features, tuned, n_boot],
-              [status, last, disparities, change, base_table, tuned_table, *plots])
+              [status, last, disparities, change, base_table, tuned_table, *plots.values()])
+    page.load(safe_choose, [source, upload], [upload, features, tuned])  # the models at once
     stop.click(cancel, None, status)
     export.click(export_report, last, [files, status])
     attribute.change(lambda name: format_groups(DEFAULT_TERMS[name]), attribute, terms)

@@ -9,6 +9,9 @@ from core.errors import RefineryError
 from core.feedback import BulkAction, parse_tags
 from core.services import Services
 from core.store.curation import CurationFilter
+from ui.cards import answer_cards
+from ui.live import Live
+from ui.readable import cell
 from ui.tabs.logs import to_datetime
 
 PAGE_SIZE = 50
@@ -16,8 +19,8 @@ ANY = "any"
 THUMBS = {ANY: None, "up": "up", "down": "down", "no thumb": "none"}
 YES_NO = {ANY: None, "yes": True, "no": False}
 SHOWN = [
-    "response_id", "rater", "rating", "thumb", "tags", "label", "include", "grounded",
-    "prompt", "response", "correction", "model_version", "created_at", "rated_at",
+    "prompt", "response", "correction", "rating", "thumb", "tags", "label", "include",
+    "grounded", "rater", "model_version", "created_at", "rated_at", "response_id",
 ]  # fmt: skip
 ACTIONS = {
     "add tags": "add_tags",
@@ -62,10 +65,13 @@ def agreement_text(agreement) -> str:
         parts.append(f"Cohen's κ = {agreement.kappa:.3f}")
     if agreement.alpha is not None:
         parts.append(f"Krippendorff's α = {agreement.alpha:.3f}")
-    return f"**Agreement on {agreement.field}:** " + " · ".join(parts)
+    return (f"**Agreement on {agreement.field}:** " + " · ".join(parts) + "\n\n"
+            "Both are 0 at chance and 1 when raters always agree. κ counts only exact matches "
+            "between two raters; α weighs how far apart star ratings are, so ratings one star "
+            "apart keep α high while κ drops.")
 
 
-def build_feedback_tab(services: Services) -> gr.State:
+def build_feedback_tab(services: Services, live: Live) -> gr.State:
     """Returns the current selection (a CurationFilter) for the Datasets tab."""
     choices = services.feedback.curation.choices()
     with gr.Tab("Feedback", id="feedback") as tab:
@@ -91,7 +97,10 @@ def build_feedback_tab(services: Services) -> gr.State:
             page = gr.Number(value=1, minimum=1, precision=0, label="Page")
             apply = gr.Button("Apply filters", variant="primary")
         summary = gr.Markdown()
-        table = gr.Dataframe(interactive=False, wrap=True, max_height=520)
+        with gr.Accordion("Answers", open=True):
+            cards = gr.Markdown()
+        table = gr.Dataframe(interactive=False, wrap=True, max_height=520,
+                             label="Rated turns (click a row to select it for bulk actions)")
         with gr.Accordion("Bulk actions", open=False):
             selection = gr.Textbox(label="Selected response ids (click a row to add it)", lines=2)
             with gr.Row():
@@ -127,20 +136,21 @@ def build_feedback_tab(services: Services) -> gr.State:
             )
         except (RefineryError, ValueError) as error:
             problem = f"⚠️ {getattr(error, 'message', error)}"
-            return problem, None, *[gr.skip()] * 5
-        frame = result.rows[[c for c in SHOWN if c in result.rows.columns]]
+            return problem, None, None, *[gr.skip()] * 5
+        frame = result.rows[[c for c in SHOWN if c in result.rows.columns]].map(cell)
         text_ = f"{result.total:,} rated row(s) · page {result.page} of {result.pages}"
         fresh = services.feedback.curation.choices()
         menus = [
             gr.update(choices=[ANY, *fresh[key]]) for key in ("raters", "model_versions", "labels")
         ]
-        return text_, frame, flt, *menus, gr.update(choices=fresh["tags"])
+        return (text_, answer_cards(result.rows), frame, flt, *menus,
+                gr.update(choices=fresh["tags"]))
 
     def pick(chosen: str, event: gr.SelectData) -> str:
         row = event.row_value or []
         if not row:
             return chosen
-        return " ".join(dict.fromkeys([*selected_ids(chosen), str(row[0])]))
+        return " ".join(dict.fromkeys([*selected_ids(chosen), str(row[-1])]))
 
     def act(flt: CurationFilter, chosen: str, scope_: str, action_: str, value_: str):
         try:
@@ -158,7 +168,7 @@ def build_feedback_tab(services: Services) -> gr.State:
             rows = services.feedback.bulk(bulk, flt)
         except RefineryError as error:
             return f"⚠️ {error.message}"
-        return f"✅ {action_}: {rows:,} row(s) changed. Apply the filters again to see them."
+        return f"✅ {action_}: {rows:,} row(s) changed."
 
     def check(flt: CurationFilter, field_: str):
         try:
@@ -187,14 +197,13 @@ def build_feedback_tab(services: Services) -> gr.State:
         rows = next(c.rows for c in result.checks if c.name == name)
         return rows if not rows.empty else pd.DataFrame({"result": ["nothing flagged"]})
 
+    shown = [summary, cards, table, current, rater, model_version, label, tags]
     for trigger in (apply.click, text.submit, tab.select):
-        trigger(
-            show,
-            [*filters, page],
-            [summary, table, current, rater, model_version, label, tags],
-        )
+        trigger(show, [*filters, page], shown)
+    live.on_change(show, [*filters, page], shown)  # new ratings and labels show at once
     table.select(pick, selection, selection)
-    run.click(act, [current, selection, scope, action, value], outcome)
+    run.click(act, [current, selection, scope, action, value], outcome).then(
+        show, [*filters, page], shown)
     check_button.click(check, [current, field], [agreement, verdicts, which, flagged, report])
     which.change(show_check, [which, report], flagged)
     return current

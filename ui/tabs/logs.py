@@ -9,11 +9,12 @@ import gradio as gr
 
 from core.services import Services
 from core.store.chatlog import InteractionFilter
+from ui.cards import answer_cards
+from ui.readable import cell
 
 PAGE_SIZE = 50
 THUMBS = {"any": None, "up": "up", "down": "down", "no thumb": "none"}
 SHOWN = [
-    "created_at",
     "prompt",
     "response",
     "rating",
@@ -26,6 +27,7 @@ SHOWN = [
     "latency_ms",
     "tokens_per_s",
     "confidence",
+    "created_at",
     "conversation_id",
     "response_id",
 ]
@@ -69,6 +71,8 @@ def build_logs_tab(services: Services) -> None:
             page = gr.Number(value=1, minimum=1, precision=0, label="Page")
             refresh = gr.Button("Apply filters", variant="primary")
         summary = gr.Markdown()
+        with gr.Accordion("Answers", open=True):
+            cards = gr.Markdown()
         table = gr.Dataframe(interactive=False, wrap=True, max_height=520, show_search="search")
         with gr.Row():
             csv_button = gr.Button("Download CSV")
@@ -81,12 +85,13 @@ def build_logs_tab(services: Services) -> None:
         try:
             flt = make_filter(*values)
         except ValueError as error:
-            return f"⚠️ {error}", None
+            return f"⚠️ {error}", None, None
         total = services.log.count(flt)
-        frame = services.log.query(flt)
-        frame = frame[[c for c in SHOWN if c in frame.columns]]
+        rows = services.log.query(flt)
+        frame = rows[[c for c in SHOWN if c in rows.columns]].map(cell)
         pages = max(1, -(-total // PAGE_SIZE))
-        return f"{total:,} row(s) · page {int(values[-1] or 1)} of {pages}", frame
+        return (f"{total:,} row(s) · page {int(values[-1] or 1)} of {pages}",
+                answer_cards(rows), frame)
 
     def export(fmt: str):
         def run(*values):
@@ -97,6 +102,6 @@ def build_logs_tab(services: Services) -> None:
         return run
 
     for trigger in (refresh.click, text.submit):
-        trigger(show, filters, [summary, table])
+        trigger(show, filters, [summary, cards, table])
     csv_button.click(export("csv"), filters, download)
     parquet_button.click(export("parquet"), filters, download)

@@ -7,39 +7,43 @@ import pandas as pd
 
 from core.errors import RefineryError
 from core.services import Services
+from ui.identity import user_name
+from ui.live import Live
+from ui.readable import frame, named
 from ui.tabs.knowledge import scores_markdown
+from ui.tabs.train import adapter_choices
 
-COLUMNS = ["promoted", "id", "name", "base_model", "dataset", "val_loss", "perplexity",
-           "train_loss", "rank", "lr", "epochs", "duration_s", "created_at"]
+COLUMNS = ["promoted", "name", "dataset", "val loss", "perplexity", "train loss", "rank", "lr",
+           "epochs", "duration", "created", "base model", "id"]
 
 
 def registry_frame(services: Services) -> pd.DataFrame:
     active = services.registry.active()
+    names = {d.id: f"{d.name} v{d.version}" for d in services.datasets.list()}
     rows = [{
         "promoted": "★" if active and m.id == active.id else "",
-        "id": m.id, "name": m.name, "base_model": m.base_model,
-        "dataset": f"{m.dataset_id or 'rows'} v{m.dataset_version or '-'}",
-        "val_loss": m.metrics.get("val_loss"), "perplexity": m.metrics.get("perplexity"),
-        "train_loss": m.metrics.get("train_loss"), "rank": m.config.get("lora_rank"),
+        "id": m.id, "name": m.name, "base model": m.base_model,
+        "dataset": names.get(m.dataset_id, m.dataset_id or "rows"),
+        "val loss": m.metrics.get("val_loss"), "perplexity": m.metrics.get("perplexity"),
+        "train loss": m.metrics.get("train_loss"), "rank": m.config.get("lora_rank"),
         "lr": m.config.get("learning_rate"), "epochs": m.config.get("epochs"),
-        "duration_s": round(m.duration_s or 0, 1),
-        "created_at": m.created_at.isoformat(" ", "seconds"),
+        "duration": f"{(m.duration_s or 0) / 60:.1f} min", "created": m.created_at,
     } for m in services.registry.list()]
-    return pd.DataFrame(rows, columns=COLUMNS)
+    return frame(rows, COLUMNS, ids=("id",))
 
 
 def history_frame(services: Services) -> pd.DataFrame:
-    rows = services.registry.history()
-    return pd.DataFrame(rows, columns=["seq", "action", "model_id", "user_id", "created_at"])
+    return frame(services.registry.history()[::-1],
+                 ["created_at", "action", "model_id", "user_id"])
 
 
 def served_text(services: Services) -> str:
     active = services.registry.active()
-    served = f"adapter **{active.name}** (`{active.id}`)" if active else "the base model"
+    served = f"adapter **{named(active.name, active.id)}**" if active else "the base model"
     return f"The Chat tab serves {served} by default on **{services.models.name}**."
 
 
-def build_models_tab(services: Services) -> None:
+def build_models_tab(services: Services, live: Live, user: gr.Textbox) -> None:
     registry = services.registry
     with gr.Tab("Models", id="models"):
         served = gr.Markdown(served_text(services))
@@ -47,9 +51,7 @@ def build_models_tab(services: Services) -> None:
         table = gr.Dataframe(registry_frame(services), label="Registered adapters",
                              interactive=False, wrap=True)
         with gr.Row():
-            model = gr.Dropdown([m.id for m in registry.list()], label="Model", scale=2)
-            user = gr.Textbox("anonymous", label="Your name", scale=1)
-            refresh = gr.Button("↻ Refresh", scale=0)
+            model = gr.Dropdown(adapter_choices(services), label="Model", scale=2)
         with gr.Row():
             new_name = gr.Textbox(label="New name", scale=2)
             rename = gr.Button("Rename")
@@ -65,11 +67,11 @@ def build_models_tab(services: Services) -> None:
         with gr.Accordion("Details and promotion log", open=False):
             details = gr.JSON(label="Model details")
             history = gr.Dataframe(history_frame(services), label="Promotions and rollbacks",
-                                   interactive=False)
+                                   interactive=False, max_height=300)
 
         def refreshed(note: str = ""):
             return (served_text(services), registry_frame(services),
-                    gr.update(choices=[m.id for m in registry.list()]),
+                    gr.update(choices=adapter_choices(services)),
                     history_frame(services), note, scores_markdown(services))
 
         outputs = [served, table, model, history, message, knows]
@@ -106,16 +108,21 @@ def build_models_tab(services: Services) -> None:
             return run(work)
 
         export.click(exported, [model, export_format], outputs)
-        refresh.click(lambda: refreshed(), None, outputs)
+        live.on_change(lambda: refreshed()[:4], None, outputs[:4])
         model.change(pick, model, details)
         rename.click(lambda m, n: run(lambda: f"Renamed to {registry.rename(need(m), n).name}."),
                      [model, new_name], outputs)
-        promote.click(lambda m, u: run(lambda: f"Promoted {registry.promote(need(m), user=u).id}."),
-                      [model, user], outputs)
-        def roll_back(name):
-            active = registry.rollback(user=name)
-            return f"Rolled back; now serving {active.id if active else 'the base model'}."
+        def promoted(request: gr.Request, model_id, name):
+            return run(lambda: "Promoted "
+                       f"{registry.promote(need(model_id), user=user_name(name, request)).id}.")
 
-        rollback.click(lambda u: run(roll_back, u), user, outputs)
+        def roll_back(request: gr.Request, name):
+            def work():
+                active = registry.rollback(user=user_name(name, request))
+                return f"Rolled back; now serving {active.id if active else 'the base model'}."
+            return run(work)
+
+        promote.click(promoted, [model, user], outputs)
+        rollback.click(roll_back, user, outputs)
         delete.click(lambda m: run(lambda: registry.delete(need(m)) or f"Deleted {m}."),
                      model, outputs)

@@ -3,11 +3,11 @@
 from __future__ import annotations
 
 import gradio as gr
-import plotly.graph_objects as go
 
 from core.drift import DriftReport
 from core.errors import RefineryError
 from core.services import Services
+from ui.charts import rolling_figure, topics_figure
 from ui.markup import as_text
 
 LABELS = {
@@ -17,42 +17,6 @@ LABELS = {
     "prompt_centroid": "Prompt centroid moved",
     "prompt_psi": "Prompt topics shifted",
 }
-
-
-def rolling_figure(stream: dict, *, title: str, y_title: str, y_range=None) -> go.Figure:
-    """The rolling mean over the stream, the baseline band, and where the recent window starts."""
-    figure = go.Figure()
-    values = stream.get("rolling") or []
-    figure.add_scatter(x=list(range(1, len(values) + 1)), y=values, mode="lines",
-                       name="rolling mean")
-    if stream.get("band"):
-        low, high = stream["band"]
-        figure.add_hrect(y0=low, y1=high, opacity=0.15, line_width=0, fillcolor="green",
-                         annotation_text="baseline band (95%)")
-        figure.add_hline(y=stream["baseline_mean"], line_dash="dot")
-    if values and stream.get("recent_n"):
-        figure.add_vline(x=stream["recent_start"] + 0.5, line_dash="dash",
-                         annotation_text="recent window")
-    figure.update_layout(title=title, xaxis_title="rating (oldest → newest)", yaxis_title=y_title,
-                         height=300, margin={"l": 40, "r": 10, "t": 40, "b": 40},
-                         yaxis={"range": y_range} if y_range else {})
-    return figure
-
-
-def topics_figure(prompts: dict) -> go.Figure:
-    """Each topic's share of the baseline and of the recent prompts."""
-    figure = go.Figure()
-    topics = prompts.get("topics") or []
-    labels = [t["example"][:40] for t in topics]
-    figure.add_bar(y=labels, x=[t["baseline"] for t in topics], name="baseline", orientation="h")
-    figure.add_bar(y=labels, x=[t["recent"] for t in topics], name="recent", orientation="h")
-    figure.update_layout(title="Prompt topics (k-means on the baseline)", barmode="group",
-                         xaxis={"title": "share of prompts", "range": [0, 1]},
-                         height=140 + 36 * max(len(topics), 1),
-                         margin={"l": 10, "r": 10, "t": 60, "b": 40},
-                         legend={"orientation": "h", "y": 1.02, "yanchor": "bottom", "x": 1,
-                                 "xanchor": "right"})
-    return figure
 
 
 def number(value) -> str:

@@ -11,15 +11,19 @@ from core.errors import RefineryError
 from core.services import Services
 from core.training.search import SearchSpec
 from ui.charts import parameter_figure
-from ui.tabs.train import dataset_choices
+from ui.job_panel import JobPanel, estimate_for, estimate_text
+from ui.live import Live
+from ui.readable import cell, short_id
+from ui.tabs.train import KINDS, dataset_choices
 
 EXAMPLE_SPACE = {"learning_rate": [1e-4, 1e-3], "lora_rank": [4, 32]}
 REFRESH_S = 3.0
 
 
 def trials_frame(search) -> pd.DataFrame:
-    rows = [{"trial": n, **t["params"], "status": t["status"], "val_loss": t["val_loss"],
-             "job": t["job_id"], "model": t.get("model_id")}
+    rows = [{"trial": n, **{k: cell(v) for k, v in t["params"].items()}, "status": t["status"],
+             "val_loss": cell(t["val_loss"]), "model": t.get("model_id") or "",
+             "job": short_id(t["job_id"])}
             for n, t in enumerate(search.trials, start=1)]
     return pd.DataFrame(rows)
 
@@ -29,12 +33,13 @@ def summary(search) -> str:
     text = (f"Search `{search.id}` · {search.spec.method} · **{search.status}** · "
             f"{len(search.trials)}/{search.spec.trials} trials")
     if best:
-        text += (f"\n\nBest: val loss **{best['val_loss']:.4f}** with {best['params']}; its "
+        params = ", ".join(f"{k} {cell(v)}" for k, v in best["params"].items())
+        text += (f"\n\nBest: val loss **{best['val_loss']:.4f}** with {params}; its "
                  f"adapter is registered as `{best.get('model_id')}` (promote it in Models).")
     return text + (f"\n\n⚠️ {search.error}" if search.error else "")
 
 
-def build_tune_tab(services: Services) -> None:
+def build_tune_tab(services: Services, live: Live) -> None:
     searches = services.searches
     with gr.Tab("Tune", id="tune"):
         gr.Markdown("Search learning rate, LoRA rank, epochs and dropout. Each trial is a "
@@ -52,9 +57,12 @@ def build_tune_tab(services: Services) -> None:
             stop = gr.Button("Stop search")
             current = gr.Dropdown([s.id for s in searches.list()], label="Search")
         status = gr.Markdown()
-        table = gr.Dataframe(label="Trials", interactive=False)
+        table = gr.Dataframe(label="Trials", interactive=False, visible=False)
         chart = gr.Plot(label="Validation loss against parameters")
         timer = gr.Timer(REFRESH_S)
+        gr.Markdown("### Trial jobs")
+        panel = JobPanel(services, live, kinds=KINDS, hint="Each trial's training job shows "
+                         "here once the search starts.")
 
         def show(search_id):
             if not search_id:
@@ -64,8 +72,19 @@ def build_tune_tab(services: Services) -> None:
             except RefineryError as error:
                 return gr.update(), f"⚠️ {error.message}", gr.skip(), gr.skip()
             return (gr.update(choices=[s.id for s in searches.list()], value=search.id),
-                    summary(search), trials_frame(search),
+                    summary(search), gr.update(value=trials_frame(search), visible=True),
                     parameter_figure(search.trials, list(search.spec.space)))
+
+        def estimated(dataset_id, fixed_text, budget):
+            if not dataset_id:
+                return ""
+            try:
+                base = services.training.make_spec(json.loads(fixed_text or "{}"),
+                                                   dataset_id=dataset_id)
+                return (f"Each of {int(budget or 0)} trials — "
+                        + estimate_text(estimate_for(services, base)))
+            except (RefineryError, ValueError) as error:
+                return f"⚠️ {getattr(error, 'message', error)}"
 
         def begin(dataset_id, method_name, budget, space_text, fixed_text):
             try:
@@ -93,4 +112,8 @@ def build_tune_tab(services: Services) -> None:
         start.click(begin, [dataset, method, trials, space, fixed], outputs)
         stop.click(halt, current, outputs)
         current.input(show, current, outputs)
+        for box in (dataset, fixed, trials):
+            box.change(estimated, [dataset, fixed, trials], panel.estimate,
+                       show_progress="hidden")
+        live.on_change(lambda: gr.update(choices=dataset_choices(services)), None, dataset)
         timer.tick(show, current, outputs, show_progress="hidden")
