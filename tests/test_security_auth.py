@@ -160,7 +160,8 @@ def test_ui_ratings_and_votes_record_the_logged_in_user(live_ui, auth_services):
     turns = auth_services.db.fetch_all("SELECT user_id, prompt FROM interactions")
     assert ratings == [("alice", 4)] and turns == [("alice", "<b>hi</b>")]
 
-    ui.predict("base", "base+fewshot", True, "mallory", "hi", 2, 0.0, api_name="/compare")
+    ui.predict("base", "base+fewshot", True, "mallory", "hi", 2, 0.0, False, "",
+               api_name="/compare")
     status, *_ = ui.predict("mallory", api_name="/handler_2")  # the first vote button
     assert status.startswith("✅"), status
     assert auth_services.db.fetch_all("SELECT voter FROM votes") == [("alice",)]
