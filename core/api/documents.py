@@ -45,9 +45,9 @@ def build_documents_router(services: Services) -> APIRouter:
             overlap=documents.spec.overlap if chunk_overlap is None else chunk_overlap,
         )
         incoming = [
-            IncomingFile(part.filename or "", part.file)
-            if isinstance(part, UploadFile)
-            else IncomingFile("", io.BytesIO(part.encode("utf-8")))
+            IncomingFile("", io.BytesIO(part.encode("utf-8")))
+            if isinstance(part, str)
+            else IncomingFile(part.filename or "", part.file)
             for part in files
         ]
         results = documents.ingest(incoming, spec=spec)
