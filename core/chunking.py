@@ -81,6 +81,12 @@ class Chunker:
     def count_tokens(self, text: str) -> int:
         return len(self.tokenizer.encode(text, add_special_tokens=False).ids)
 
+    def fewest_chunks(self, pages: list[Page], spec: ChunkSpec) -> int:
+        """A lower bound of the chunk count, from one fast tokenizer pass: checks a chunk limit
+        before the slower boundary search."""
+        encodings = self.tokenizer.encode_batch([p.text for p in pages], add_special_tokens=False)
+        return -(-sum(len(e.ids) for e in encodings) // spec.size)
+
     def chunk(self, pages: list[Page], spec: ChunkSpec) -> list[Chunk]:
         return [chunk for page in pages for chunk in self._page_chunks(page, spec)]
 

@@ -210,10 +210,12 @@ class DocumentService:
     def _prepare(
         self, document_id: str, name: str, pages, spec: ChunkSpec
     ) -> tuple[list[ChunkRecord], np.ndarray]:
-        chunks = self.chunker.chunk(pages, spec)
-        if len(chunks) > self.max_chunks:
+        fewest = self.chunker.fewest_chunks(pages, spec)
+        chunks = self.chunker.chunk(pages, spec) if fewest <= self.max_chunks else []
+        if max(fewest, len(chunks)) > self.max_chunks:
             raise TooManyChunks(
-                f"the file makes {len(chunks):,} chunks of {spec.size} tokens; the limit is "
+                f"the file makes {'at least ' if not chunks else ''}"
+                f"{max(fewest, len(chunks)):,} chunks of {spec.size} tokens; the limit is "
                 f"{self.max_chunks:,} per file (split the file or use larger chunks)"
             )
         exact = self._exact_duplicates(document_id, chunks)
