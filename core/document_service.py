@@ -102,7 +102,7 @@ class DocumentService:
         self.limits = limits
         self.spec = spec
         self._chunker: Chunker | None = None
-        self._writing = threading.RLock()  # writes of vectors: ingest, re-chunk, re-embed
+        self._writing = threading.RLock()  # ingest, re-chunk, re-embed, delete
 
     @property
     def chunker(self) -> Chunker:
@@ -385,7 +385,8 @@ class DocumentService:
 
     def delete(self, document_id: str) -> None:
         document = self.get(document_id)
-        self.store.delete(document_id)
+        with self._writing:  # an ingest in flight may have taken a vector of these chunks
+            self.store.delete(document_id)
         (self.uploads_dir / document.stored_name).unlink(missing_ok=True)
 
     def get_chunks(self, ids: Sequence[str]) -> list[dict]:
