@@ -176,3 +176,19 @@ def test_upload_parts_without_a_name_or_hostile_fail_alone_over_http(client):
     assert client.get("/api/v1/health").status_code == 200
     found = client.post("/api/v1/search", json={"query": "battery price", "k": 1}).json()
     assert found["results"][0]["source"] == "faq.md"
+
+
+def test_the_chunk_limit_holds_when_only_the_split_exceeds_it(counted):
+    """Overlapping chunks outnumber the token count's lower bound: the limit is checked again
+    on the real split, still before any embedding."""
+    from core.documents import Page
+
+    text = "\n\n".join(f"Rule {i} says the fee number {i} is {i * 7} euros." for i in range(60))
+    spec = ChunkSpec(size=32, overlap=8)
+    fewest = counted.chunker.fewest_chunks([Page(None, text)], spec)
+    made = len(counted.chunker.chunk([Page(None, text)], spec))
+    assert fewest < made
+    counted.max_chunks = fewest
+    [result] = counted.ingest([IncomingFile("rules.txt", io.BytesIO(text.encode()))], spec=spec)
+    assert (result.ok, result.error) == (False, "too_many_chunks")
+    assert f"makes {made} chunks" in result.reason and counted.retriever.texts == []
