@@ -1,10 +1,12 @@
-"""Split pages into overlapping token windows and find exact and near-duplicate chunks."""
+"""Split pages into overlapping chunks on paragraph and sentence boundaries, and find exact and
+near-duplicate chunks."""
 
 from __future__ import annotations
 
 import hashlib
 import re
 from dataclasses import dataclass
+from functools import lru_cache
 from pathlib import Path
 
 from core.documents import Page
@@ -59,7 +61,13 @@ def jaccard(a: set[str], b: set[str]) -> float:
 
 
 class Chunker:
-    """Token windows measured with the embedding model's own tokenizer (`tokenizer.json`)."""
+    """Chunks of at most `size` tokens of the embedding model's tokenizer (`tokenizer.json`)
+    that start and end on paragraph, sentence or clause boundaries.
+
+    semchunk cuts each page into pieces of at most `min(overlap, size - overlap)` tokens at the
+    most structural splitter that works (blank lines, line breaks, sentence ends, clause marks,
+    spaces); whole pieces are then packed into chunks up to `size`, and the next chunk starts
+    with the last pieces of the previous one that fit in `overlap` tokens."""
 
     def __init__(self, tokenizer_file: Path) -> None:
         from tokenizers import Tokenizer
@@ -67,47 +75,53 @@ class Chunker:
         self.tokenizer = Tokenizer.from_file(str(tokenizer_file))
         self.tokenizer.no_truncation()
         self.tokenizer.no_padding()
+        # semchunk counts the same spans many times while it searches for boundaries.
+        self._count = lru_cache(maxsize=1 << 16)(self.count_tokens)
 
     def count_tokens(self, text: str) -> int:
         return len(self.tokenizer.encode(text, add_special_tokens=False).ids)
 
+    def fewest_chunks(self, pages: list[Page], spec: ChunkSpec) -> int:
+        """A lower bound of the chunk count, from one fast tokenizer pass: checks a chunk limit
+        before the slower boundary search."""
+        encodings = self.tokenizer.encode_batch([p.text for p in pages], add_special_tokens=False)
+        return -(-sum(len(e.ids) for e in encodings) // spec.size)
+
     def chunk(self, pages: list[Page], spec: ChunkSpec) -> list[Chunk]:
-        texts = [page.text for page in pages]
-        encodings = self.tokenizer.encode_batch(texts, add_special_tokens=False)
-        chunks = []
-        for page, encoding in zip(pages, encodings, strict=True):
-            chunks += self._windows(page, encoding.offsets, encoding.word_ids, spec)
-        return chunks
+        return [chunk for page in pages for chunk in self._page_chunks(page, spec)]
 
-    @staticmethod
-    def _windows(page: Page, offsets, word_ids, spec: ChunkSpec) -> list[Chunk]:
-        """Windows of at most `size` tokens that start and end on whole words."""
+    def _pieces(self, text: str, spec: ChunkSpec) -> list[tuple[int, int, int]]:
+        """(start, end, tokens) of the pieces, offsets into `text`, no outer whitespace."""
+        import semchunk
 
-        def splits_word(at: int) -> bool:
-            return 0 < at < len(offsets) and word_ids[at] == word_ids[at - 1]
+        size = min(spec.overlap, spec.size - spec.overlap) if spec.overlap else spec.size
+        _, spans = semchunk.chunk(text, size, self._count, memoize=False, offsets=True)
+        pieces = []
+        for start, end in spans:
+            piece = text[start:end]
+            start += len(piece) - len(piece.lstrip())
+            end -= len(piece) - len(piece.rstrip())
+            if end > start:
+                pieces.append((start, end, self._count(text[start:end])))
+        return pieces
 
-        chunks, start, step = [], 0, spec.size - spec.overlap
-        while start < len(offsets):
-            end = min(start + spec.size, len(offsets))
-            snapped = end
-            while splits_word(snapped) and snapped > start + 1:
-                snapped -= 1
-            end = snapped if not splits_word(snapped) else end  # a giant word is cut anyway
-            char_start, char_end = offsets[start][0], offsets[end - 1][1]
-            text = page.text[char_start:char_end].strip()
-            if text:
-                chunks.append(
-                    Chunk(
-                        page=page.number,
-                        char_start=char_start,
-                        char_end=char_end,
-                        token_count=end - start,
-                        text=text,
-                    )
-                )
-            if end == len(offsets):
+    def _page_chunks(self, page: Page, spec: ChunkSpec) -> list[Chunk]:
+        pieces = self._pieces(page.text, spec)
+        chunks, first = [], 0
+        while first < len(pieces):
+            last, tokens = first, 0
+            while last < len(pieces) and (last == first or tokens + pieces[last][2] <= spec.size):
+                tokens += pieces[last][2]
+                last += 1
+            start, end = pieces[first][0], pieces[last - 1][1]
+            text = page.text[start:end]
+            chunks.append(Chunk(page=page.number, char_start=start, char_end=end,
+                                token_count=self.count_tokens(text), text=text))
+            if last == len(pieces):
                 break
-            start = max(start + 1, min(start + step, end - spec.overlap))
-            while splits_word(start) and start < end:
-                start += 1
+            following, shared = last, 0
+            while following - 1 > first and shared + pieces[following - 1][2] <= spec.overlap:
+                following -= 1
+                shared += pieces[following][2]
+            first = following
         return chunks

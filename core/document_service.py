@@ -19,8 +19,10 @@ from core.documents import (
     DocumentParser,
     EmptyFile,
     FileTooLarge,
+    NoFileName,
     Page,
     ParseLimits,
+    TooManyChunks,
     kind_of,
 )
 from core.errors import InvalidInput, NotFound, RefineryError, disk_full
@@ -29,6 +31,7 @@ from core.store.documents import DIMENSIONS, ChunkRecord, DocumentRecord, Docume
 
 NEAR_DUPLICATE_COSINE = 0.9  # embedding candidates, confirmed by word-shingle overlap
 MAX_SEARCH_K = 100
+MAX_CHUNKS = 5000  # per file: about a million tokens, a few minutes of embedding on a CPU
 
 Progress = Callable[[float, str], None]
 
@@ -84,8 +87,10 @@ class DocumentService:
         uploads_dir: Path,
         limits: ParseLimits,
         spec: ChunkSpec,
+        max_chunks: int = MAX_CHUNKS,
     ) -> None:
         self.store = store
+        self.max_chunks = max_chunks
         # `embedder` stays the bundled model (other services embed prompts with it, and their
         # caches must not change meaning); `retriever` embeds chunks and queries, and a
         # promoted retriever replaces it.
@@ -97,7 +102,7 @@ class DocumentService:
         self.limits = limits
         self.spec = spec
         self._chunker: Chunker | None = None
-        self._writing = threading.RLock()  # writes of vectors: ingest, re-chunk, re-embed
+        self._writing = threading.RLock()  # ingest, re-chunk, re-embed, delete
 
     @property
     def chunker(self) -> Chunker:
@@ -131,6 +136,8 @@ class DocumentService:
         name = file.display_name
         stored: Path | None = None
         try:
+            if not file.name.strip():
+                raise NoFileName("the part has no file name; the name gives the file its type")
             kind = kind_of(name)
             stored, size, digest = self._store_upload(file, Path(name).suffix.lower())
             pages = self.parser.parse(stored, name)
@@ -203,9 +210,17 @@ class DocumentService:
     def _prepare(
         self, document_id: str, name: str, pages, spec: ChunkSpec
     ) -> tuple[list[ChunkRecord], np.ndarray]:
-        chunks = self.chunker.chunk(pages, spec)
-        vectors = self.retriever.embed([chunk.text for chunk in chunks])
-        duplicates = self._find_duplicates(document_id, chunks, vectors)
+        fewest = self.chunker.fewest_chunks(pages, spec)
+        chunks = self.chunker.chunk(pages, spec) if fewest <= self.max_chunks else []
+        if max(fewest, len(chunks)) > self.max_chunks:
+            raise TooManyChunks(
+                f"the file makes {'at least ' if not chunks else ''}"
+                f"{max(fewest, len(chunks)):,} chunks of {spec.size} tokens; the limit is "
+                f"{self.max_chunks:,} per file (split the file or use larger chunks)"
+            )
+        exact = self._exact_duplicates(document_id, chunks)
+        vectors = self._vectors(chunks, exact)
+        duplicates = self._find_duplicates(document_id, chunks, vectors, exact)
         records = [
             ChunkRecord(
                 id=uuid.uuid4().hex,
@@ -228,30 +243,51 @@ class DocumentService:
             records[seq] = ChunkRecord(**{**vars(records[seq]), "duplicate_of": original})
         return records, vectors
 
-    def _find_duplicates(
-        self, document_id: str, chunks: list[Chunk], vectors: np.ndarray
-    ) -> dict[int, int | str]:
-        """seq -> the earlier seq in this document, or the stored chunk id, it duplicates."""
+    def _exact_duplicates(self, document_id: str, chunks: list[Chunk]) -> dict[int, int | str]:
+        """seq -> the earlier seq in this document, or the stored chunk id, with the same
+        normalised text: known before embedding, so copies cost no model time."""
         stored = self.store.originals_by_hash(
             [c.content_hash for c in chunks], exclude_document=document_id
         )
-        own = set(self.store.chunk_ids_of(document_id))
-        stored_near = self.index.nearest_many(vectors, 3, exclude=own)
         found: dict[int, int | str] = {}
         first_by_hash: dict[str, int] = {}
-        originals: list[int] = []
         for seq, chunk in enumerate(chunks):
             digest = chunk.content_hash
             if digest in stored:
                 found[seq] = stored[digest]
             elif digest in first_by_hash:
                 found[seq] = first_by_hash[digest]
-            elif (
-                near := self._near_duplicate(chunks, vectors, seq, originals, stored_near[seq])
-            ) is not None:
-                found[seq] = near
             else:
                 first_by_hash[digest] = seq
+        return found
+
+    def _vectors(self, chunks: list[Chunk], exact: dict[int, int | str]) -> np.ndarray:
+        """Embed the chunks that are no exact copy; a copy takes its original's vector."""
+        todo = [seq for seq in range(len(chunks)) if seq not in exact]
+        vectors = np.zeros((len(chunks), DIMENSIONS), dtype=np.float32)
+        if todo:
+            vectors[todo] = self.retriever.embed_many([chunks[seq].text for seq in todo])
+        stored = self.store.embeddings_of([t for t in exact.values() if isinstance(t, str)])
+        for seq, target in exact.items():
+            vectors[seq] = stored[target] if isinstance(target, str) else vectors[target]
+        return vectors
+
+    def _find_duplicates(
+        self, document_id: str, chunks: list[Chunk], vectors: np.ndarray, exact: dict
+    ) -> dict[int, int | str]:
+        """seq -> the earlier seq in this document, or the stored chunk id, it duplicates:
+        the exact copies, then near copies (embedding neighbours, confirmed by shingles)."""
+        own = set(self.store.chunk_ids_of(document_id))
+        rest = [seq for seq in range(len(chunks)) if seq not in exact]
+        stored_near = dict(zip(rest, self.index.nearest_many(vectors[rest], 3, exclude=own),
+                               strict=True)) if rest else {}
+        found: dict[int, int | str] = dict(exact)
+        originals: list[int] = []
+        for seq in rest:
+            near = self._near_duplicate(chunks, vectors, seq, originals, stored_near[seq])
+            if near is not None:
+                found[seq] = near
+            else:
                 originals.append(seq)
         return found
 
@@ -343,13 +379,14 @@ class DocumentService:
                 progress(start / len(todo), f"re-embedding chunks {start + 1}-"
                                             f"{min(start + batch, len(todo))} of {len(todo)}")
             part = todo[start : start + batch]
-            out.update(zip([i for i, _ in part], embedder.embed([t for _, t in part]),
+            out.update(zip([i for i, _ in part], embedder.embed_many([t for _, t in part]),
                            strict=True))
         return out
 
     def delete(self, document_id: str) -> None:
         document = self.get(document_id)
-        self.store.delete(document_id)
+        with self._writing:  # an ingest in flight may have taken a vector of these chunks
+            self.store.delete(document_id)
         (self.uploads_dir / document.stored_name).unlink(missing_ok=True)
 
     def get_chunks(self, ids: Sequence[str]) -> list[dict]:
@@ -388,4 +425,5 @@ def build_document_service(db, settings) -> DocumentService:
             max_unzipped_bytes=10 * settings.max_upload_bytes,
         ),
         spec=ChunkSpec(size=settings.chunk_tokens, overlap=settings.chunk_overlap),
+        max_chunks=settings.max_chunks_per_file,
     )

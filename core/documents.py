@@ -41,6 +41,10 @@ class UnsupportedType(DocumentError):
     code = "unsupported_type"
 
 
+class NoFileName(DocumentError):
+    code = "no_filename"
+
+
 class EmptyFile(DocumentError):
     code = "empty_file"
 
@@ -75,9 +79,36 @@ class ParseLimit(DocumentError):
     code = "parse_limit"
 
 
+class TooManyColumns(DocumentError):
+    code = "too_many_columns"
+
+
+class TooManyRows(DocumentError):
+    code = "too_many_rows"
+
+
+class TooManyCells(DocumentError):
+    code = "too_many_cells"
+
+
+class LineTooLong(DocumentError):
+    code = "line_too_long"
+
+
+class TooDeep(DocumentError):
+    code = "too_deep"
+
+
+class TooManyChunks(DocumentError):
+    """Raised by the document service after chunking, before anything is embedded."""
+
+    code = "too_many_chunks"
+
+
 ERRORS = {cls.__name__: cls for cls in (
-    UnsupportedType, EmptyFile, FileTooLarge, CorruptFile, EncryptedFile, ZipBomb, BinaryFile,
-    NoText, ParseLimit, DocumentError,
+    UnsupportedType, NoFileName, EmptyFile, FileTooLarge, CorruptFile, EncryptedFile, ZipBomb,
+    BinaryFile, NoText, ParseLimit, TooManyColumns, TooManyRows, TooManyCells, LineTooLong,
+    TooDeep, DocumentError,
 )}  # fmt: skip
 
 
@@ -95,9 +126,17 @@ class ParseLimits:
     max_unzipped_bytes: int = 200 * 1024 * 1024  # declared total inside a DOCX
     timeout_s: float = 120.0
     memory_bytes: int = 2 * 1024**3  # address space of the parsing process
+    # Shape of the text, checked in the child as it is read: a hostile file stops there.
+    max_columns: int = 1000  # CSV values per row
+    max_rows: int = 100_000  # CSV rows, JSONL records
+    max_cells: int = 2_000_000  # CSV values in all
+    max_line_chars: int = 200_000  # a line of extracted text, a CSV value, a JSONL record
+    max_json_depth: int = 32  # nesting of objects and arrays in a JSONL record
 
     def __post_init__(self) -> None:
-        if min(self.max_bytes, self.max_unzipped_bytes, self.memory_bytes) <= 0:
+        counts = (self.max_bytes, self.max_unzipped_bytes, self.memory_bytes, self.max_columns,
+                  self.max_rows, self.max_cells, self.max_line_chars, self.max_json_depth)
+        if min(counts) <= 0:
             raise ValueError("parse limits must be positive")
         if self.timeout_s <= 0:
             raise ValueError("timeout_s must be positive")
@@ -204,19 +243,36 @@ def parse_html(text: str) -> list[Page]:
     return [Page(None, normalise(soup.get_text("\n")))]
 
 
-def parse_csv(text: str) -> list[Page]:
+def parse_csv(text: str, limits: ParseLimits) -> list[Page]:
     """One line per row, each value labelled with its column, so a chunk stands on its own."""
     try:
         dialect = csv.Sniffer().sniff(text[:8192], delimiters=",;\t|")
     except csv.Error:
         dialect = csv.excel
-    rows = list(csv.reader(io.StringIO(text), dialect))
-    if not rows:
+    csv.field_size_limit(limits.max_line_chars)
+    header, lines, cells_seen = None, [], 0
+    try:
+        for number, row in enumerate(csv.reader(io.StringIO(text), dialect), start=1):
+            if len(row) > limits.max_columns:
+                raise TooManyColumns(f"row {number} has {len(row):,} columns; the limit is "
+                                     f"{limits.max_columns:,}")
+            if number > limits.max_rows + 1:  # the header is not a record
+                raise TooManyRows(f"the CSV has more than {limits.max_rows:,} rows")
+            cells_seen += len(row)
+            if cells_seen > limits.max_cells:
+                raise TooManyCells(f"the CSV has more than {limits.max_cells:,} values")
+            if header is None:
+                header = row
+                continue
+            cells = [f"{name}: {value}" for name, value in zip(header, row, strict=False) if value]
+            lines.append("; ".join(cells))
+    except csv.Error as error:
+        if "field limit" in str(error):
+            raise LineTooLong(f"a CSV value is longer than {limits.max_line_chars:,} "
+                              "characters") from None
+        raise CorruptFile(f"the CSV is malformed ({error})") from None
+    if header is None:
         return [Page(None, "")]
-    header, lines = rows[0], []
-    for row in rows[1:]:
-        cells = [f"{name}: {value}" for name, value in zip(header, row, strict=False) if value]
-        lines.append("; ".join(cells))
     return [Page(None, normalise("\n".join(lines) if lines else " ".join(header)))]
 
 
@@ -228,17 +284,53 @@ def flatten(value, prefix: str = "") -> list[str]:
     return [f"{prefix.rstrip('.')}: {value}" if prefix else str(value)]
 
 
-def parse_jsonl(text: str) -> list[Page]:
-    lines = []
+def depth(value) -> int:
+    """Nesting of dicts and lists, without recursion."""
+    deepest, stack = 0, [(value, 1)]
+    while stack:
+        item, level = stack.pop()
+        if isinstance(item, dict | list):
+            deepest = max(deepest, level)
+            stack += [(child, level + 1) for child in (
+                item.values() if isinstance(item, dict) else item)]
+    return deepest
+
+
+TOO_DEEP = object()
+
+
+def parse_jsonl(text: str, limits: ParseLimits) -> list[Page]:
+    lines, records = [], 0
     for number, line in enumerate(text.splitlines(), start=1):
         if not line.strip():
             continue
+        records += 1
+        if records > limits.max_rows:
+            raise TooManyRows(f"the file has more than {limits.max_rows:,} JSON records")
+        if len(line) > limits.max_line_chars:
+            raise LineTooLong(f"line {number} has {len(line):,} characters; the limit is "
+                              f"{limits.max_line_chars:,}")
         try:
             record = json.loads(line)
         except json.JSONDecodeError as error:
             raise CorruptFile(f"line {number} is not valid JSON ({error.msg})") from error
+        except RecursionError:  # nested past the interpreter's own limit
+            record = TOO_DEEP
+        if record is TOO_DEEP or depth(record) > limits.max_json_depth:
+            raise TooDeep(f"line {number} nests objects or arrays deeper than "
+                          f"{limits.max_json_depth} levels")
         lines.append("; ".join(flatten(record)))
     return [Page(None, normalise("\n".join(lines)))]
+
+
+def check_lines(pages: list[Page], limits: ParseLimits) -> None:
+    """A page line longer than the limit is a text without structure (or an attack)."""
+    for page in pages:
+        longest = max(map(len, page.text.split("\n")), default=0)
+        if longest > limits.max_line_chars:
+            where = f"page {page.number} has" if page.number else "the text has"
+            raise LineTooLong(f"{where} a line of {longest:,} characters without a break; the "
+                              f"limit is {limits.max_line_chars:,}")
 
 
 def parse_path(path: Path, kind: str, limits: ParseLimits) -> list[Page]:
@@ -249,10 +341,16 @@ def parse_path(path: Path, kind: str, limits: ParseLimits) -> list[Page]:
         pages = parse_docx(path, limits)
     else:
         text = decode_text(path.read_bytes())
-        parsers = {"text": lambda t: [Page(None, normalise(t))], "html": parse_html}
-        pages = {**parsers, "csv": parse_csv, "jsonl": parse_jsonl}[kind](text)
+        parsers = {
+            "text": lambda t: [Page(None, normalise(t))],
+            "html": parse_html,
+            "csv": lambda t: parse_csv(t, limits),
+            "jsonl": lambda t: parse_jsonl(t, limits),
+        }
+        pages = parsers[kind](text)
     if not any(page.text for page in pages):
         raise NoText("the file contains no extractable text (a scanned PDF needs OCR first)")
+    check_lines(pages, limits)
     return pages
 
 

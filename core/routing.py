@@ -1,24 +1,28 @@
 """Route each chat prompt to the adapter made for it: rules first, then embedding similarity.
 
 A rule route matches a keyword or regular expression (case-insensitive); rules are tried in
-the order they were added and the first match wins. A similarity route compares the prompt
-with the user turns its adapter was trained on (the run folder's train.jsonl): the score is
-the larger of the cosine to their centroid (the domain as a whole) and to the nearest one (a
-close match in a varied set), and the best score above its route's threshold wins.
+the order they were added and the first match wins. Patterns run on RE2, whose matching time is
+linear in the prompt, so no pattern can stall chat (catastrophic backtracking); features RE2
+lacks (back-references, look-around) are refused when the rule is created. A similarity route
+compares the prompt with the user turns its adapter was trained on (the run folder's
+train.jsonl): the score is the larger of the cosine to their centroid (the domain as a whole)
+and to the nearest one (a close match in a varied set), and the best score above its route's
+threshold wins.
 Nothing matching: the served model (promoted adapter or base).
 """
 
 from __future__ import annotations
 
-import re
 import threading
 import uuid
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime
+from functools import lru_cache
 from pathlib import Path
 
 import numpy as np
+import re2
 
 from core.errors import InvalidInput, NotFound, RefineryError
 from core.store.routing import RouteRecord, RoutingStore
@@ -30,6 +34,30 @@ MAX_PATTERNS = 50
 MAX_PATTERN_CHARS = 200
 MAX_TRAINING_PROMPTS = 500  # embedded once per adapter; enough to describe its domain
 SERVED = "served"
+RE2_MAX_MEM = 8 << 20  # bytes per compiled pattern; a pattern that needs more is refused
+
+
+def _options() -> re2.Options:
+    options = re2.Options()
+    options.case_sensitive = False
+    options.log_errors = False
+    options.max_mem = RE2_MAX_MEM
+    return options
+
+
+@lru_cache(maxsize=1024)
+def compile_pattern(pattern: str):
+    """The RE2 program of a rule pattern (case-insensitive); InvalidInput when RE2 cannot run it."""
+    try:
+        return re2.compile(pattern, _options())
+    except re2.error as error:
+        reason = error.args[0] if error.args else error
+        if isinstance(reason, bytes):
+            reason = reason.decode("utf-8", "replace")
+        raise InvalidInput(
+            f"pattern {pattern!r} is not a regular expression the router can run: {reason} "
+            "(rules use RE2 syntax: no back-references or look-around)"
+        ) from None
 
 
 @dataclass(frozen=True)
@@ -64,12 +92,7 @@ class RouteSpec:
         for pattern in patterns:
             if len(pattern) > MAX_PATTERN_CHARS:
                 raise InvalidInput(f"a pattern may have at most {MAX_PATTERN_CHARS} characters")
-            try:
-                re.compile(pattern)
-            except re.error as error:
-                raise InvalidInput(
-                    f"pattern {pattern!r} is not a regular expression: {error}"
-                ) from None
+            compile_pattern(pattern)
 
 
 def training_prompts(run_dir: str | None) -> list[str]:
@@ -130,7 +153,11 @@ class Router:
         for record in routes:
             if record.kind == "rule":
                 for pattern in record.patterns:
-                    if re.search(pattern, prompt, re.IGNORECASE):
+                    try:
+                        program = compile_pattern(pattern)
+                    except InvalidInput:  # stored before rules ran on RE2: it never matches
+                        continue
+                    if program.search(prompt):
                         return Route(record.model_id, f"rule:/{pattern}/")
         similar = [r for r in routes if r.kind == "similarity"]
         best = self._best_similar(prompt, similar) if similar else None

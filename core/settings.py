@@ -24,6 +24,7 @@ class Settings:
     max_upload_bytes: int = 50 * 1024 * 1024  # per uploaded document
     chunk_tokens: int = 200  # the embedding model reads at most 256 word pieces
     chunk_overlap: int = 40
+    max_chunks_per_file: int = 5000  # a file making more chunks fails (too_many_chunks)
     max_queue: int = 32  # generation requests allowed to wait; beyond it: 429 busy
     users_file: Path | None = None  # name -> password hash; login is on when users exist
     users_env: str | None = None  # the REFINERY_USERS value: "name:hash,name:hash" or JSON
@@ -33,7 +34,8 @@ class Settings:
     def __post_init__(self) -> None:
         if not 0 < self.port < 65536:
             raise ValueError(f"port must be 1-65535, got {self.port}")
-        for name in ("max_queue", "max_prompt_chars", "max_new_tokens_limit", "max_upload_bytes"):
+        for name in ("max_queue", "max_prompt_chars", "max_new_tokens_limit", "max_upload_bytes",
+                     "max_chunks_per_file"):
             if getattr(self, name) < 1:
                 raise ValueError(f"{name} must be at least 1, got {getattr(self, name)}")
         if self.device not in ("auto", "cpu", "cuda"):

@@ -151,7 +151,25 @@ def test_parser_time_and_memory_are_bounded(tmp_path):
         small.parse(path, "a.txt")
 
 
-def test_token_windows_overlap_and_keep_offsets(embedder):
+def test_chunks_keep_whole_sentences_page_numbers_and_exact_offsets(embedder):
+    chunker = Chunker(embedder.tokenizer_file)
+    sentences = [f"Rule {i}: the café in Zürich nº {i} opens at {i} o’clock — “sharp”."
+                 for i in range(60)]
+    pages = [Page(1, " ".join(sentences[:30])), Page(2, "\n\n".join(sentences[30:]))]
+    chunks = chunker.chunk(pages, ChunkSpec())  # the defaults: 200 tokens, 40 shared
+    assert {c.page for c in chunks} == {1, 2} and len(chunks) > 4
+    for chunk in chunks:
+        page = pages[chunk.page - 1]
+        assert page.text[chunk.char_start : chunk.char_end] == chunk.text
+        assert chunk.text.startswith("Rule ") and chunk.text.endswith("”.")
+        assert chunker.count_tokens(chunk.text) == chunk.token_count <= 200
+    for page, own_sentences in ((1, sentences[:30]), (2, sentences[30:])):
+        own = [c for c in chunks if c.page == page]
+        assert all(b.char_start < a.char_end for a, b in zip(own, own[1:], strict=False))
+        assert all(any(sentence in c.text for c in own) for sentence in own_sentences)
+
+
+def test_text_without_sentences_is_cut_between_words(embedder):
     chunker = Chunker(embedder.tokenizer_file)
     text = " ".join(f"word{i}" for i in range(200))
     chunks = chunker.chunk([Page(3, text)], ChunkSpec(size=40, overlap=10))

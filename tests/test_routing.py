@@ -4,6 +4,7 @@ choice and a running experiment come first, and the route is logged with the tur
 from __future__ import annotations
 
 import shutil
+from datetime import datetime
 
 import pytest
 
@@ -11,7 +12,7 @@ from core.chat import ChatRequest
 from core.errors import InvalidInput, NotFound
 from core.experiments import ExperimentSpec
 from core.generation import GenerationOptions
-from core.routing import RouteSpec
+from core.routing import RouteSpec, compile_pattern
 from core.training.events import write_jsonl
 from tests.tiny_adapters import make_tiny_adapter
 from ui.tabs.chat import metrics_line
@@ -130,6 +131,34 @@ def test_bad_routes_are_refused(adapters):
         adapters.routing.add(RouteSpec(model_id="invoices", kind="similarity"))
     with pytest.raises(NotFound):
         adapters.routing.remove("missing")
+
+
+HOSTILE = ("(a+)+$", "(a|aa)+$", r"(\w+\s?)*!$", "(x+x+)+y", "((a*)*b)*c$")
+
+
+def test_rule_patterns_run_on_re2_so_backtracking_cannot_stall_chat(adapters):
+    """Nested quantifiers that take exponential time on a backtracking engine either run on
+    RE2 (linear in the prompt) or are refused when the route is made."""
+    for pattern in HOSTILE:
+        assert type(compile_pattern(pattern)).__module__.startswith("re2")
+        adapters.routing.add(RouteSpec(model_id="invoices", kind="rule", patterns=(pattern,)))
+    prompt = "a" * 30_000 + " " + "x" * 30_000  # hours of backtracking for `re`
+    assert adapters.routing.route(prompt).reason == "served"
+    assert adapters.routing.route("a" * 5000).reason == "rule:/(a+)+$/"
+    for pattern in (r"(a)\1", "(?=a)", "(?<!a)b", "a{1000}{1000}"):
+        with pytest.raises(InvalidInput, match="RE2 syntax"):
+            RouteSpec(model_id="invoices", kind="rule", patterns=(pattern,))
+
+
+def test_a_stored_pattern_re2_cannot_run_is_skipped(adapters):
+    """A rule saved before rules ran on RE2 routes nothing instead of breaking chat."""
+    from core.store.routing import RouteRecord
+
+    adapters.routing.store.add(RouteRecord(id="old", model_id="cooking", kind="rule",
+                                           patterns=[r"(pie)\1"], threshold=None,
+                                           created_at=datetime.now()))
+    assert adapters.routing.route("piepie").reason != r"rule:/(pie)\1/"
+    assert adapters.routing.route("an invoice").reason == "rule:/invoice/"
 
 
 def test_routes_api_round_trip(client, adapters):

@@ -7,7 +7,6 @@ from typing import Literal
 
 from fastapi import APIRouter, Query, Request
 from pydantic import Field
-from starlette.concurrency import run_in_threadpool
 
 from core.api.chat import Strict, source_json
 from core.arena import CompareRequest
@@ -130,11 +129,10 @@ def build_arena_router(services: Services) -> APIRouter:
     router = APIRouter()
 
     @router.post("/compare")
-    async def compare(body: CompareBody, http: Request) -> dict:
+    def compare(body: CompareBody, http: Request) -> dict:  # sync: the whole route in the pool
         body.user = request_user(http, body.user)
         with services.admission.slot():
-            request = body.to_request(services.defaults.get())
-            update = await run_in_threadpool(services.arena.compare, request)
+            update = services.arena.compare(body.to_request(services.defaults.get()))
         record = update.comparison
         return {
             **comparison_json(services, record, reveal=not record.blind),

@@ -9,7 +9,7 @@ from typing import Literal
 from fastapi import APIRouter, Query, Request
 from fastapi.responses import StreamingResponse
 from pydantic import BaseModel, ConfigDict, Field
-from starlette.concurrency import iterate_in_threadpool, run_in_threadpool
+from starlette.concurrency import iterate_in_threadpool
 
 from core.auth import request_user
 from core.chat import ChatRequest, ChatUpdate
@@ -117,12 +117,12 @@ def build_chat_router(services: Services) -> APIRouter:
         }
 
     @router.post("/chat")
-    async def chat(body: ChatBody, http: Request):
+    def chat(body: ChatBody, http: Request):  # sync: checks read the registry, in the pool
         body.user = request_user(http, body.user)
         request = body.to_request(services.defaults.get())
         if not body.stream:
             with services.admission.slot():
-                return turn_json(await run_in_threadpool(services.chat.complete, request))
+                return turn_json(services.chat.complete(request))
         services.chat.check_model(request.model)
         services.chat.check_limits(request)
         services.admission.check()  # 429 before the stream starts; its place is taken inside

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import io
 from dataclasses import asdict
 from typing import Annotated
 
@@ -33,7 +34,8 @@ def build_documents_router(services: Services) -> APIRouter:
 
     @router.post("/documents")
     def upload(
-        files: Annotated[list[UploadFile], File()],
+        # A part without a file name arrives as a string; it fails alone instead of the upload.
+        files: Annotated[list[UploadFile | str], File()],
         chunk_tokens: Annotated[int | None, Form()] = None,
         chunk_overlap: Annotated[int | None, Form()] = None,
     ) -> dict:
@@ -42,7 +44,12 @@ def build_documents_router(services: Services) -> APIRouter:
             size=chunk_tokens or documents.spec.size,
             overlap=documents.spec.overlap if chunk_overlap is None else chunk_overlap,
         )
-        incoming = [IncomingFile(upload.filename or "unnamed", upload.file) for upload in files]
+        incoming = [
+            IncomingFile("", io.BytesIO(part.encode("utf-8")))
+            if isinstance(part, str)
+            else IncomingFile(part.filename or "", part.file)
+            for part in files
+        ]
         results = documents.ingest(incoming, spec=spec)
         return {
             "ingested": sum(result.ok for result in results),

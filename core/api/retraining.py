@@ -7,7 +7,6 @@ from datetime import datetime
 from typing import Literal
 
 from fastapi import APIRouter, Query
-from starlette.concurrency import run_in_threadpool
 
 from core.api.chat import Strict
 from core.retraining import RetrainingPolicy
@@ -65,9 +64,9 @@ def build_retraining_router(services: Services) -> APIRouter:
         return [cycle_json(services, cycle) for cycle in retraining.cycles(limit=limit)]
 
     @router.post("/run")
-    async def run(body: RunBody | None = None) -> dict:
+    def run(body: RunBody | None = None) -> dict:  # sync: the cycle and its evidence in the pool
         user = body.user if body else "anonymous"
-        outcome = await run_in_threadpool(retraining.run_now, datetime.now(), user=user)
+        outcome = retraining.run_now(datetime.now(), user=user)
         cycle = outcome["cycle"]
         return {**outcome, "cycle": cycle_json(services, cycle) if cycle else None}
 

@@ -7,7 +7,6 @@ from typing import Literal
 
 from fastapi import APIRouter
 from pydantic import BaseModel, ConfigDict, Field
-from starlette.concurrency import run_in_threadpool
 
 from core.routing import RouteSpec
 from core.services import Services
@@ -36,10 +35,10 @@ def build_routing_router(services: Services) -> APIRouter:
         return [asdict(route) for route in services.routing.list()]
 
     @router.post("/routes")
-    async def add_route(body: RouteBody) -> dict:
+    def add_route(body: RouteBody) -> dict:
         spec = RouteSpec(model_id=body.model, kind=body.kind, patterns=tuple(body.patterns),
-                         threshold=body.threshold)
-        return asdict(await run_in_threadpool(services.routing.add, spec))
+                         threshold=body.threshold)  # compiles the patterns: off the event loop
+        return asdict(services.routing.add(spec))
 
     @router.delete("/routes/{route_id}")
     def delete_route(route_id: str) -> dict:
@@ -47,9 +46,9 @@ def build_routing_router(services: Services) -> APIRouter:
         return {"deleted": route_id}
 
     @router.post("/routes/preview")
-    async def preview(body: PreviewBody) -> dict:
+    def preview(body: PreviewBody) -> dict:
         """Where a chat with this prompt would go, with no model chosen and no experiment."""
-        route = await run_in_threadpool(services.routing.preview, body.prompt)
+        route = services.routing.preview(body.prompt)
         return {"model": route.model_id, "reason": route.reason}
 
     return router

@@ -247,6 +247,19 @@ class DocumentStore:
         )
         return dict(rows)
 
+    def embeddings_of(self, ids: Sequence[str]) -> dict[str, np.ndarray]:
+        """id -> stored vector of these chunks."""
+        if not ids:
+            return {}
+        with self.db.transaction() as con:
+            table = con.execute(
+                f"SELECT id, embedding FROM chunks WHERE id IN ({', '.join('?' * len(ids))})",
+                list(ids),
+            ).to_arrow_table()
+        vectors = table.column("embedding").combine_chunks().flatten().to_numpy()
+        vectors = vectors.astype(np.float32, copy=False).reshape(-1, DIMENSIONS)
+        return dict(zip(table.column("id").to_pylist(), vectors, strict=True))
+
     def chunk_ids_of(self, document_id: str) -> list[str]:
         rows = self.db.fetch_all("SELECT id FROM chunks WHERE document_id = ?", [document_id])
         return [row[0] for row in rows]
