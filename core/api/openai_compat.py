@@ -19,7 +19,7 @@ from typing import Any
 from fastapi import APIRouter, Depends, Request
 from fastapi.responses import JSONResponse, StreamingResponse
 from pydantic import BaseModel, ConfigDict, Field
-from starlette.concurrency import iterate_in_threadpool, run_in_threadpool
+from starlette.concurrency import iterate_in_threadpool
 
 from core.api.errors import STATUS, openai_error
 from core.auth import request_user
@@ -222,7 +222,7 @@ def build_openai_router(services: Services) -> APIRouter:
         return {"object": "list", "data": entries}
 
     @router.post("/chat/completions")
-    async def chat_completions(body: CompletionBody, http: Request):
+    def chat_completions(body: CompletionBody, http: Request):  # sync: the route in the pool
         try:
             request = to_chat_request(body, services, request_user(http, body.user))
         except Unsupported as error:
@@ -233,7 +233,7 @@ def build_openai_router(services: Services) -> APIRouter:
         headers = {RESPONSE_ID_HEADER: request.response_id}
         if not body.stream:
             with services.admission.slot():
-                update = await run_in_threadpool(services.chat.complete, request)
+                update = services.chat.complete(request)
             return JSONResponse(completion_json(body.model, update), headers=headers)
         services.chat.check_model(request.model)
         services.chat.check_limits(request)
