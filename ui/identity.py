@@ -6,14 +6,15 @@ from __future__ import annotations
 
 import gradio as gr
 
-ANONYMOUS = "anonymous"
+from core.auth import session_user
+
 STORAGE_KEY = "refinery-user-name"
 
 
 def user_name(typed: str | None, request: gr.Request | None) -> str:
     """Who acts: the logged-in user, else the header's name, else "anonymous"."""
     login = getattr(request, "username", None) if request is not None else None
-    return login or (typed or "").strip()[:100] or ANONYMOUS
+    return session_user(login, (typed or "").strip()[:100])
 
 
 class Identity:

@@ -59,7 +59,7 @@ def build_app(services: Services) -> gr.Blocks:
         with gr.Tabs() as top:
             go, step = build_start_tab(services, live, blocks)
             build_documents_tab(services, live)
-            build_chat_tab(services)
+            build_chat_tab(services, user)
             with gr.Tab("Curate", id="stage-curate"), gr.Tabs() as stages["stage-curate"]:
                 selection = build_feedback_tab(services, live)
                 build_datasets_tab(services, live, selection)
@@ -70,7 +70,7 @@ def build_app(services: Services) -> gr.Blocks:
                 build_retriever_tab(services, live, user)
             with gr.Tab("Compare & evaluate", id="stage-compare"), \
                     gr.Tabs() as stages["stage-compare"]:
-                build_compare_tab(services)
+                build_compare_tab(services, user)
                 build_evaluate_tab(services, live)
                 build_knowledge_tab(services)
             with gr.Tab("Audit", id="stage-audit"), gr.Tabs() as stages["stage-audit"]:

@@ -142,7 +142,7 @@ class Loop:
 
     def rate(self, *, stars: int, thumb: str, correction: str = "", tags: str = "") -> str:
         panel = self.open_tab("Chat")
-        self.field(panel, "Your name (rater)").fill(self.user)
+        self.set_user(self.user)
         self.radios(panel, "Stars").get_by_role("radio", name=str(stars), exact=True).check()
         self.radios(panel, "Thumb").get_by_role("radio", name=thumb, exact=True).check()
         self.field(panel, "Tags (comma-separated)").fill(tags)

@@ -7,22 +7,17 @@ import uuid
 
 import gradio as gr
 
-from core.auth import session_user
 from core.chat import ChatRequest
 from core.errors import RefineryError
 from core.feedback import Feedback, parse_tags
 from core.generation import GenerationOptions
 from core.grounding import mark_citations
 from core.services import Services
+from ui.identity import user_name
 from ui.markup import as_text, as_text_messages, short_id, short_model, sources_markdown
 
 STARS = ["1", "2", "3", "4", "5"]
 NO_SOURCES = "_Sources of the selected answer appear here when it was grounded on documents._"
-
-
-def user_of(request: gr.Request, typed: str | None) -> str:
-    """Who this session acts as: the one place the Chat and Compare tabs ask."""
-    return session_user(request.username, typed)
 
 
 def new_conversation() -> dict:
@@ -84,7 +79,7 @@ def model_choices(services: Services) -> list[tuple[str, str]]:
     return [("auto (route)", ""), (f"base: {services.models.name}", "base"), *adapters]
 
 
-def build_chat_tab(services: Services) -> None:
+def build_chat_tab(services: Services, user: gr.Textbox) -> None:
     stops: dict[str, threading.Event] = {}
 
     with gr.Tab("Chat", id="chat"):
@@ -113,7 +108,6 @@ def build_chat_tab(services: Services) -> None:
                 cited = gr.Markdown(NO_SOURCES, label="Cited sources", container=True,
                                     elem_id="chat-sources")
             with gr.Column(scale=1):
-                user = gr.Textbox(label="Your name (rater)", value="anonymous")
                 model_choice = gr.Dropdown(
                     model_choices(services), value="",
                     label="Model (auto: a matching route, else the promoted one)",
@@ -174,7 +168,7 @@ def build_chat_tab(services: Services) -> None:
                     max_new_tokens=int(max_new), temperature=float(temp), top_p=float(top)
                 ),
                 conversation_id=conv["id"],
-                user=user_of(request, rater),
+                user=user_name(rater, request),
                 model=model or None,
                 use_documents=bool(grounded),
             )
@@ -199,7 +193,7 @@ def build_chat_tab(services: Services) -> None:
         conv["selected"] = index
         yield (
             shown_messages(conv), "", metrics_line(update.turn, update.notice), conv,
-            *form(conv, user_of(request, rater)),
+            *form(conv, user_name(rater, request)),
         )
 
     def stop_generation(request: gr.Request):
@@ -215,7 +209,7 @@ def build_chat_tab(services: Services) -> None:
         if index not in conv["reply_ids"]:
             return conv, *(gr.update(),) * 7
         conv["selected"] = index
-        return conv, *form(conv, user_of(request, rater))
+        return conv, *form(conv, user_name(rater, request))
 
     def store(conv, rater, **fields) -> str:
         index = conv["selected"]
@@ -234,7 +228,7 @@ def build_chat_tab(services: Services) -> None:
     ):
         return store(
             conv,
-            user_of(request, rater),
+            user_name(rater, request),
             rating=int(star) if star else None,
             thumb=thumb_value or None,
             tags=parse_tags(tag_text or ""),
@@ -247,7 +241,7 @@ def build_chat_tab(services: Services) -> None:
         if index not in conv["reply_ids"] or data.liked not in (True, False):
             return conv, *(gr.update(),) * 7
         conv["selected"] = index
-        rater = user_of(request, rater)
+        rater = user_name(rater, request)
         status = store(conv, rater, thumb="up" if data.liked else "down")
         return conv, *form(conv, rater, status)
 

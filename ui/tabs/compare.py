@@ -14,8 +14,8 @@ from core.generation import GenerationOptions
 from core.grounding import mark_citations
 from core.services import Services
 from ui.charts import leaderboard_figure, win_rate_figure
+from ui.identity import user_name
 from ui.markup import as_text, short_id, short_model, sources_markdown
-from ui.tabs.chat import user_of
 from ui.tabs.knowledge import scores_markdown
 
 STARS = ["1", "2", "3", "4", "5"]
@@ -107,7 +107,7 @@ def knowledge_line(services: Services, model_a, model_b) -> None:
     model_b.change(line, [model_a, model_b], view)
 
 
-def build_compare_tab(services: Services) -> None:
+def build_compare_tab(services: Services, user: gr.Textbox) -> None:
     stops: dict[str, threading.Event] = {}
     choices = services.arena.resolver.choices
 
@@ -118,7 +118,6 @@ def build_compare_tab(services: Services) -> None:
             model_b = gr.Dropdown(choices(), value="base+fewshot", label="Model B",
                                   allow_custom_value=True)
             blind = gr.Checkbox(True, label="Blind (hide which side is which until you vote)")
-            user = gr.Textbox("anonymous", label="Your name")
             refresh = gr.Button("↻ Models", scale=0)
         knowledge_line(services, model_a, model_b)
         prompt = gr.Textbox(label="Prompt", lines=2, placeholder="One prompt, two answers")
@@ -179,7 +178,7 @@ def build_compare_tab(services: Services) -> None:
         blank = ("", "", "", "", "### Left", "### Right")
         try:
             ask = CompareRequest(prompt=text, model_a=a or "", model_b=b or "", blind=is_blind,
-                                 user=user_of(request, name), use_documents=bool(grounded),
+                                 user=user_name(name, request), use_documents=bool(grounded),
                                  system_prompt=(system_text or "").strip() or None,
                                  options=GenerationOptions(max_new_tokens=int(tokens),
                                                            temperature=float(temp)))
@@ -221,7 +220,7 @@ def build_compare_tab(services: Services) -> None:
             if not current:
                 return "⚠️ Compare first."
             try:
-                rater = user_of(request, name)
+                rater = user_name(name, request)
                 services.feedback.rate(Feedback(response_id=current[side], user=rater,
                                                 rating=int(star) if star else None,
                                                 thumb=thumb_value or None))
@@ -235,7 +234,7 @@ def build_compare_tab(services: Services) -> None:
             if not current:
                 return "⚠️ Compare first.", gr.update(), gr.update()
             try:
-                voter = user_of(request, name)
+                voter = user_name(name, request)
                 record = services.arena.vote(current["id"], VOTES[label], voter=voter)
             except RefineryError as error:
                 return f"⚠️ {as_text(error.message)}", gr.update(), gr.update()
@@ -259,7 +258,7 @@ def build_compare_tab(services: Services) -> None:
     def do_promote(who, against, a_level, votes_needed, name, request: gr.Request):
         try:
             services.arena.promote(who or "", against or "",
-                                   user=user_of(request, name),
+                                   user=user_name(name, request),
                                    alpha=float(a_level), min_votes=int(votes_needed))
             message = f"✅ Promoted **{who}**: the Chat tab now serves it."
         except RefineryError as error:
@@ -268,7 +267,7 @@ def build_compare_tab(services: Services) -> None:
 
     def do_rollback(name, request: gr.Request):
         try:
-            row = services.arena.rollback(user=user_of(request, name))
+            row = services.arena.rollback(user=user_name(name, request))
             message = f"↩️ Rolled back **{row['previous']}**; now serving **{row['model']}**."
         except RefineryError as error:
             message = f"⚠️ {as_text(error.message)}"
