@@ -15,6 +15,7 @@ def create_app(services):
     from fastapi import FastAPI
 
     from core.api import build_api, install_error_handlers
+    from core.api.origin import SameOrigin
     from core.metrics import install_metrics
     from core.services import VERSION
     from ui.layout import build_app
@@ -26,7 +27,7 @@ def create_app(services):
     blocks = build_app(services)
     blocks.queue(default_concurrency_limit=4, max_size=services.settings.max_queue)
     login = services.auth.verify_async if services.auth.enabled else None  # Gradio's login page
-    return gr.mount_gradio_app(
+    gr.mount_gradio_app(
         app,
         blocks,
         path="/",
@@ -34,6 +35,10 @@ def create_app(services):
         auth_message="Log in to Refinery",
         max_file_size=services.settings.max_upload_bytes,
     )
+    settings = services.settings
+    # Outermost: a cross-site or foreign-host request is refused before any route sees it
+    app.add_middleware(SameOrigin, allowed_hosts=(settings.host, *settings.allowed_hosts))
+    return app
 
 
 def serve(settings: Settings) -> None:
