@@ -6,10 +6,11 @@ from dataclasses import asdict
 from datetime import datetime
 from typing import Literal
 
-from fastapi import APIRouter, Query
+from fastapi import APIRouter, Query, Request
 from starlette.concurrency import run_in_threadpool
 
 from core.api.chat import Strict
+from core.auth import request_user
 from core.retraining import RetrainingPolicy
 from core.services import Services
 from core.store.retraining import CycleRecord
@@ -51,10 +52,10 @@ def build_retraining_router(services: Services) -> APIRouter:
         return retraining.policy().to_dict()
 
     @router.put("/policy")
-    def put_policy(body: PolicyBody) -> dict:
+    def put_policy(body: PolicyBody, http: Request) -> dict:
         changes = body.model_dump(exclude_unset=True, exclude={"user"})
         merged = RetrainingPolicy.from_dict({**retraining.policy().to_dict(), **changes})
-        return retraining.set_policy(merged, user=body.user).to_dict()
+        return retraining.set_policy(merged, user=request_user(http, body.user)).to_dict()
 
     @router.get("/actions")
     def actions(limit: int = Query(50, ge=1, le=1000)) -> list[dict]:
@@ -65,8 +66,8 @@ def build_retraining_router(services: Services) -> APIRouter:
         return [cycle_json(services, cycle) for cycle in retraining.cycles(limit=limit)]
 
     @router.post("/run")
-    async def run(body: RunBody | None = None) -> dict:
-        user = body.user if body else "anonymous"
+    async def run(http: Request, body: RunBody | None = None) -> dict:
+        user = request_user(http, body.user if body else None)
         outcome = await run_in_threadpool(retraining.run_now, datetime.now(), user=user)
         cycle = outcome["cycle"]
         return {**outcome, "cycle": cycle_json(services, cycle) if cycle else None}

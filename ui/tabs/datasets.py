@@ -17,6 +17,7 @@ from core.datasets import BuildSpec
 from core.errors import RefineryError
 from core.services import Services
 from core.store.curation import CurationFilter
+from ui.uploads import UploadedFile
 
 PREVIEW_ROWS = 50
 KIND_HELP = {
@@ -131,7 +132,8 @@ def build_datasets_tab(services: Services, selection: gr.State | None = None) ->
             download = gr.File(label="Export", interactive=False)
         formats = "OpenAI chat JSONL, Alpaca JSON, CSV with prompt/response, Parquet"
         with gr.Accordion(f"Import ({formats})", open=False):
-            upload = gr.File(file_types=[".jsonl", ".json", ".csv", ".parquet"], type="filepath")
+            upload = UploadedFile(file_types=[".jsonl", ".json", ".csv", ".parquet"],
+                                  type="filepath")
             import_name = gr.Textbox(label="Name (default: the file name)")
             import_button = gr.Button("Import")
             imported = gr.Markdown()
