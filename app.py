@@ -15,12 +15,16 @@ def create_app(services):
     from fastapi import FastAPI
 
     from core.api import build_api, install_error_handlers
+    from core.api.docs import docs_urls, install_guarded_docs
     from core.api.origin import SameOrigin
+    from core.api.throttle import LoginThrottle, ThrottleLogins
     from core.metrics import install_metrics
     from core.services import VERSION
     from ui.layout import build_app
 
-    app = FastAPI(title="Refinery", version=VERSION)
+    auth = services.auth
+    app = FastAPI(title="Refinery", version=VERSION, **docs_urls(auth))
+    install_guarded_docs(app, auth)
     install_error_handlers(app)
     install_metrics(app, services)  # GET /metrics, and every request counted and timed
     app.include_router(build_api(services))
@@ -36,6 +40,8 @@ def create_app(services):
         max_file_size=services.settings.max_upload_bytes,
     )
     settings = services.settings
+    if auth.enabled:  # both login doors (API Basic, the UI's /login) slow down guessing
+        app.add_middleware(ThrottleLogins, throttle=LoginThrottle())
     # Outermost: a cross-site or foreign-host request is refused before any route sees it
     app.add_middleware(SameOrigin, allowed_hosts=(settings.host, *settings.allowed_hosts))
     return app
