@@ -36,7 +36,7 @@ class LoginThrottle:
         """Seconds until these keys may try again (0: now)."""
         now = self.clock()
         with self._lock:
-            return max((self._failures.get(k, (0, 0.0))[1] - now for k in keys), default=0.0)
+            return max([self._failures.get(k, (0, now))[1] - now for k in keys] + [0.0])
 
     def failed(self, keys: list[str]) -> None:
         now = self.clock()

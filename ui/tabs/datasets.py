@@ -17,7 +17,7 @@ from core.datasets import BuildSpec
 from core.errors import RefineryError
 from core.services import Services
 from core.store.curation import CurationFilter
-from ui.uploads import UploadedFile
+from ui.uploads import uploaded_file
 
 PREVIEW_ROWS = 50
 KIND_HELP = {
@@ -36,7 +36,7 @@ def datasets_frame(services: Services) -> pd.DataFrame:
             "kind": d.kind,
             "train": d.train_count,
             "validation": d.validation_count,
-            "created_at": d.created_at,
+            "created_at": str(d.created_at)[:19],
             "id": d.id,
         }
         for d in services.datasets.list()
@@ -132,8 +132,8 @@ def build_datasets_tab(services: Services, selection: gr.State | None = None) ->
             download = gr.File(label="Export", interactive=False)
         formats = "OpenAI chat JSONL, Alpaca JSON, CSV with prompt/response, Parquet"
         with gr.Accordion(f"Import ({formats})", open=False):
-            upload = UploadedFile(file_types=[".jsonl", ".json", ".csv", ".parquet"],
-                                  type="filepath")
+            upload = uploaded_file(file_types=[".jsonl", ".json", ".csv", ".parquet"],
+                                   type="filepath")
             import_name = gr.Textbox(label="Name (default: the file name)")
             import_button = gr.Button("Import")
             imported = gr.Markdown()

@@ -12,7 +12,7 @@ from core.document_service import IncomingFile
 from core.documents import SUFFIXES
 from core.errors import RefineryError
 from core.services import Services
-from ui.uploads import UploadedFile
+from ui.uploads import uploaded_file
 
 DOCUMENT_COLUMNS = [
     "name", "kind", "pages", "chunks", "duplicates", "chunk_tokens", "chunk_overlap",
@@ -52,7 +52,7 @@ def build_documents_tab(services: Services) -> None:
     with gr.Tab("Documents", id="documents"):
         with gr.Row():
             with gr.Column(scale=2):
-                files = UploadedFile(
+                files = uploaded_file(
                     label=f"Files ({', '.join(sorted(SUFFIXES))})",
                     file_count="multiple",
                     file_types=sorted(SUFFIXES),

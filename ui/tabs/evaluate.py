@@ -13,7 +13,7 @@ from core.evaluation import EvalRequest, before_after, read_eval_file
 from core.experiments import ExperimentSpec
 from core.services import Services
 from ui.charts import evaluation_figure, experiment_figure
-from ui.uploads import UploadedFile
+from ui.uploads import uploaded_file
 
 ARM_COLUMNS = ["arm", "model", "turns", "rated_turns", "mean_stars", "thumbs_up",
                "thumbs_down", "thumbs_up_rate", "mean_latency_ms"]
@@ -48,7 +48,7 @@ def build_evaluate_tab(services: Services) -> None:
                                  label="Models (first = before, last = after)",
                                  allow_custom_value=True)
             dataset = gr.Dropdown(dataset_choices(services), label="Dataset (validation split)")
-            upload = UploadedFile(
+            upload = uploaded_file(
                 label="…or an evaluation set (.jsonl/.json/.csv: prompt, reference)",
                 file_types=[".jsonl", ".json", ".csv"])
             refresh = gr.Button("↻", scale=0)
