@@ -17,6 +17,7 @@ def create_app(services):
     from core.api import build_api, install_error_handlers
     from core.api.docs import docs_urls, install_guarded_docs
     from core.api.origin import SameOrigin
+    from core.api.surrogates import RefuseLoneSurrogates
     from core.api.throttle import LoginThrottle, ThrottleLogins
     from core.metrics import install_metrics
     from core.services import VERSION
@@ -40,6 +41,7 @@ def create_app(services):
         max_file_size=services.settings.max_upload_bytes,
     )
     settings = services.settings
+    app.add_middleware(RefuseLoneSurrogates)
     if auth.enabled:  # both login doors (API Basic, the UI's /login) slow down guessing
         app.add_middleware(ThrottleLogins, throttle=LoginThrottle())
     # Outermost: a cross-site or foreign-host request is refused before any route sees it

@@ -320,3 +320,133 @@ def rows_of(body) -> list[dict]:
     if isinstance(body, list):
         return body
     return next(v for v in body.values() if isinstance(v, list))
+
+
+# ---- bad input is a 4xx -------------------------------------------------------------------
+
+def request_schemas(spec: dict):
+    """(where, schema) of every value a request can carry: query parameters and every
+    property of every request body, nested models included."""
+    schemas = spec["components"]["schemas"]
+    seen: set[str] = set()
+
+    def walk(schema: dict, where: str):
+        if "$ref" in schema:
+            name = schema["$ref"].rsplit("/", 1)[1]
+            if name not in seen:
+                seen.add(name)
+                yield from walk(schemas[name], name)
+            return
+        for option in schema.get("anyOf", []) + schema.get("allOf", []):
+            yield from walk(option, where)
+        yield where, schema
+        for name, prop in schema.get("properties", {}).items():
+            yield from walk(prop, f"{where}.{name}")
+        if isinstance(schema.get("items"), dict):
+            yield from walk(schema["items"], f"{where}[]")
+        if isinstance(schema.get("additionalProperties"), dict):
+            yield from walk(schema["additionalProperties"], f"{where}.*")
+
+    for path, operations in spec["paths"].items():
+        for method, operation in operations.items():
+            for parameter in operation.get("parameters", []):
+                if parameter["in"] == "query":  # path segments are bounded by the URL limit
+                    yield from walk(parameter["schema"], f"{method} {path}?{parameter['name']}")
+            for content in operation.get("requestBody", {}).get("content", {}).values():
+                yield from walk(content["schema"], f"{method} {path}")
+
+
+def test_every_string_and_integer_a_request_carries_is_bounded(client):
+    unbounded = []
+    for where, schema in request_schemas(client.app.openapi()):
+        kind = schema.get("type")
+        # uploaded files are bounded by --max-upload-mb
+        bounds = {"maxLength", "enum", "format", "const", "contentMediaType"}
+        if kind == "string" and not bounds & set(schema):
+            unbounded.append((where, "string without maxLength"))
+        if kind == "integer" and not {"minimum", "maximum"} <= set(schema):
+            unbounded.append((where, "integer without minimum and maximum"))
+    assert unbounded == []
+
+
+def int_inputs(spec: dict) -> list[tuple[str, str, str, str]]:
+    """(method, path, where, name) of every integer a route takes in its query or at the top
+    of its JSON body."""
+    schemas = spec["components"]["schemas"]
+    found = []
+    for path, operations in spec["paths"].items():
+        for method, operation in operations.items():
+            for parameter in operation.get("parameters", []):
+                options = parameter["schema"].get("anyOf", [parameter["schema"]])
+                if parameter["in"] == "query" and any(o.get("type") == "integer"
+                                                      for o in options):
+                    found.append((method, path, "query", parameter["name"]))
+            body = operation.get("requestBody", {}).get("content", {})
+            reference = body.get("application/json", {}).get("schema", {})
+            for option in reference.get("anyOf", [reference]):
+                if "$ref" not in option:
+                    continue
+                model = schemas[option["$ref"].rsplit("/", 1)[1]]
+                for name, prop in model.get("properties", {}).items():
+                    if any(o.get("type") == "integer" for o in prop.get("anyOf", [prop])):
+                        found.append((method, path, "json", name))
+    return found
+
+
+def test_integers_beyond_the_database_range_are_refused(client):
+    found = int_inputs(client.app.openapi())
+    assert {("get", "/api/v1/drift", "query", "window"),
+            ("get", "/api/v1/interactions", "query", "offset"),
+            ("get", "/api/v1/feedback/rated", "query", "page")} <= set(found)
+    for method, path, where, name in found:
+        for huge in (2**63, 10**30, -(2**63) - 1):
+            if where == "query":
+                reply = client.request(method.upper(), concrete(path), params={name: huge})
+            else:
+                reply = client.request(method.upper(), concrete(path), json={name: huge})
+            assert reply.status_code in (400, 422), (method, path, name, reply.text)
+            assert reply.json()["error"]
+
+
+def json_text_routes(spec: dict) -> list[tuple[str, str, str]]:
+    """(method, path, field) of every JSON body with a top-level text field."""
+    schemas = spec["components"]["schemas"]
+    found = []
+    for path, operations in spec["paths"].items():
+        for method, operation in operations.items():
+            schema = operation.get("requestBody", {}).get("content", {}).get(
+                "application/json", {}).get("schema", {})
+            for option in schema.get("anyOf", [schema]):
+                if "$ref" in option:
+                    model = schemas[option["$ref"].rsplit("/", 1)[1]]
+                    texts = [n for n, p in model.get("properties", {}).items()
+                             if any(o.get("type") == "string" and "enum" not in o
+                                    for o in p.get("anyOf", [p]))]
+                    if texts:
+                        found.append((method, path, texts[0]))
+    return found
+
+
+def test_lone_surrogates_are_refused_everywhere(client):
+    found = json_text_routes(client.app.openapi())
+    assert ("post", "/api/v1/chat", "prompt") in found
+    for method, path, name in found:
+        raw = '{"' + name + '": "half \\ud83d of an emoji"}'
+        reply = client.request(method.upper(), concrete(path), content=raw,
+                               headers={"content-type": "application/json"})
+        assert reply.status_code == 400, (method, path, reply.text)
+        assert "surrogate" in reply.json()["error"]
+    paired = client.post("/api/v1/search", content='{"query": "\\ud83d\\ude00", "k": 1}',
+                         headers={"content-type": "application/json"})
+    assert paired.status_code == 200, paired.text  # a whole pair is an ordinary emoji
+    started = client.post("/gradio_api/call/respond", content='{"data": ["\\udc00"]}',
+                          headers={"content-type": "application/json"})
+    assert started.status_code == 400  # the UI's endpoints too
+
+
+def test_a_huge_correction_is_refused(client, services):
+    turn = client.post("/api/v1/chat", json={"prompt": "hi", "max_new_tokens": 1}).json()
+    reply = client.post("/api/v1/feedback", json={"response_id": turn["response_id"],
+                                                  "rating": 2, "correction": "x" * 5_000_000})
+    assert reply.status_code == 422 and "correction" in str(reply.json()["detail"])
+    assert services.log.get_rating(turn["response_id"], "anonymous") is None
