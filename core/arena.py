@@ -327,11 +327,13 @@ class ArenaService:
         alpha: float | None = None,
         min_votes: int | None = None,
     ) -> dict:
+        # the names are checked (paths through the allowed folders) before anything else
+        resolved = {n: self.resolver.resolve(n) for n in (challenger, incumbent) if n != FEWSHOT}
+        if challenger == FEWSHOT or resolved[challenger].adapter_dir is None:
+            raise InvalidInput(f"{challenger!r} is not an adapter; only adapters can be promoted")
         gate = self.gate(challenger, incumbent, alpha=alpha, min_votes=min_votes)
         if not gate.allowed:
             raise Conflict(f"cannot promote {challenger}: {gate.reason}")
-        if challenger == FEWSHOT or self.resolver.resolve(challenger).adapter_dir is None:
-            raise InvalidInput(f"{challenger!r} is not an adapter; only adapters can be promoted")
         if self.registry is None:
             raise InvalidInput("there is no model registry to promote into")
         self.registry.promote(challenger, user=user)

@@ -450,3 +450,86 @@ def test_a_huge_correction_is_refused(client, services):
                                                   "rating": 2, "correction": "x" * 5_000_000})
     assert reply.status_code == 422 and "correction" in str(reply.json()["detail"])
     assert services.log.get_rating(turn["response_id"], "anonymous") is None
+
+
+# ---- every field naming a model, adapter or folder is checked ----------------------------
+
+NAMES_A_MODEL = re.compile(r"model|adapter|folder|path|dir|retriever|challenger|incumbent")
+# TrainingSpec options travel in a free-form `config` object: the ones that name folders
+CONFIG_PATH_KEYS = ("base_model", "init_adapter")
+
+
+def model_fields(spec: dict) -> list[tuple[str, str, str, bool]]:
+    """(method, path, field, is a list) of every JSON body field that names a model, adapter
+    or folder (`config.<key>` for the training options)."""
+    schemas = spec["components"]["schemas"]
+    found = []
+    for path, operations in spec["paths"].items():
+        for method, operation in operations.items():
+            schema = operation.get("requestBody", {}).get("content", {}).get(
+                "application/json", {}).get("schema", {})
+            for option in schema.get("anyOf", [schema]):
+                if "$ref" not in option:
+                    continue
+                model = schemas[option["$ref"].rsplit("/", 1)[1]]
+                for name, prop in model.get("properties", {}).items():
+                    kinds = prop.get("anyOf", [prop])
+                    texts = [k for k in kinds if k.get("type") == "string" and "enum" not in k]
+                    lists = [k for k in kinds if k.get("items", {}).get("type") == "string"]
+                    if NAMES_A_MODEL.search(name) and (texts or lists):
+                        found.append((method, path, name, not texts))
+                    if name == "config":
+                        found += [(method, path, f"config.{key}", False)
+                                  for key in CONFIG_PATH_KEYS]
+    return found
+
+
+def filled(model: dict, schemas: dict) -> dict:
+    """Plausible values for a body's required fields, so only the field under test is bad."""
+    return {name: plausible(name, model["properties"][name], schemas)
+            for name in model.get("required", [])}
+
+
+def plausible(name: str, schema: dict, schemas: dict):
+    kind = schema.get("anyOf", [schema])[0]
+    if "$ref" in kind:
+        return filled(schemas[kind["$ref"].rsplit("/", 1)[1]], schemas)
+    if "enum" in kind:
+        return kind["enum"][0]
+    if kind.get("type") == "array":
+        return [plausible(name, kind.get("items", {}), schemas)] * kind.get("minItems", 0)
+    if NAMES_A_MODEL.search(name):
+        return "base"
+    return {"string": "hello", "integer": 1, "number": 0.5, "boolean": True,
+            "object": {}}.get(kind.get("type"), "hello")
+
+
+def test_every_field_naming_a_model_or_folder_is_checked_first(client, services):
+    spec = client.app.openapi()
+    schemas = spec["components"]["schemas"]
+    found = model_fields(spec)
+    assert {("post", "/api/v1/training/searches", "config.base_model", False),
+            ("post", "/api/v1/chat", "model", False),
+            ("post", "/api/v1/fairness", "base_model", False)} <= set(found)
+    db = services.settings.db_path
+    bad = ["/etc", "/usr/lib", str(db), str(db.parent / ".." / ".."), "~", "~/models",
+           "file:///etc/passwd", "../../../../etc"]
+    for method, path, name, many in found:
+        operation = spec["paths"][path][method]
+        reference = operation["requestBody"]["content"]["application/json"]["schema"]
+        reference = next(o for o in reference.get("anyOf", [reference]) if "$ref" in o)
+        template = filled(schemas[reference["$ref"].rsplit("/", 1)[1]], schemas)
+        for value in bad:
+            body = dict(template)
+            if name.startswith("config."):
+                body["config"] = {name.removeprefix("config."): value}
+                body["train"] = ([{"query": "a", "positive": "b", "negatives": ["c"]}] * 4
+                                 if "retrievers" in path else
+                                 [{"prompt": "a", "response": "b"}] * 4)
+            else:
+                body[name] = [value] if many else value
+            reply = client.request(method.upper(), concrete(path), json=body)
+            assert reply.status_code in (400, 404, 409), (path, name, value, reply.text)
+            if name.startswith("config.") or path == "/api/v1/chat":  # refused for the path
+                assert value in reply.json()["error"], (path, name, value, reply.json())
+    assert services.searches.list() == [] and services.training.list() == []
