@@ -6,9 +6,11 @@ import json
 
 
 def gradio_call(client, api_name: str, data: list) -> tuple[str, object]:
-    """(event, payload) of one call: event is "complete" or "error"."""
+    """(event, payload) of one call: event is "complete" or "error" (or "refused" with the
+    JSON error when the request itself is refused)."""
     started = client.post(f"/gradio_api/call/{api_name.lstrip('/')}", json={"data": data})
-    assert started.status_code == 200, started.text
+    if started.status_code != 200:
+        return "refused", started.json()
     event_id = started.json()["event_id"]
     stream = client.get(f"/gradio_api/call/{api_name.lstrip('/')}/{event_id}")
     event, payload = "", None
@@ -24,8 +26,3 @@ def gradio_call(client, api_name: str, data: list) -> tuple[str, object]:
 def endpoints(client) -> dict[str, dict]:
     """The UI's named endpoints as Gradio describes them."""
     return client.get("/gradio_api/info").json()["named_endpoints"]
-
-
-def file_inputs(endpoint: dict) -> list[int]:
-    return [i for i, p in enumerate(endpoint["parameters"]) if p["component"] in
-            ("File", "Uploadedfile", "UploadedFile", "UploadButton", "Image", "Audio", "Video")]
