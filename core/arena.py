@@ -24,6 +24,7 @@ from core.modelspec import (
     ModelResolver,
     ResolvedModel,
 )
+from core.paths import looks_like_path
 from core.stats import Rating, bradley_terry_ratings, sign_test, wilson_interval
 from core.store.arena import ArenaStore, ComparisonRecord
 from core.store.chatlog import ChatLog, TurnRecord
@@ -327,13 +328,15 @@ class ArenaService:
         alpha: float | None = None,
         min_votes: int | None = None,
     ) -> dict:
-        # the names are checked (paths through the allowed folders) before anything else
-        resolved = {n: self.resolver.resolve(n) for n in (challenger, incumbent) if n != FEWSHOT}
-        if challenger == FEWSHOT or resolved[challenger].adapter_dir is None:
-            raise InvalidInput(f"{challenger!r} is not an adapter; only adapters can be promoted")
+        # names given as paths go through the allowed-folders check before anything else
+        for name in (challenger, incumbent):
+            if looks_like_path(name):
+                self.resolver.resolve(name)
         gate = self.gate(challenger, incumbent, alpha=alpha, min_votes=min_votes)
         if not gate.allowed:
             raise Conflict(f"cannot promote {challenger}: {gate.reason}")
+        if challenger == FEWSHOT or self.resolver.resolve(challenger).adapter_dir is None:
+            raise InvalidInput(f"{challenger!r} is not an adapter; only adapters can be promoted")
         if self.registry is None:
             raise InvalidInput("there is no model registry to promote into")
         self.registry.promote(challenger, user=user)
