@@ -15,11 +15,17 @@ def create_app(services):
     from fastapi import FastAPI
 
     from core.api import build_api, build_openai_router, install_error_handlers
+    from core.api.docs import docs_urls, install_guarded_docs
+    from core.api.origin import SameOrigin
+    from core.api.surrogates import RefuseLoneSurrogates
+    from core.api.throttle import LoginThrottle, ThrottleLogins
     from core.metrics import install_metrics
     from core.services import VERSION
     from ui.layout import HEAD, STYLE, build_app
 
-    app = FastAPI(title="Refinery", version=VERSION)
+    auth = services.auth
+    app = FastAPI(title="Refinery", version=VERSION, **docs_urls(auth))
+    install_guarded_docs(app, auth)
     install_error_handlers(app)
     install_metrics(app, services)  # GET /metrics, and every request counted and timed
     app.include_router(build_api(services))
@@ -27,7 +33,7 @@ def create_app(services):
     blocks = build_app(services)
     blocks.queue(default_concurrency_limit=4, max_size=services.settings.max_queue)
     login = services.auth.verify_async if services.auth.enabled else None  # Gradio's login page
-    return gr.mount_gradio_app(
+    gr.mount_gradio_app(
         app,
         blocks,
         path="/",
@@ -37,6 +43,13 @@ def create_app(services):
         css_paths=[STYLE],
         head=HEAD,
     )
+    settings = services.settings
+    app.add_middleware(RefuseLoneSurrogates)
+    if auth.enabled:  # both login doors (API Basic, the UI's /login) slow down guessing
+        app.add_middleware(ThrottleLogins, throttle=LoginThrottle())
+    # Outermost: a cross-site or foreign-host request is refused before any route sees it
+    app.add_middleware(SameOrigin, allowed_hosts=(settings.host, *settings.allowed_hosts))
+    return app
 
 
 def serve(settings: Settings) -> None:

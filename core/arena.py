@@ -25,6 +25,7 @@ from core.modelspec import (
     ModelResolver,
     ResolvedModel,
 )
+from core.paths import looks_like_path
 from core.stats import bradley_terry_ratings, sign_test, wilson_interval
 from core.store.arena import ArenaStore, ComparisonRecord
 from core.store.chatlog import ChatLog, TurnRecord
@@ -370,6 +371,10 @@ class ArenaService:
         alpha: float | None = None,
         min_votes: int | None = None,
     ) -> dict:
+        # names given as paths go through the allowed-folders check before anything else
+        for name in (challenger, incumbent):
+            if looks_like_path(name):
+                self.resolver.resolve(name)
         gate = self.gate(challenger, incumbent, alpha=alpha, min_votes=min_votes)
         if not gate.allowed:
             raise Conflict(f"cannot promote {challenger}: {gate.reason}")

@@ -92,16 +92,32 @@ class Authenticator:
     _hasher: PasswordHasher = field(default_factory=PasswordHasher, repr=False)
     _key: bytes = field(default_factory=lambda: secrets.token_bytes(32), repr=False)
     _verified: dict[str, bytes] = field(default_factory=dict, repr=False)
+    _dummy: str | None = field(default=None, repr=False)
     _lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
 
     @property
     def enabled(self) -> bool:
         return bool(self.users)
 
+    def _dummy_hash(self) -> str:
+        """A hash with the users' argon2 parameters, checked for unknown names: refusing
+        an unknown name then costs what refusing a known one does (no user enumeration)."""
+        with self._lock:
+            if self._dummy is None:
+                params = extract_parameters(next(iter(self.users.values())))
+                self._dummy = PasswordHasher.from_parameters(params).hash(secrets.token_hex(16))
+            return self._dummy
+
     def verify(self, name: str, password: str) -> bool:
         """Gradio's auth callable as well: (username, password) -> bool."""
+        if not isinstance(password, str) or not self.users:
+            return False
         digest = self.users.get(name)
-        if digest is None or not isinstance(password, str):
+        if digest is None:
+            try:
+                self._hasher.verify(self._dummy_hash(), password)
+            except (VerificationError, InvalidHashError):
+                pass
             return False
         token = hmac.new(self._key, f"{name}\0{password}".encode(), hashlib.sha256).digest()
         with self._lock:

@@ -7,6 +7,7 @@ symlinks out of the folder and NUL bytes all end in the same typed error.
 
 from __future__ import annotations
 
+import os
 import re
 from dataclasses import dataclass
 from pathlib import Path
@@ -49,6 +50,29 @@ def inside(root: Path, candidate: str | Path, *, must_exist: bool = True) -> Pat
     if must_exist and not exists:
         raise NotFound(f"{text!r} does not exist")
     return resolved
+
+
+def received_upload(root: Path, candidate: str | Path) -> Path:
+    """A file the web UI received in an upload: a regular file inside `root` (the upload
+    area), reached without any symlink. Anything else (a server path, a URL, a symlink to a
+    secret) is refused before a byte of it is read.
+    """
+    text = _text(candidate)
+    refused = f"{text!r} was not uploaded through the page: only uploaded files are accepted"
+    named = Path(os.path.abspath(text))  # '..' folded, symlinks kept
+    base = next((b for b in (Path(os.path.abspath(root)), Path(root).resolve())
+                 if named.is_relative_to(b)), None)
+    if base is None:
+        raise InvalidInput(refused)
+    step = base
+    for part in named.relative_to(base).parts:
+        step = step / part
+        if step.is_symlink():
+            raise InvalidInput(f"{text!r} is a symlink: only uploaded files are accepted")
+    found = inside(base, named)
+    if not found.is_file():
+        raise InvalidInput(f"{text!r} is not a file")
+    return found
 
 
 @dataclass(frozen=True)

@@ -30,6 +30,7 @@ class Settings:
     users_env: str | None = None  # the REFINERY_USERS value: "name:hash,name:hash" or JSON
     allow_unauthenticated: bool = False  # bind beyond loopback without login
     trust_remote_code: bool = False  # run model code shipped inside a model folder
+    allowed_hosts: tuple[str, ...] = ()  # Host names served besides the bound host and loopback
 
     def __post_init__(self) -> None:
         if not 0 < self.port < 65536:
@@ -94,6 +95,7 @@ def parse_settings(argv: list[str] | None = None, env: dict[str, str] | None = N
         users_env=env.get("REFINERY_USERS"),
         allow_unauthenticated=args.allow_unauthenticated,
         trust_remote_code=args.trust_remote_code,
+        allowed_hosts=tuple(h.strip() for h in args.allowed_hosts.split(",") if h.strip()),
     )
 
 
@@ -113,6 +115,12 @@ def add_security_flags(parser: argparse.ArgumentParser, env: dict[str, str]) -> 
         action="store_true",
         default=_flag(env, "REFINERY_ALLOW_UNAUTHENTICATED"),
         help="allow binding beyond 127.0.0.1 without login (anyone who can reach it can use it)",
+    )
+    parser.add_argument(
+        "--allowed-hosts",
+        default=env.get("REFINERY_ALLOWED_HOSTS", ""),
+        help="comma-separated host names the studio answers to besides the bound host, "
+        "localhost, 127.0.0.1 and [::1] (e.g. the name a reverse proxy forwards)",
     )
     parser.add_argument(
         "--trust-remote-code",

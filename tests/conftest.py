@@ -13,6 +13,8 @@ os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")
 from tests.tiny_models import make_tiny_llama  # noqa: E402
 
 ROOT = Path(__file__).resolve().parent.parent
+# The studio answers only to its own host names (DNS rebinding); TestClient's default is not one
+LOCAL = "http://127.0.0.1"
 
 
 @pytest.fixture(scope="session")
@@ -52,5 +54,5 @@ def client(services):
 
     from app import create_app
 
-    with TestClient(create_app(services)) as test_client:
+    with TestClient(create_app(services), base_url=LOCAL) as test_client:
         yield test_client

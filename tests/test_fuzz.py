@@ -6,6 +6,7 @@ import importlib
 import json
 import os
 import pkgutil
+import re
 import tempfile
 from pathlib import Path
 from types import UnionType
@@ -20,6 +21,7 @@ from pydantic_core import to_jsonable_python
 
 import core.api
 from core.documents import DocumentError, DocumentParser, Page, ParseLimits
+from tests.gradio_calls import endpoints, gradio_call
 from tests.sample_files import make_docx, make_pdf
 
 # REFINERY_FUZZ_EXAMPLES=500 for a deeper, random hunt; the default keeps the suite quick and
@@ -282,3 +284,42 @@ def test_odd_chats_and_ratings_get_an_answer_or_a_4xx(
                                                   **rating})  # fmt: skip
     event(f"feedback -> {rated.status_code}")
     assert_clean(rated)
+
+
+# ---- the UI's Gradio endpoints: every one, called over HTTP with odd values ----------------
+
+# Endpoints that start long work (training, searches, SHAP, probes, evaluations, exports)
+# stay out; their inputs are checked by the same code the REST fuzzing above reaches.
+GRADIO_LONG = re.compile(r"^/(begin|fit|explain|evaluate|build|run_probes|start_experiment|"
+                         r"promote_with_progress|rollback_with_progress|exported|check_now|"
+                         r"make_with_progress)")
+ODD_VALUES = st.one_of(
+    st.none(), st.booleans(), st.integers(-(2**70), 2**70), ODD_TEXT,
+    st.floats(allow_nan=False, allow_infinity=False), st.lists(ODD_TEXT, max_size=3),
+    st.fixed_dictionaries({"path": ODD_TEXT, "meta": st.just({"_type": "gradio.FileData"})}),
+    st.dictionaries(st.text(max_size=8), JSON_VALUES, max_size=3),
+)
+
+
+@pytest.fixture
+def gradio_endpoints(client) -> dict[str, dict]:
+    named = endpoints(client)
+    assert {"/respond", "/save_rating", "/run_ingest"} <= set(named)
+    return {name: e for name, e in named.items() if not GRADIO_LONG.match(name)}
+
+
+@FUZZ
+@given(data=st.data())
+def test_every_gradio_endpoint_answers_odd_values_without_a_traceback(client, gradio_endpoints,
+                                                                       data):
+    name = data.draw(st.sampled_from(sorted(gradio_endpoints)), label="endpoint")
+    values = [data.draw(st.just(p["parameter_default"]) if p.get("parameter_has_default")
+                        and data.draw(st.booleans()) else ODD_VALUES, label=p["label"])
+              for p in gradio_endpoints[name]["parameters"]]
+    if name.startswith("/respond") and len(values) > 2:
+        values[2] = 4  # keep generation short
+    outcome, payload = gradio_call(client, name, values)
+    event(f"{name} -> {outcome}")
+    assert outcome in ("complete", "error", "refused"), (name, values, outcome, payload)
+    assert "Traceback" not in str(payload) and 'File "' not in str(payload), payload
+    assert client.get("/api/v1/health").status_code == 200

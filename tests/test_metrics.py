@@ -7,6 +7,7 @@ from datetime import datetime
 from prometheus_client.parser import text_string_to_metric_families
 
 from core.store.training import JobRecord
+from tests.conftest import LOCAL
 
 
 def scrape(client) -> dict:
@@ -118,8 +119,8 @@ def test_each_app_has_its_own_registry_and_login_guards_metrics(services, tmp_pa
                                       users_file=users))
     login = {"Authorization": "Basic " + base64.b64encode(b"ops:pw-for-ops-1").decode()}
     try:
-        with TestClient(create_app(services)) as first, \
-                TestClient(create_app(guarded), headers=login) as second:
+        with TestClient(create_app(services), base_url=LOCAL) as first, \
+                TestClient(create_app(guarded), headers=login, base_url=LOCAL) as second:
             first.get("/api/v1/health")
             health = {"route": "/api/v1/health", "method": "GET", "status": "200"}
             assert sample(scrape(first), "refinery_http_requests_total", **health) == 1

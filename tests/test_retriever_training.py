@@ -13,6 +13,7 @@ import pytest
 from core.errors import Conflict, InvalidInput, NotFound
 from core.retrieval import bundled_model_dir
 from core.retrievers import BUNDLED, EMBEDDING_DEFAULTS
+from tests.conftest import LOCAL
 from tests.training_helpers import wait_final, wait_for
 
 # Words the base model has never seen, each standing for one passage: it ranks them poorly.
@@ -133,7 +134,7 @@ def test_job_is_in_the_normal_job_list_with_a_loss_history(state):
     history = services.training.history(job.id)
     assert [step for step, _ in history["train"]] == list(range(1, job.total_steps + 1))
     assert history["validation"] and all(loss > 0 for _, loss in history["validation"])
-    with TestClient(create_app(services)) as client:
+    with TestClient(create_app(services), base_url=LOCAL) as client:
         jobs = client.get("/api/v1/training/jobs").json()["items"]
         assert [j["kind"] for j in jobs if j["id"] == job.id] == ["embedding"]
         listed = client.get("/api/v1/retrievers").json()

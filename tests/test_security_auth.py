@@ -16,6 +16,7 @@ from app import main
 from core.auth import Authenticator, acting_user, bind_notice, build_authenticator, session_user
 from core.errors import Forbidden, InvalidInput
 from core.users import main as users_main
+from tests.conftest import LOCAL
 from tests.training_helpers import wait_for
 from ui.markup import as_text, as_text_messages
 
@@ -57,7 +58,7 @@ def auth_client(auth_services):
 
     from app import create_app
 
-    with TestClient(create_app(auth_services)) as test_client:
+    with TestClient(create_app(auth_services), base_url=LOCAL) as test_client:
         yield test_client
 
 

@@ -10,6 +10,7 @@ import pytest
 from core.admission import Admission
 from core.errors import Busy
 from core.settings import parse_settings
+from tests.conftest import LOCAL
 from tests.training_helpers import wait_for
 
 LIMITS = dict(max_prompt_chars=50, max_new_tokens_limit=8, max_upload_bytes=1000, max_queue=1)
@@ -38,7 +39,7 @@ def limited(tmp_path, tiny_model_dir):
 
     services = build_services(Settings(data_dir=tmp_path / "data", model=str(tiny_model_dir),
                                        default_max_new_tokens=2, **LIMITS))
-    with TestClient(create_app(services)) as client:
+    with TestClient(create_app(services), base_url=LOCAL) as client:
         yield services, client
     services.close()
 

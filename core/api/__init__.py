@@ -4,6 +4,7 @@ OpenAI-compatible API under /v1 (core/api/openai_compat.py)."""
 from fastapi import APIRouter, Depends
 
 from core.api.arena import build_arena_router
+from core.api.attribution import attributed_to_login
 from core.api.chat import build_chat_router
 from core.api.curation import build_curation_router
 from core.api.dashboard import build_dashboard_router
@@ -24,8 +25,10 @@ __all__ = ["build_api", "build_openai_router", "install_error_handlers"]
 
 
 def build_api(services: Services) -> APIRouter:
-    # Login (when users are configured) guards every route but /health: HTTP Basic.
-    router = APIRouter(prefix="/api/v1", dependencies=[Depends(services.auth.api_user)])
+    # Login (when users are configured) guards every route but /health: HTTP Basic; then no
+    # request may act in another user's name.
+    router = APIRouter(prefix="/api/v1", dependencies=[Depends(services.auth.api_user),
+                                                        Depends(attributed_to_login)])
     router.include_router(build_chat_router(services))
     router.include_router(build_curation_router(services))
     router.include_router(build_datasets_router(services))

@@ -8,6 +8,7 @@ from typing import Literal
 from fastapi import APIRouter, Query, Request
 from pydantic import Field
 
+from core.api.bodies import MAX_INT, MAX_QUERY_CHARS
 from core.api.chat import Strict, source_json
 from core.arena import CompareRequest
 from core.auth import request_user
@@ -146,7 +147,8 @@ def build_arena_router(services: Services) -> APIRouter:
         return {**comparison_json(services, record, reveal=True), "vote": body.vote}
 
     @router.get("/votes/summary")
-    def summary(model_a: str = Query(...), model_b: str = Query(...)) -> dict:
+    def summary(model_a: str = Query(..., max_length=MAX_QUERY_CHARS),
+                model_b: str = Query(..., max_length=MAX_QUERY_CHARS)) -> dict:
         return services.arena.summary(model_a, model_b).to_dict()
 
     @router.get("/votes/leaderboard")
@@ -158,10 +160,10 @@ def build_arena_router(services: Services) -> APIRouter:
 
     @router.get("/promotions/gate")
     def gate(
-        challenger: str,
-        incumbent: str = "base",
+        challenger: str = Query(..., max_length=MAX_QUERY_CHARS),
+        incumbent: str = Query("base", max_length=MAX_QUERY_CHARS),
         alpha: float | None = None,
-        min_votes: int | None = None,
+        min_votes: int | None = Query(None, ge=0, le=MAX_INT),
     ) -> dict:
         result = services.arena.gate(challenger, incumbent, alpha=alpha, min_votes=min_votes)
         return {"allowed": result.allowed, "reason": result.reason, **result.summary.to_dict()}
@@ -207,7 +209,7 @@ def build_arena_router(services: Services) -> APIRouter:
         return services.evaluations.get(run_id)
 
     @router.get("/evaluations")
-    def evaluations(ids: str | None = None) -> dict:
+    def evaluations(ids: str | None = Query(None, max_length=MAX_QUERY_CHARS)) -> dict:
         """Recent runs; with ids=a,b a before/after table of those runs in that order."""
         if ids:
             runs = [services.evaluations.get(run_id) for run_id in ids.split(",") if run_id]

@@ -8,9 +8,11 @@ from typing import Literal
 
 from fastapi import APIRouter, Query, Request
 from fastapi.responses import StreamingResponse
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import Field
 from starlette.concurrency import iterate_in_threadpool
 
+from core.api.bodies import MAX_INT, MAX_QUERY_CHARS
+from core.api.bodies import Body as Strict
 from core.auth import request_user
 from core.chat import ChatRequest, ChatUpdate
 from core.errors import RefineryError
@@ -18,10 +20,6 @@ from core.feedback import Feedback
 from core.generation_defaults import GenerationDefaults
 from core.services import VERSION, Services
 from core.store.chatlog import InteractionFilter
-
-
-class Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid")
 
 
 class Turn(Strict):
@@ -147,16 +145,16 @@ def build_chat_router(services: Services) -> APIRouter:
 
     @router.get("/interactions")
     def interactions(
-        text: str | None = None,
+        text: str | None = Query(None, max_length=MAX_QUERY_CHARS),
         min_rating: int | None = Query(None, ge=1, le=5),
         max_rating: int | None = Query(None, ge=1, le=5),
         thumb: Literal["up", "down", "none"] | None = None,
         rated: bool | None = None,
         date_from: datetime | None = None,
         date_to: datetime | None = None,
-        conversation_id: str | None = None,
+        conversation_id: str | None = Query(None, max_length=MAX_QUERY_CHARS),
         limit: int = Query(100, ge=1, le=1000),
-        offset: int = Query(0, ge=0),
+        offset: int = Query(0, ge=0, le=MAX_INT),
     ) -> dict:
         flt = InteractionFilter(
             text=text,

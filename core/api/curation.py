@@ -10,6 +10,7 @@ import pandas as pd
 from fastapi import APIRouter, Query
 from pydantic import Field
 
+from core.api.bodies import MAX_QUERY_CHARS
 from core.api.chat import Strict
 from core.feedback import BulkAction
 from core.quality import QualityReport
@@ -23,7 +24,7 @@ class FilterBody(Strict):
     min_rating: int | None = Field(None, ge=1, le=5)
     max_rating: int | None = Field(None, ge=1, le=5)
     thumb: Literal["up", "down", "none"] | None = None
-    tags: list[str] = Field(default_factory=list)
+    tags: list[Annotated[str, Field(max_length=MAX_QUERY_CHARS)]] = Field(default_factory=list)
     model_version: str | None = None
     rater: str | None = None
     date_from: datetime | None = None

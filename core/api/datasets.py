@@ -9,6 +9,7 @@ from fastapi.responses import FileResponse
 from pydantic import Field
 from starlette.concurrency import run_in_threadpool
 
+from core.api.bodies import MAX_INT, MAX_QUERY_CHARS
 from core.api.chat import Strict
 from core.api.curation import FilterBody
 from core.augment import Augmentation
@@ -101,8 +102,8 @@ def build_datasets_router(services: Services) -> APIRouter:
     @router.post("/datasets/import", status_code=201)
     async def import_file(
         file: Annotated[UploadFile, File()],
-        name: Annotated[str | None, Form()] = None,
-        seed: Annotated[int, Form()] = 0,
+        name: Annotated[str | None, Form(max_length=MAX_QUERY_CHARS)] = None,
+        seed: Annotated[int, Form(ge=-MAX_INT, le=MAX_INT)] = 0,
         validation_fraction: Annotated[float, Form(ge=0, lt=1)] = 0.1,
     ) -> dict:
         limit = services.settings.max_upload_bytes
@@ -128,7 +129,7 @@ def build_datasets_router(services: Services) -> APIRouter:
     def read(
         dataset_id: str,
         limit: int = Query(100, ge=0, le=10_000),
-        offset: int = Query(0, ge=0),
+        offset: int = Query(0, ge=0, le=MAX_INT),
     ) -> dict:
         dataset = datasets.get(dataset_id)
         return {
@@ -139,7 +140,8 @@ def build_datasets_router(services: Services) -> APIRouter:
         }
 
     @router.get("/datasets/{dataset_id}/export")
-    def export(dataset_id: str, format: str = "jsonl") -> FileResponse:
+    def export(dataset_id: str,
+               format: str = Query("jsonl", max_length=MAX_QUERY_CHARS)) -> FileResponse:
         if format not in MEDIA:
             raise InvalidInput(f"format must be one of {', '.join(MEDIA)}, got {format!r}")
         path = datasets.export(dataset_id, format)

@@ -7,15 +7,12 @@ from dataclasses import asdict
 from typing import Annotated
 
 from fastapi import APIRouter, File, Form, Query, UploadFile
-from pydantic import BaseModel, ConfigDict
 
+from core.api.bodies import MAX_INT
+from core.api.bodies import Body as Strict
 from core.chunking import ChunkSpec
 from core.document_service import IncomingFile
 from core.services import Services
-
-
-class Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid")
 
 
 class SearchBody(Strict):
@@ -36,8 +33,8 @@ def build_documents_router(services: Services) -> APIRouter:
     def upload(
         # A part without a file name arrives as a string; it fails alone instead of the upload.
         files: Annotated[list[UploadFile | str], File()],
-        chunk_tokens: Annotated[int | None, Form()] = None,
-        chunk_overlap: Annotated[int | None, Form()] = None,
+        chunk_tokens: Annotated[int | None, Form(ge=0, le=MAX_INT)] = None,
+        chunk_overlap: Annotated[int | None, Form(ge=0, le=MAX_INT)] = None,
     ) -> dict:
         """Ingest many files; each gets its own ok/error line, and one bad file stops no other."""
         spec = ChunkSpec(
@@ -65,7 +62,7 @@ def build_documents_router(services: Services) -> APIRouter:
     def chunks(
         document_id: str,
         limit: int = Query(100, ge=1, le=1000),
-        offset: int = Query(0, ge=0),
+        offset: int = Query(0, ge=0, le=MAX_INT),
     ) -> dict:
         return {"items": documents.preview(document_id, limit=limit, offset=offset)}
 

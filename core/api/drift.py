@@ -5,6 +5,7 @@ from __future__ import annotations
 from fastapi import APIRouter, Query
 from starlette.concurrency import run_in_threadpool
 
+from core.api.bodies import MAX_INT
 from core.services import Services
 
 
@@ -13,10 +14,12 @@ def build_drift_router(services: Services) -> APIRouter:
 
     @router.get("/drift")
     async def drift(
-        baseline: int | None = Query(None, description="ratings in the baseline window"),
-        window: int | None = Query(None, description="recent ratings under test"),
-        prompt_baseline: int | None = None,
-        prompt_window: int | None = None,
+        baseline: int | None = Query(None, ge=0, le=MAX_INT,
+                                     description="ratings in the baseline window"),
+        window: int | None = Query(None, ge=0, le=MAX_INT,
+                                   description="recent ratings under test"),
+        prompt_baseline: int | None = Query(None, ge=0, le=MAX_INT),
+        prompt_window: int | None = Query(None, ge=0, le=MAX_INT),
         alpha: float | None = None,
     ) -> dict:
         given = {

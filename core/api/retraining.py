@@ -6,9 +6,10 @@ from dataclasses import asdict
 from datetime import datetime
 from typing import Literal
 
-from fastapi import APIRouter, Query
+from fastapi import APIRouter, Query, Request
 
 from core.api.chat import Strict
+from core.auth import request_user
 from core.retraining import RetrainingPolicy
 from core.services import Services
 from core.store.retraining import CycleRecord
@@ -50,10 +51,10 @@ def build_retraining_router(services: Services) -> APIRouter:
         return retraining.policy().to_dict()
 
     @router.put("/policy")
-    def put_policy(body: PolicyBody) -> dict:
+    def put_policy(body: PolicyBody, http: Request) -> dict:
         changes = body.model_dump(exclude_unset=True, exclude={"user"})
         merged = RetrainingPolicy.from_dict({**retraining.policy().to_dict(), **changes})
-        return retraining.set_policy(merged, user=body.user).to_dict()
+        return retraining.set_policy(merged, user=request_user(http, body.user)).to_dict()
 
     @router.get("/actions")
     def actions(limit: int = Query(50, ge=1, le=1000)) -> list[dict]:
@@ -64,8 +65,8 @@ def build_retraining_router(services: Services) -> APIRouter:
         return [cycle_json(services, cycle) for cycle in retraining.cycles(limit=limit)]
 
     @router.post("/run")
-    def run(body: RunBody | None = None) -> dict:  # sync: the cycle and its evidence in the pool
-        user = body.user if body else "anonymous"
+    def run(http: Request, body: RunBody | None = None) -> dict:  # sync: the cycle in the pool
+        user = request_user(http, body.user if body else None)
         outcome = retraining.run_now(datetime.now(), user=user)
         cycle = outcome["cycle"]
         return {**outcome, "cycle": cycle_json(services, cycle) if cycle else None}

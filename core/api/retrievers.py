@@ -3,17 +3,14 @@
 from __future__ import annotations
 
 from fastapi import APIRouter, Request
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import Field
 
+from core.api.bodies import Body as Strict
 from core.api.training import job_json
 from core.auth import request_user
 from core.errors import InvalidInput
 from core.services import Services
 from core.store.retrievers import RetrieverRecord
-
-
-class Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid")
 
 
 class RetrieverJobBody(Strict):

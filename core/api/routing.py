@@ -6,24 +6,21 @@ from dataclasses import asdict
 from typing import Literal
 
 from fastapi import APIRouter
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import Field
 
+from core.api.bodies import Body
 from core.routing import RouteSpec
 from core.services import Services
 
 
-class RouteBody(BaseModel):
-    model_config = ConfigDict(extra="forbid")
-
+class RouteBody(Body):
     model: str = Field(description="id of a registered adapter")
     kind: Literal["rule", "similarity"]
     patterns: list[str] = Field(default_factory=list, description="keywords or regexes (rule)")
     threshold: float = Field(0.5, description="minimum similarity score (similarity)")
 
 
-class PreviewBody(BaseModel):
-    model_config = ConfigDict(extra="forbid")
-
+class PreviewBody(Body):
     prompt: str
 
 

@@ -5,17 +5,14 @@ from __future__ import annotations
 from typing import Literal
 
 from fastapi import APIRouter, Request
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import Field
 
+from core.api.bodies import Body as Strict
 from core.auth import request_user
 from core.services import Services
 from core.store.registry import ModelRecord
 from core.store.training import JobRecord
 from core.training.search import SearchSpec
-
-
-class Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid")
 
 
 class JobBody(Strict):

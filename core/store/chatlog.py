@@ -9,7 +9,10 @@ from pathlib import Path
 
 import pandas as pd
 
-from core.store.database import Database, Migration
+from core.store.database import Database, Migration, text_search
+
+# The columns a turn's text filter searches (here and in curation)
+SEARCHED = ("i.prompt", "i.response", "r.correction")
 
 MIGRATIONS = (
     Migration(
@@ -115,8 +118,9 @@ class InteractionFilter:
     def where(self) -> tuple[str, list]:
         clauses, params = ["TRUE"], []
         if self.text:
-            clauses.append("(i.prompt ILIKE ? OR i.response ILIKE ? OR r.correction ILIKE ?)")
-            params += [f"%{self.text}%"] * 3
+            sql, patterns = text_search(SEARCHED, self.text)
+            clauses.append(sql)
+            params += patterns
         if self.min_rating is not None:
             clauses.append("r.rating >= ?")
             params.append(self.min_rating)

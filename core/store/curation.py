@@ -9,7 +9,8 @@ from datetime import datetime
 import pandas as pd
 
 from core.errors import InvalidInput
-from core.store.database import Database, Migration
+from core.store.chatlog import SEARCHED
+from core.store.database import Database, Migration, text_search
 
 MIGRATIONS = (
     Migration(
@@ -105,10 +106,8 @@ class CurationFilter:
         if self.date_to is not None:
             add("i.created_at <= ?", self.date_to)
         if self.text:
-            add(
-                "(i.prompt ILIKE ? OR i.response ILIKE ? OR r.correction ILIKE ?)",
-                *[f"%{self.text}%"] * 3,
-            )
+            sql, patterns = text_search(SEARCHED, self.text)
+            add(sql, *patterns)
         if self.has_correction is not None:
             has = "coalesce(trim(r.correction), '') <> ''"
             add(has if self.has_correction else f"NOT ({has})")

@@ -27,6 +27,16 @@ def _disk_errors() -> Iterator[None]:
         raise full from error
 
 
+def text_search(columns: Sequence[str], text: str) -> tuple[str, list[str]]:
+    """A case-insensitive, literal substring match over `columns`: (SQL, params).
+
+    The user's text is escaped, so '%', '_' and '\\' match themselves, never "anything".
+    """
+    escaped = text.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
+    sql = " OR ".join(f"{column} ILIKE ? ESCAPE '\\'" for column in columns)
+    return f"({sql})", [f"%{escaped}%"] * len(columns)
+
+
 def _literal(path: Path) -> str:
     """A quoted SQL string for a path (EXPORT/IMPORT DATABASE take no parameters)."""
     return "'" + str(path).replace("'", "''") + "'"

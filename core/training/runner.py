@@ -95,8 +95,19 @@ class TrainingRunner:
 
     def make_spec(self, options: dict | None = None, *, dataset_id: str | None = None,
                   preset: str | None = None) -> TrainingSpec:
-        """A spec from user options, with this studio's model as the default base."""
-        options = {"base_model": self.default_model, **(options or {})}
+        """A spec from user options, with this studio's model as the default base.
+
+        Every option naming a model or adapter goes through the allowed-folders check here,
+        the one door of jobs, searches and retraining, before any work starts."""
+        spec = self._preset_spec({"base_model": self.default_model, **(options or {})},
+                                 dataset_id, preset)
+        self.checked_base(spec)
+        if spec.init_adapter:
+            self.adapter_folder(spec.init_adapter)
+        return spec
+
+    def _preset_spec(self, options: dict, dataset_id: str | None,
+                     preset: str | None) -> TrainingSpec:
         if dataset_id:
             options["dataset_id"] = dataset_id
         if preset in (None, "", "default"):
@@ -123,10 +134,7 @@ class TrainingRunner:
             spec, model_path = self.retrievers.training_source(
                 spec, train, default_model=self.default_model)
         else:
-            base = spec.base_model
-            if self.folders is not None and base != self.default_model:
-                base = self.folders.model_source(base)
-            model_path = resolve_model_source(base, self.models_dir)
+            model_path = resolve_model_source(self.checked_base(spec), self.models_dir)
         if kind == "preference":
             check_preference_model(model_path)
         job_id = uuid.uuid4().hex[:12]
@@ -289,19 +297,30 @@ class TrainingRunner:
         check_rows(validation, kind, "validation")
         return list(train), validation, kind, version
 
-    def _incremental(self, spec: TrainingSpec, train: list[dict]):
-        """Resolve the parent adapter and keep only examples it has not been trained on."""
-        entry = self.registry.store.get(spec.init_adapter)
+    def checked_base(self, spec: TrainingSpec) -> str:
+        """The base model a spec names, through the allowed-folders check (hub ids as is)."""
+        if self.folders is not None and spec.base_model != self.default_model:
+            return self.folders.model_source(spec.base_model)
+        return spec.base_model
+
+    def adapter_folder(self, reference: str) -> Path:
+        """The folder of a parent adapter: a registered id, or a folder the check allows."""
+        entry = self.registry.store.get(reference)
         if entry is not None:
             folder = Path(entry.adapter_dir)
-        elif not looks_like_path(spec.init_adapter):
-            folder = Path(self.registry.get(spec.init_adapter).adapter_dir)  # NotFound
+        elif not looks_like_path(reference):
+            folder = Path(self.registry.get(reference).adapter_dir)  # NotFound
         elif self.folders is not None:
-            folder = self.folders.folder(spec.init_adapter)
+            folder = self.folders.folder(reference)
         else:
-            folder = Path(spec.init_adapter)
+            folder = Path(reference)
         if not (folder / "adapter_config.json").is_file():
-            raise NotFound(f"no adapter {spec.init_adapter!r}: use a registered model id")
+            raise NotFound(f"no adapter {reference!r}: use a registered model id")
+        return folder
+
+    def _incremental(self, spec: TrainingSpec, train: list[dict]):
+        """Resolve the parent adapter and keep only examples it has not been trained on."""
+        folder = self.adapter_folder(spec.init_adapter)
         seen_file = folder / TRAINED_IDS_FILE
         seen = set(json.loads(seen_file.read_text())) if seen_file.is_file() else set()
         fresh = [row for row in train if row.get("id") not in seen]

@@ -94,11 +94,11 @@ class SearchService:
 
     def start(self, base: TrainingSpec, spec: SearchSpec, *, train=None, validation=None,
               kind: str | None = None) -> Search:
+        self.runner.resolve_data(base, train, validation, kind)  # bad data fails here, at once
         search = Search(uuid.uuid4().hex[:10], spec, base, datetime.now())
         self._searches[search.id] = search
         self._stop[search.id] = threading.Event()
         data = {"train": train, "validation": validation, "kind": kind}
-        self.runner.resolve_data(base, train, validation, kind)  # bad data fails here, at once
         threading.Thread(target=self._run, args=(search, data), daemon=True,
                          name=f"search-{search.id}").start()
         return search

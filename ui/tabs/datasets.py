@@ -18,6 +18,7 @@ from core.store.curation import CurationFilter
 from ui.charts import dataset_stats_figure
 from ui.live import Live
 from ui.readable import frame, named, short_id
+from ui.uploads import uploaded_file
 
 PREVIEW_ROWS = 50
 KIND_HELP = {
@@ -110,7 +111,8 @@ def build_datasets_tab(services: Services, live: Live,
             download = gr.File(label="Export", interactive=False)
         formats = "OpenAI chat JSONL, Alpaca JSON, CSV with prompt/response, Parquet"
         with gr.Accordion(f"Import ({formats})", open=False):
-            upload = gr.File(file_types=[".jsonl", ".json", ".csv", ".parquet"], type="filepath")
+            upload = uploaded_file(file_types=[".jsonl", ".json", ".csv", ".parquet"],
+                                   type="filepath")
             import_name = gr.Textbox(label="Name (default: the file name)")
             import_button = gr.Button("Import")
             imported = gr.Markdown()

@@ -14,6 +14,7 @@ from core.errors import RefineryError
 from core.services import Services
 from ui.live import Live
 from ui.readable import frame, named
+from ui.uploads import uploaded_file
 
 DOCUMENT_COLUMNS = [
     "name", "kind", "pages", "chunks", "duplicates", "chunk tokens", "overlap", "size",
@@ -56,7 +57,7 @@ def build_documents_tab(services: Services, live: Live) -> None:
     with gr.Tab("Documents", id="documents"):
         with gr.Row():
             with gr.Column(scale=2):
-                files = gr.File(
+                files = uploaded_file(
                     label=f"Files ({', '.join(sorted(SUFFIXES))})",
                     file_count="multiple",
                     file_types=sorted(SUFFIXES),

@@ -14,6 +14,7 @@ from core.experiments import ExperimentSpec
 from core.services import Services
 from ui.charts import evaluation_figure, experiment_figure
 from ui.live import Live
+from ui.uploads import uploaded_file
 
 ARM_COLUMNS = ["arm", "model", "turns", "rated_turns", "mean_stars", "thumbs_up",
                "thumbs_down", "thumbs_up_rate", "mean_latency_ms"]
@@ -48,8 +49,9 @@ def build_evaluate_tab(services: Services, live: Live) -> None:
                                  label="Models (first = before, last = after)",
                                  allow_custom_value=True)
             dataset = gr.Dropdown(dataset_choices(services), label="Dataset (validation split)")
-            upload = gr.File(label="…or an evaluation set (.jsonl/.json/.csv: prompt, reference)",
-                             file_types=[".jsonl", ".json", ".csv"])
+            upload = uploaded_file(
+                label="…or an evaluation set (.jsonl/.json/.csv: prompt, reference)",
+                file_types=[".jsonl", ".json", ".csv"])
         with gr.Row():
             max_new = gr.Slider(1, 512, value=64, step=1, label="Max new tokens")
             limit = gr.Number(50, label="At most this many items", precision=0, minimum=1)

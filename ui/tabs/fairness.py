@@ -16,6 +16,7 @@ from core.services import Services
 from core.store.fairness import SENSITIVE_COLUMNS
 from ui.charts import group_metric_figure, probe_figure
 from ui.tabs.explain import model_choices
+from ui.uploads import uploaded_file
 
 SOURCES = ["Logged turns", "Evaluation set (CSV)"]
 RESERVED = {"prompt", "reference", "label", "answer"}
@@ -72,8 +73,8 @@ def build_fairness_tab(services: Services, page: gr.Blocks) -> None:
         last = gr.State(dict)
         with gr.Row():
             source = gr.Radio(SOURCES, value=SOURCES[0], label="Rows")
-            upload = gr.File(label="Evaluation set: prompt, reference?, label? + any columns",
-                             file_types=[".csv"], visible=False)
+            upload = uploaded_file(label="Evaluation set: prompt, reference?, label? + any columns",
+                                   file_types=[".csv"], visible=False)
         with gr.Row():
             features = gr.CheckboxGroup(list(SENSITIVE_COLUMNS), value=["rater"],
                                         label="Sensitive features (groups = their combinations)")

@@ -10,6 +10,7 @@ import pandas as pd
 from core.errors import InvalidInput, RefineryError
 from core.knowledge.check import BuildRequest
 from core.services import Services
+from ui.uploads import uploaded_file
 
 ITEM_COLUMNS = ["id", "question", "reference", "source", "origin"]
 RUN_COLUMNS = ["id", "created_at", "kind", "model", "grounded", "status", "done", "total",
@@ -81,8 +82,8 @@ def build_knowledge_tab(services: Services) -> None:
             fmt = gr.Radio(["jsonl", "csv"], value="jsonl", label="Export format")
             export = gr.Button("Export")
         with gr.Row():
-            upload = gr.File(label="Import a check (.jsonl/.csv: question, reference)",
-                             file_types=[".jsonl", ".csv"])
+            upload = uploaded_file(label="Import a check (.jsonl/.csv: question, reference)",
+                                   file_types=[".jsonl", ".csv"])
             download = gr.File(label="Exported check", interactive=False)
         with gr.Row():
             model = gr.Dropdown(model_choices(), value="base", label="Model")
