@@ -72,13 +72,14 @@ def test_the_apis_and_the_chat_tab_use_the_models_recommendation(recommending):
     from fastapi.testclient import TestClient
 
     from app import create_app
+    from tests.conftest import LOCAL
 
     services = recommending
     defaults = services.defaults.get()
     assert (defaults.temperature, defaults.top_p, defaults.max_new_tokens, defaults.source) == (
         0.6, 0.85, 5, MODEL_RECOMMENDATION
     )
-    with TestClient(create_app(services)) as client:
+    with TestClient(create_app(services), base_url=LOCAL) as client:
         turn = client.post("/api/v1/chat", json={"prompt": "hi"}).json()
         chosen = client.post("/api/v1/chat", json={"prompt": "hi", "temperature": 0}).json()
         compared = client.post(
