@@ -176,7 +176,10 @@ def assert_clean(reply) -> None:
     assert reply.status_code < 500, reply.text
     if reply.status_code >= 400:
         body = reply.json()
-        assert isinstance(body["error"], str) and body["error"] and "detail" in body, body
+        if isinstance(body["error"], dict):  # /v1 answers in OpenAI's error shape
+            assert body["error"]["message"] and body["error"]["type"], body
+        else:
+            assert isinstance(body["error"], str) and body["error"] and "detail" in body, body
 
 
 @pytest.fixture

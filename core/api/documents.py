@@ -7,12 +7,16 @@ from dataclasses import asdict
 from typing import Annotated
 
 from fastapi import APIRouter, File, Form, Query, UploadFile
+from pydantic import WithJsonSchema
 
 from core.api.bodies import MAX_INT
 from core.api.bodies import Body as Strict
 from core.chunking import ChunkSpec
 from core.document_service import IncomingFile
 from core.services import Services
+
+# a file's content sent without a file name: bounded, like every part, by the upload limit
+NamelessPart = Annotated[str, WithJsonSchema({"type": "string", "format": "binary"})]
 
 
 class SearchBody(Strict):
@@ -32,7 +36,7 @@ def build_documents_router(services: Services) -> APIRouter:
     @router.post("/documents")
     def upload(
         # A part without a file name arrives as a string; it fails alone instead of the upload.
-        files: Annotated[list[UploadFile | str], File()],
+        files: Annotated[list[UploadFile | NamelessPart], File()],
         chunk_tokens: Annotated[int | None, Form(ge=0, le=MAX_INT)] = None,
         chunk_overlap: Annotated[int | None, Form(ge=0, le=MAX_INT)] = None,
     ) -> dict:

@@ -2,17 +2,17 @@
 
 from __future__ import annotations
 
-from typing import Annotated
+from typing import Annotated, Literal
 
 from fastapi import APIRouter, File, Form, UploadFile
 from fastapi.responses import Response
 from pydantic import Field
 from starlette.concurrency import run_in_threadpool
 
+from core.api.bodies import MAX_QUERY_CHARS
 from core.api.chat import Strict
 from core.errors import InvalidInput
 from core.knowledge.check import MAX_ITEMS, BuildRequest
-from core.knowledge.files import FORMATS
 from core.services import Services
 
 MEDIA = {"jsonl": "application/x-ndjson", "csv": "text/csv"}
@@ -66,7 +66,8 @@ def build_knowledge_router(services: Services) -> APIRouter:
 
     @router.post("/knowledge-checks/import", status_code=201)
     async def import_file(
-        file: Annotated[UploadFile, File()], name: Annotated[str | None, Form()] = None
+        file: Annotated[UploadFile, File()],
+        name: Annotated[str | None, Form(max_length=MAX_QUERY_CHARS)] = None
     ) -> dict:
         limit = services.settings.max_upload_bytes
         data = await file.read(limit + 1)
@@ -99,9 +100,7 @@ def build_knowledge_router(services: Services) -> APIRouter:
         return with_items(checks.delete_item(check_id, item_id))
 
     @router.get("/knowledge-checks/{check_id}/export")
-    def export(check_id: str, format: str = "jsonl") -> Response:
-        if format not in FORMATS:
-            raise InvalidInput(f"format must be one of {', '.join(FORMATS)}, got {format!r}")
+    def export(check_id: str, format: Literal["jsonl", "csv"] = "jsonl") -> Response:
         text, filename = checks.export(check_id, format)
         return Response(
             text, media_type=MEDIA[format],

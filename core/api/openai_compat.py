@@ -14,13 +14,15 @@ from __future__ import annotations
 import json
 import time
 import uuid
-from typing import Any
+from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, Request
 from fastapi.responses import JSONResponse, StreamingResponse
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import ConfigDict, Field
 from starlette.concurrency import iterate_in_threadpool
 
+from core.api.attribution import attributed_to_login
+from core.api.bodies import MAX_INT, MAX_QUERY_CHARS, MAX_TEXT_CHARS, Body
 from core.api.errors import STATUS, openai_error
 from core.auth import request_user
 from core.chat import ChatRequest, ChatUpdate
@@ -33,41 +35,47 @@ RESPONSE_ID_HEADER = "x-refinery-response-id"
 SYSTEM_ROLES = ("system", "developer")
 
 
-class Message(BaseModel):
-    model_config = ConfigDict(extra="allow")  # name, refusal, ... carry nothing Refinery uses
+Text = Annotated[str, Field(max_length=MAX_TEXT_CHARS)]
+Name = Annotated[str, Field(max_length=MAX_QUERY_CHARS)]
+Count = Annotated[int, Field(ge=0, le=MAX_INT)]
 
-    role: str
-    content: str | list[dict[str, Any]] | None = None
+
+class OpenBody(Body):
+    # OpenAI clients send fields with no effect here (metadata, store, name, refusal, ...):
+    # they are ignored rather than refused; every field Refinery reads is still bounded.
+    model_config = ConfigDict(extra="allow")
+
+
+class Message(OpenBody):
+    role: Name
+    content: Text | list[dict[str, Any]] | None = None
     tool_calls: list | None = None
 
 
-class CompletionBody(BaseModel):
-    # OpenAI clients send fields with no effect here (metadata, store, ...): they are ignored.
-    model_config = ConfigDict(extra="allow")
-
-    model: str
+class CompletionBody(OpenBody):
+    model: Name
     messages: list[Message] = Field(min_length=1)
     temperature: float | None = None
     top_p: float | None = None
-    max_tokens: int | None = None
-    max_completion_tokens: int | None = None
-    stop: str | list[str] | None = None
+    max_tokens: Count | None = None
+    max_completion_tokens: Count | None = None
+    stop: Name | list[Name] | None = None
     stream: bool = False
     stream_options: dict[str, Any] | None = None
-    user: str | None = None
-    n: int | None = None
+    user: Name | None = None
+    n: Count | None = None
     tools: list | None = None
-    tool_choice: str | dict | None = None
+    tool_choice: Name | dict | None = None
     functions: list | None = None
-    function_call: str | dict | None = None
+    function_call: Name | dict | None = None
     logprobs: bool | None = None
-    top_logprobs: int | None = None
+    top_logprobs: Count | None = None
     response_format: dict[str, Any] | None = None
     presence_penalty: float | None = None
     frequency_penalty: float | None = None
     # Refinery's own, through the SDK's extra_body
     use_documents: bool = False
-    conversation_id: str | None = None
+    conversation_id: Name | None = None
 
 
 class Unsupported(InvalidInput):
@@ -201,7 +209,8 @@ def model_entry(model_id: str, description: str, **extra) -> dict:
 
 
 def build_openai_router(services: Services) -> APIRouter:
-    router = APIRouter(prefix="/v1", dependencies=[Depends(services.auth.api_user)])
+    router = APIRouter(prefix="/v1", dependencies=[Depends(services.auth.api_user),
+                                                   Depends(attributed_to_login)])
 
     @router.get("/models")
     def models() -> dict:
