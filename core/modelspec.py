@@ -17,11 +17,11 @@ from core.generation import (
     GenerationResult,
     GenerationStream,
     PreparedPrompt,
+    engine_of,
     fit_to_context,
     prompt_budget,
 )
 from core.models import ModelService
-from core.pair_generation import PairStream
 from core.paths import AllowedFolders, looks_like_path
 from core.store.arena import ArenaStore
 
@@ -186,8 +186,9 @@ class AnswerStream:
 
 @dataclass
 class AnswerPair:
-    """Two specs' answers to one conversation, generated together in one batch: the model
-    is held once, each row with its own spec's adapter (or none)."""
+    """Two specs' answers to one conversation, generated together: the model is held once,
+    each row with its own spec's adapter (or none). On transformers the rows share one batch
+    (core/adapter_rows.py); on the fast engine each side's converted copy steps alongside."""
 
     resolver: ModelResolver
     sides: tuple[ResolvedModel, ResolvedModel]
@@ -209,6 +210,7 @@ class AnswerPair:
         with self.resolver.models.use_rows([s.adapter_dir for s in self.sides]) as loaded:
             budget = prompt_budget(loaded, self.options)
             self.prompts = [fit_to_context(loaded.tokenizer, m, budget) for m in conversations]
-            stream = PairStream(loaded, self.prompts, self.options, self.stop_event)
+            stream = engine_of(loaded).generate(loaded, self.prompts, self.options,
+                                                self.stop_event)
             yield from stream
         self.results = stream.results
