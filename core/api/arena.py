@@ -29,12 +29,15 @@ class CompareBody(Strict):
     max_new_tokens: int = 256
     temperature: float = 0.7
     top_p: float = 0.9
+    repetition_penalty: float = GenerationOptions.repetition_penalty
+    repeat_ngram_size: int = GenerationOptions.repeat_ngram_size
+    repeat_ngram_limit: int = GenerationOptions.repeat_ngram_limit  # 0: no repetition stop
 
     def to_request(self) -> CompareRequest:
-        options = GenerationOptions(
-            max_new_tokens=self.max_new_tokens, temperature=self.temperature, top_p=self.top_p
-        )
-        fields = self.model_dump(exclude={"max_new_tokens", "temperature", "top_p"})
+        names = ("max_new_tokens", "temperature", "top_p", "repetition_penalty",
+                 "repeat_ngram_size", "repeat_ngram_limit")
+        options = GenerationOptions(**{name: getattr(self, name) for name in names})
+        fields = self.model_dump(exclude=set(names))
         return CompareRequest(**fields, options=options)
 
 

@@ -41,6 +41,9 @@ class ChatBody(Strict):
     max_new_tokens: int = 256
     temperature: float = 0.7
     top_p: float = 0.9
+    repetition_penalty: float = GenerationOptions.repetition_penalty
+    repeat_ngram_size: int = GenerationOptions.repeat_ngram_size
+    repeat_ngram_limit: int = GenerationOptions.repeat_ngram_limit  # 0: no repetition stop
     stream: bool = False
 
     def to_request(self) -> ChatRequest:
@@ -52,6 +55,9 @@ class ChatBody(Strict):
                 max_new_tokens=self.max_new_tokens,
                 temperature=self.temperature,
                 top_p=self.top_p,
+                repetition_penalty=self.repetition_penalty,
+                repeat_ngram_size=self.repeat_ngram_size,
+                repeat_ngram_limit=self.repeat_ngram_limit,
             ),
             conversation_id=self.conversation_id,
             user=self.user,

@@ -41,6 +41,7 @@ class OnnxBuilds:
         self._models: dict[str, object] = {}
         self._failed: dict[str, str] = {}
         self._pending: set[str] = set()
+        self._threads: list[threading.Thread] = []
         self._lock = threading.Lock()
         self._build_lock = threading.Lock()  # one conversion at a time: the CPU is shared
 
@@ -62,9 +63,11 @@ class OnnxBuilds:
                 return None
             if not (folder / "genai_config.json").is_file():
                 self._pending.add(key)
-                threading.Thread(
+                thread = threading.Thread(
                     target=self._build_quietly, args=(adapter_dir, folder), daemon=True
-                ).start()
+                )
+                self._threads.append(thread)
+                thread.start()
                 return None
         return self._load(folder)
 
@@ -74,6 +77,11 @@ class OnnxBuilds:
         if not (folder / "genai_config.json").is_file():
             self.build(adapter_dir, folder)
         return self._load(folder)
+
+    def join(self) -> None:
+        """Wait for the background conversions started so far."""
+        for thread in list(self._threads):
+            thread.join()
 
     def status(self) -> dict:
         with self._lock:
@@ -166,7 +174,10 @@ class OnnxSteps:
         tokens = [0] * len(self.rows)
         self.logprobs = [[] for _ in self.rows]
         with ThreadPoolExecutor(len(generators)) as pool:
-            while not self.stop() and not all(g.is_done() for g, _ in generators):
+            for _ in range(self.options.max_new_tokens):
+                # is_done() stays false for a batch whose rows all reached max_length
+                if self.stop() or all(g.is_done() for g, _ in generators):
+                    break
                 for indices, (values, chosen) in zip(
                     groups.values(), pool.map(self._step, generators), strict=True
                 ):
@@ -223,7 +234,12 @@ class OnnxEngine:
         self.pad_ids = [pad for _, pad in converted]
 
     def steps(self, loaded: LoadedModel, rows, options, stop) -> OnnxSteps:
-        return OnnxSteps(self.models, self.pad_ids, rows, options, stop)
+        if len(self.models) == len(rows):
+            return OnnxSteps(self.models, self.pad_ids, rows, options, stop)
+        if len(self.models) != 1:
+            raise ValueError(f"{len(rows)} rows for {len(self.models)} models")
+        # One model held (ModelService.use): every row is answered by it.
+        return OnnxSteps(self.models * len(rows), self.pad_ids * len(rows), rows, options, stop)
 
     def generate(self, loaded, prompts, options, stop_event):
         from core.engines.rows import TokenRows
