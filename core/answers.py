@@ -7,7 +7,7 @@ import threading
 from collections.abc import Callable
 
 from core.errors import RefineryError
-from core.generation import GenerationOptions, fit_to_context, generate_batch, prompt_budget
+from core.generation import GenerationOptions, generate_batch, prepare_prompt
 from core.models import ModelService
 from core.modelspec import ResolvedModel
 
@@ -37,10 +37,8 @@ def answer_prompts(
             raise Cancelled("generation was cancelled")
         batch = prompts[start : start + BATCH]
         with models.use(target.adapter_dir) as loaded:
-            budget = prompt_budget(loaded, options)
             prepared = [
-                fit_to_context(loaded.tokenizer, [{"role": "user", "content": p}], budget)
-                for p in batch
+                prepare_prompt(loaded, [{"role": "user", "content": p}], options) for p in batch
             ]
             answers = generate_batch(loaded, prepared, options, cancel)
         results += [{"answer": a.text, "latency_ms": a.latency_ms} for a in answers]

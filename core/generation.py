@@ -131,6 +131,13 @@ def prompt_budget(loaded: LoadedModel, options: GenerationOptions) -> int:
     return budget
 
 
+def prepare_prompt(
+    loaded: LoadedModel, messages: list[dict], options: GenerationOptions
+) -> PreparedPrompt:
+    """The conversation fitted to what the model's context leaves after the answer."""
+    return fit_to_context(loaded.tokenizer, messages, prompt_budget(loaded, options))
+
+
 @dataclass(frozen=True, kw_only=True)
 class GenerationResult:
     text: str

@@ -18,8 +18,7 @@ from core.generation import (
     GenerationStream,
     PreparedPrompt,
     engine_of,
-    fit_to_context,
-    prompt_budget,
+    prepare_prompt,
 )
 from core.models import ModelService
 from core.paths import AllowedFolders, looks_like_path
@@ -177,8 +176,7 @@ class AnswerStream:
         if self.resolved.fewshot:
             messages, self.fewshot_ids = self.resolver.with_fewshot(messages)
         with self.resolver.models.use(self.resolved.adapter_dir) as loaded:
-            budget = prompt_budget(loaded, self.options)
-            self.prompt = fit_to_context(loaded.tokenizer, messages, budget)
+            self.prompt = prepare_prompt(loaded, messages, self.options)
             stream = GenerationStream(loaded, self.prompt, self.options, self.stop_event)
             yield from stream
         self.result = stream.result
@@ -208,8 +206,7 @@ class AnswerPair:
             conversations.append(messages)
             self.fewshot_ids.append(ids)
         with self.resolver.models.use_rows([s.adapter_dir for s in self.sides]) as loaded:
-            budget = prompt_budget(loaded, self.options)
-            self.prompts = [fit_to_context(loaded.tokenizer, m, budget) for m in conversations]
+            self.prompts = [prepare_prompt(loaded, m, self.options) for m in conversations]
             stream = engine_of(loaded).generate(loaded, self.prompts, self.options,
                                                 self.stop_event)
             yield from stream
