@@ -233,6 +233,7 @@ class ArenaService:
             settings={
                 **asdict(request.options),
                 "system_prompt": request.system_prompt,
+                "engine": result.engine,
                 "arena": {
                     "comparison_id": comparison_id,
                     "side": side,

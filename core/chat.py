@@ -170,7 +170,11 @@ class ChatService:
             prompt=request.prompt,
             model_id=self.models.name,
             adapter_version=version,
-            settings={**asdict(request.options), "system_prompt": request.system_prompt},
+            settings={
+                **asdict(request.options),
+                "system_prompt": request.system_prompt,
+                "engine": result.engine,  # which engine generated the answer
+            },
             **turn_fields(prompt, result),
             retrieved_chunk_ids=[hit.chunk_id for hit in sources] if sources else None,
             route=route.reason if route else None,

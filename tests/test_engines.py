@@ -61,6 +61,7 @@ def test_a_chat_turn_that_loops_is_logged_with_finish_reason_repetition(services
     options = GenerationOptions(max_new_tokens=40, temperature=0, repetition_penalty=1.0)
     last = services.chat.complete(ChatRequest(prompt="hello", options=options))
     assert last.turn.finish_reason == "repetition"
+    assert last.turn.settings["engine"] == "transformers"
     stored = services.chat.log.get_turn(last.turn.id)
     assert stored["finish_reason"] == "repetition"
 
