@@ -98,6 +98,11 @@ def build_chat_tab(services: Services) -> None:
                     0.0, 2.0, value=0.3, step=0.05, label="Temperature (0 = greedy)"
                 )
                 top_p = gr.Slider(0.05, 1.0, value=0.9, step=0.05, label="Top-p")
+                penalty = gr.Slider(
+                    1.0, 2.0, value=GenerationOptions.repetition_penalty, step=0.05,
+                    label="Repetition penalty (1 = off)",
+                )
+                stop_loops = gr.Checkbox(label="Stop an answer that repeats itself", value=True)
                 ground = gr.Checkbox(label="Ground on documents", value=False)
         with gr.Accordion("Rate an answer", open=True):
             target = gr.Markdown(selected_label(new_conversation()))
@@ -110,7 +115,8 @@ def build_chat_tab(services: Services) -> None:
             rating_status = gr.Markdown()
 
     def respond(
-        text, conv, system, max_new, temp, top, rater, model, grounded, request: gr.Request
+        text, conv, system, max_new, temp, top, rater, model, grounded, penalty, stop_loops,
+        request: gr.Request,
     ):
         messages = conv["messages"]
         conv["sources"] = ""
@@ -120,7 +126,9 @@ def build_chat_tab(services: Services) -> None:
                 history=messages,
                 system_prompt=system or None,
                 options=GenerationOptions(
-                    max_new_tokens=int(max_new), temperature=float(temp), top_p=float(top)
+                    max_new_tokens=int(max_new), temperature=float(temp), top_p=float(top),
+                    repetition_penalty=float(penalty),
+                    repeat_ngram_limit=GenerationOptions.repeat_ngram_limit if stop_loops else 0,
                 ),
                 conversation_id=conv["id"],
                 user=session_user(request.username, rater),
@@ -211,7 +219,8 @@ def build_chat_tab(services: Services) -> None:
 
     outputs = [chatbot, prompt, metrics, conv, target]
     inputs = [
-        prompt, conv, system_prompt, max_new_tokens, temperature, top_p, user, model_choice, ground
+        prompt, conv, system_prompt, max_new_tokens, temperature, top_p, user, model_choice, ground,
+        penalty, stop_loops,
     ]
     model_choice.focus(lambda: gr.update(choices=model_choices(services)), None, model_choice)
     def show_sources(conv):
