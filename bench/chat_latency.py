@@ -1,21 +1,26 @@
-"""Time to first token and tokens/s of the default model over 10 prompts (median and p90).
+"""Every installed engine side by side on the default model: first token, decode speed,
+greedy agreement with transformers, and base + adapter side by side.
 
-Target on a 2-core CPU machine: first token under 0.5 s, at least 15 tokens/s.
-Run with `make bench` (or `.venv/bin/python bench/chat_latency.py --model PATH`).
+Each engine runs in a fresh process over the same 10 prompts (greedy, 64 new tokens, the
+default repetition control). Targets on a 2-core CPU: the default CPU engine decodes >= 4x
+transformers' tokens/s, first token <= 0.3 s, the same greedy answer as transformers on >= 8
+of 10 prompts, and base + adapter side by side <= 1.1x one answer's latency.
+Run: `.venv/bin/python bench/chat_latency.py --cache-dir /work/cache/models`. The fast
+engine's converted copies (the base, and the adapter merged) are built on first use and
+cached under the models folder.
 """
 
 from __future__ import annotations
 
 import argparse
+import json
 import statistics
+import subprocess
 import sys
 import tempfile
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
-
-from core.generation import GenerationOptions, GenerationStream, fit_to_context  # noqa: E402
-from core.models import load_model  # noqa: E402
 
 PROMPTS = [
     "What is the capital of France?",
@@ -36,40 +41,135 @@ def percentile(values: list[float], share: float) -> float:
     return ordered[min(len(ordered) - 1, round(share * (len(ordered) - 1)))]
 
 
+def make_adapter(model_source: str, folder: Path) -> Path:
+    """A random (non-zero) LoRA adapter, so side by side has real work on both rows."""
+    import torch
+    from peft import LoraConfig, get_peft_model
+    from transformers import AutoModelForCausalLM
+
+    torch.manual_seed(0)
+    base = AutoModelForCausalLM.from_pretrained(model_source)
+    config = LoraConfig(r=8, lora_alpha=16, init_lora_weights=False,
+                        target_modules=["q_proj", "k_proj", "v_proj", "o_proj"])
+    model = get_peft_model(base, config)
+    with torch.no_grad():
+        for name, parameter in model.named_parameters():
+            if "lora_B" in name:
+                parameter.mul_(0.01)  # small: a fine-tune nudges, it does not scramble
+    model.save_pretrained(folder)
+    return folder
+
+
+def measure(engine: str, model: str, cache_dir: Path, adapter: Path, tokens: int) -> dict:
+    """One engine's figures, in this (fresh) process."""
+    from core.generation import (
+        GenerationOptions,
+        GenerationStream,
+        fit_to_context,
+        generate_batch,
+    )
+    from core.models import ModelService
+
+    service = ModelService(model, cache_dir=cache_dir, engine=engine)
+    builds = service.fast_builds()
+    if builds is not None:
+        builds.wait(None)
+        builds.wait(adapter)
+    options = GenerationOptions(max_new_tokens=tokens, temperature=0)
+
+    def prepared(loaded, prompt):
+        return fit_to_context(loaded.tokenizer, [{"role": "user", "content": prompt}], 512)
+
+    with service.use(None) as loaded:
+        list(GenerationStream(loaded, prepared(loaded, "hi"), GenerationOptions(max_new_tokens=4)))
+        answers = []
+        for prompt in PROMPTS:
+            stream = GenerationStream(loaded, prepared(loaded, prompt), options)
+            list(stream)
+            answers.append(stream.result)
+    singles, pairs = [], []
+    for prompt in PROMPTS[:4]:
+        with service.use(None) as loaded:
+            singles.append(generate_batch(loaded, [prepared(loaded, prompt)], options)[0])
+        with service.use_rows([None, adapter]) as loaded:
+            pairs.append(generate_batch(loaded, [prepared(loaded, prompt)] * 2, options))
+    return dict(
+        engine=answers[0].engine,
+        ttft=[r.ttft_ms / 1000 for r in answers],
+        decode=[
+            (r.completion_tokens - 1) / ((r.latency_ms - r.ttft_ms) / 1000)
+            for r in answers if r.completion_tokens > 1 and r.latency_ms > r.ttft_ms
+        ],
+        texts=[r.text for r in answers],
+        pair_engines=sorted({r.engine for pair in pairs for r in pair}),
+        # per prompt: the pair's slower row against one answer of the same length
+        pair_ratio=[
+            max(r.latency_ms for r in pair) / (single.latency_ms / single.completion_tokens
+                                              * max(r.completion_tokens for r in pair))
+            for single, pair in zip(singles, pairs, strict=True)
+        ],
+    )
+
+
+def cpu_flags() -> str:
+    try:
+        flags = Path("/proc/cpuinfo").read_text().split("flags")[1].split("\n")[0].split()
+    except (OSError, IndexError):
+        return "unknown"
+    wanted = ("avx2", "avx512f", "avx512_bf16", "avx512_vnni", "amx_tile")
+    return " ".join(flag for flag in wanted if flag in flags) or "none of avx2/avx512"
+
+
 def main() -> None:
+    from core.engines import onnx_installed
+
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--model", default="smollm2")
     parser.add_argument("--cache-dir", default=str(Path("data/runtime/models").resolve()))
     parser.add_argument("--max-new-tokens", type=int, default=64)
+    parser.add_argument("--adapter", help="a LoRA adapter folder (default: a random one)")
+    parser.add_argument("--only", help=argparse.SUPPRESS)  # child process: one engine, JSON
     args = parser.parse_args()
-    loaded = load_model(args.model, cache_dir=Path(args.cache_dir or tempfile.mkdtemp()))
-    options = GenerationOptions(max_new_tokens=args.max_new_tokens, temperature=0)
-    warm = fit_to_context(loaded.tokenizer, [{"role": "user", "content": "hi"}], 512)
-    list(GenerationStream(loaded, warm, GenerationOptions(max_new_tokens=4)))  # warm-up
-    ttfts, rates, decode_rates = [], [], []
-    for prompt in PROMPTS:
-        prepared = fit_to_context(loaded.tokenizer, [{"role": "user", "content": prompt}], 512)
-        stream = GenerationStream(loaded, prepared, options)
-        list(stream)
-        result = stream.result
-        ttfts.append(result.ttft_ms / 1000)
-        rates.append(result.tokens_per_s)
-        decode_seconds = (result.latency_ms - result.ttft_ms) / 1000
-        if result.completion_tokens > 1 and decode_seconds > 0:
-            decode_rates.append((result.completion_tokens - 1) / decode_seconds)
-    print(
-        f"model: {loaded.model_id} on {loaded.device}, {len(PROMPTS)} prompts, greedy, "
-        f"max {args.max_new_tokens} new tokens"
-    )
-    print(
-        f"time to first token: median {statistics.median(ttfts):.3f} s, "
-        f"p90 {percentile(ttfts, 0.9):.3f} s   (target < 0.5 s)"
-    )
-    print(
-        f"tokens/s (whole answer): median {statistics.median(rates):.1f}, "
-        f"p90 {percentile(rates, 0.9):.1f}   (target >= 15)"
-    )
-    print(f"tokens/s (after first token): median {statistics.median(decode_rates):.1f}")
+    cache_dir = Path(args.cache_dir)
+    if args.only:
+        figures = measure(args.only, args.model, cache_dir, Path(args.adapter),
+                          args.max_new_tokens)
+        print(json.dumps(figures))
+        return
+    from core.models import resolve_model_source
+
+    source = resolve_model_source(args.model, cache_dir)
+    adapter = Path(args.adapter) if args.adapter else make_adapter(
+        source, Path(tempfile.mkdtemp()) / "bench-adapter")
+    engines = ["transformers", *(["onnx", "onnx-fp32"] if onnx_installed() else [])]
+    results = {}
+    for engine in engines:
+        done = subprocess.run(
+            [sys.executable, __file__, "--only", engine, "--model", args.model,
+             "--cache-dir", str(cache_dir), "--adapter", str(adapter),
+             "--max-new-tokens", str(args.max_new_tokens)],
+            capture_output=True, text=True, check=False,
+        )
+        if done.returncode != 0:
+            print(f"{engine}: failed: {done.stderr.strip().splitlines()[-1:]}")
+            continue
+        results[engine] = json.loads(done.stdout.strip().splitlines()[-1])
+    reference = results.get("transformers")
+    base_rate = statistics.median(reference["decode"]) if reference else None
+    print(f"model {args.model}, {len(PROMPTS)} prompts, greedy, {args.max_new_tokens} new tokens;"
+          f" CPU flags: {cpu_flags()}")
+    print(f"{'engine':<13} {'first token med/p90 s':>22} {'decode tok/s':>13}"
+          f" {'x transformers':>15} {'greedy = transformers':>22} {'pair/one (engine)':>24}")
+    for engine, figures in results.items():
+        rate = statistics.median(figures["decode"])
+        same = sum(a == b for a, b in zip(figures["texts"], reference["texts"], strict=True)) if (
+            reference) else 0
+        speedup = f"{rate / base_rate:.1f}x" if base_rate else "-"
+        ttft = figures["ttft"]
+        pair_engines = ",".join(figures["pair_engines"])
+        pair = f"{statistics.median(figures['pair_ratio']):.2f} ({pair_engines})"
+        print(f"{engine:<13} {statistics.median(ttft):>10.3f} / {percentile(ttft, 0.9):<9.3f}"
+              f" {rate:>13.1f} {speedup:>15} {same:>19}/10 {pair:>24}")
 
 
 if __name__ == "__main__":

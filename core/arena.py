@@ -261,6 +261,7 @@ class ArenaService:
             settings={
                 **asdict(request.options),
                 "system_prompt": request.system_prompt,
+                "engine": result.engine,
                 "arena": {
                     "comparison_id": comparison_id,
                     "side": SIDES[index],

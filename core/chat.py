@@ -183,6 +183,7 @@ class ChatService:
             settings={
                 **asdict(request.options),
                 "system_prompt": request.system_prompt,
+                "engine": result.engine,  # which engine generated the answer
                 **({"stop": list(request.stop)} if request.stop else {}),
             },
             **turn_fields(prompt, result),

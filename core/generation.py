@@ -2,15 +2,10 @@
 
 from __future__ import annotations
 
-import math
-import queue
 import threading
-import time
 from collections.abc import Iterator
-from contextlib import ExitStack, closing
 from dataclasses import dataclass, field
 
-from core.cpu_threads import one_thread
 from core.errors import InvalidInput
 from core.models import LoadedModel
 
@@ -22,6 +17,12 @@ class GenerationOptions:
     max_new_tokens: int = 256
     temperature: float = 0.2  # core.generation_defaults.FALLBACK_TEMPERATURE
     top_p: float = 0.9
+    # Repetition control, on by default: a penalty on tokens already in the text (1 = off),
+    # and a stop once the last `repeat_ngram_size` tokens appeared `repeat_ngram_limit`
+    # times (0 = off); such an answer ends with finish_reason "repetition".
+    repetition_penalty: float = 1.1
+    repeat_ngram_size: int = 8
+    repeat_ngram_limit: int = 3
 
     def __post_init__(self) -> None:
         if not 1 <= self.max_new_tokens <= 8192:
@@ -30,6 +31,16 @@ class GenerationOptions:
             raise InvalidInput(f"temperature must be 0-2, got {self.temperature}")
         if not 0.0 < self.top_p <= 1.0:
             raise InvalidInput(f"top_p must be in (0, 1], got {self.top_p}")
+        if not 1.0 <= self.repetition_penalty <= 2.0:
+            raise InvalidInput(
+                f"repetition_penalty must be 1-2 (1: off), got {self.repetition_penalty}"
+            )
+        if not 2 <= self.repeat_ngram_size <= 64:
+            raise InvalidInput(f"repeat_ngram_size must be 2-64, got {self.repeat_ngram_size}")
+        if not 0 <= self.repeat_ngram_limit <= 100:
+            raise InvalidInput(
+                f"repeat_ngram_limit must be 0-100 (0: off), got {self.repeat_ngram_limit}"
+            )
 
     @property
     def sampling(self) -> bool:
@@ -120,6 +131,13 @@ def prompt_budget(loaded: LoadedModel, options: GenerationOptions) -> int:
     return budget
 
 
+def prepare_prompt(
+    loaded: LoadedModel, messages: list[dict], options: GenerationOptions
+) -> PreparedPrompt:
+    """The conversation fitted to what the model's context leaves after the answer."""
+    return fit_to_context(loaded.tokenizer, messages, prompt_budget(loaded, options))
+
+
 @dataclass(frozen=True, kw_only=True)
 class GenerationResult:
     text: str
@@ -129,7 +147,8 @@ class GenerationResult:
     ttft_ms: float | None
     tokens_per_s: float
     confidence: float | None  # mean log-probability of the generated tokens
-    finish_reason: str  # stop | length | cancelled
+    finish_reason: str  # stop | length | repetition | cancelled
+    engine: str | None = None  # which engine generated it
 
 
 def turn_fields(prompt: PreparedPrompt, result: GenerationResult) -> dict:
@@ -148,131 +167,10 @@ def turn_fields(prompt: PreparedPrompt, result: GenerationResult) -> dict:
     )
 
 
-class _StepQueue:
-    """The streamer generate() calls: first the prompt, then one token per row per step.
-
-    `on_first_step` runs in generate()'s thread once the prompt is processed."""
-
-    def __init__(self, on_first_step=None) -> None:
-        self.steps: queue.Queue = queue.Queue()
-        self._prompt_seen = False
-        self._on_first_step = on_first_step
-
-    def put(self, value) -> None:
-        if not self._prompt_seen:
-            self._prompt_seen = True
-            return
-        if self._on_first_step is not None:
-            self._on_first_step()
-            self._on_first_step = None
-        self.steps.put(value.reshape(-1).tolist())
-
-    def end(self) -> None:
-        self.steps.put(None)
-
-
-# Below this size a decoding step on a CPU is many tiny products, faster on one thread
-# (core/cpu_threads.py); the prompt itself is still processed on every core.
-ONE_THREAD_DECODING_PARAMS = 500_000_000
-
-
-def decodes_on_one_thread(loaded: LoadedModel) -> bool:
-    if loaded.device != "cpu":
-        return False
-    return sum(p.numel() for p in loaded.model.parameters()) < ONE_THREAD_DECODING_PARAMS
-
-
-@dataclass
-class GenerateRun:
-    """generate() in a worker thread: iterate for each step's tokens (one per row).
-
-    `output` is set once the steps are exhausted; a reader that goes away early sets
-    `stop_event`, so generate() stops at its next token. Errors re-raise in the reader.
-    """
-
-    loaded: LoadedModel
-    options: GenerationOptions
-    input_ids: object  # (rows, width) tensor
-    attention_mask: object
-    stop_event: threading.Event
-    output: object = None
-
-    def __iter__(self) -> Iterator[list[int]]:
-        import torch
-
-        threads = ExitStack()
-        one_thread_after_prompt = decodes_on_one_thread(self.loaded)
-        streamer = _StepQueue(
-            (lambda: threads.enter_context(one_thread())) if one_thread_after_prompt else None
-        )
-        kwargs = self._generate_kwargs(streamer)
-        model = self.loaded.model
-        outcome: dict = {}
-
-        def work() -> None:
-            try:
-                with torch.inference_mode(), threads:
-                    outcome["output"] = model.generate(**kwargs)
-            except BaseException as error:  # re-raised in the caller's thread
-                outcome["error"] = error
-                streamer.end()
-
-        thread = threading.Thread(target=work, daemon=True)
-        thread.start()
-        completed = False
-        try:
-            while (step := streamer.steps.get()) is not None:
-                yield step
-            completed = True
-        finally:
-            if not completed:  # the reader went away: let generate() stop at the next token
-                self.stop_event.set()
-            thread.join()
-        if "error" in outcome:
-            raise outcome["error"]
-        self.output = outcome["output"]
-
-    def _generate_kwargs(self, streamer: _StepQueue) -> dict:
-        import torch
-        from transformers import StoppingCriteria, StoppingCriteriaList
-
-        stop_event = self.stop_event
-
-        class _StopOnEvent(StoppingCriteria):
-            def __call__(self, input_ids, scores, **kwargs):
-                return torch.full((input_ids.shape[0],), stop_event.is_set(), dtype=torch.bool)
-
-        sampling = self.options.sampling
-        return dict(
-            input_ids=self.input_ids.to(self.loaded.device),
-            attention_mask=self.attention_mask.to(self.loaded.device),
-            max_new_tokens=self.options.max_new_tokens,
-            do_sample=sampling,
-            temperature=self.options.temperature if sampling else None,
-            top_p=self.options.top_p if sampling else None,
-            top_k=None,
-            streamer=streamer,
-            stopping_criteria=StoppingCriteriaList([_StopOnEvent()]),
-            return_dict_in_generate=True,
-            output_logits=True,
-            pad_token_id=self.loaded.tokenizer.pad_token_id,
-        )
-
-
 def eos_ids(loaded: LoadedModel) -> set[int]:
     """Every token id that ends an answer, from the tokenizer and the generation config."""
     config = getattr(loaded.model.generation_config, "eos_token_id", None)
     return _ids(loaded.tokenizer.eos_token_id) | _ids(config)
-
-
-def mean_logprob(logits, chosen: list[int]) -> float | None:
-    """The mean log-probability of the chosen tokens under their steps' logits (rows)."""
-    import torch
-
-    tokens = torch.tensor(chosen, device=logits.device)
-    logprobs = torch.log_softmax(logits.float(), dim=-1)[torch.arange(len(tokens)), tokens]
-    value = logprobs.mean().item()
-    return value if math.isfinite(value) else None
 
 
 def finish_reason(
@@ -287,7 +185,8 @@ def finish_reason(
 
 @dataclass
 class GenerationStream:
-    """Iterate for text deltas; `result` is set once the stream is exhausted."""
+    """Iterate for text deltas of one answer from the model's engine (transformers unless
+    the model service picked a faster one); `result` is set once the stream is exhausted."""
 
     loaded: LoadedModel
     prompt: PreparedPrompt
@@ -296,54 +195,36 @@ class GenerationStream:
     result: GenerationResult | None = None
 
     def __iter__(self) -> Iterator[str]:
-        import torch
-
-        tokenizer = self.loaded.tokenizer
-        input_ids = torch.tensor([self.prompt.input_ids])
-        run = GenerateRun(
-            self.loaded, self.options, input_ids, torch.ones_like(input_ids), self.stop_event
+        rows = engine_of(self.loaded).generate(
+            self.loaded, [self.prompt], self.options, self.stop_event
         )
-        started = time.perf_counter()
-        generated: list[int] = []
-        shown = ""
-        first_token_at = None
-        with closing(iter(run)) as steps:
-            for step in steps:
-                first_token_at = first_token_at or time.perf_counter()
-                generated += step
-                text = tokenizer.decode(generated, skip_special_tokens=True)
-                if text.endswith("\ufffd"):
-                    continue  # an unfinished multi-byte character: wait for the next token
-                if len(text) > len(shown):
-                    delta, shown = text[len(shown) :], text
-                    yield delta
-        finished = time.perf_counter()
-        self.result = self._summarise(run.output, generated, started, first_token_at, finished)
+        for _, delta in rows:
+            yield delta
+        self.result = rows.results[0]
 
-    def _summarise(self, output, generated, started, first_token_at, finished) -> GenerationResult:
-        import torch
 
-        confidence = None
-        if output.logits:
-            logits = torch.stack(output.logits, dim=1)[0]
-            confidence = mean_logprob(logits, generated[: logits.shape[0]])
-        reason = finish_reason(
-            generated,
-            cancelled=self.stop_event.is_set(),
-            eos=eos_ids(self.loaded),
-            options=self.options,
-        )
-        seconds = max(finished - started, 1e-9)
-        return GenerationResult(
-            text=self.loaded.tokenizer.decode(generated, skip_special_tokens=True),
-            prompt_tokens=len(self.prompt.input_ids),
-            completion_tokens=len(generated),
-            latency_ms=seconds * 1000,
-            ttft_ms=(first_token_at - started) * 1000 if first_token_at else None,
-            tokens_per_s=len(generated) / seconds,
-            confidence=confidence,
-            finish_reason=reason,
-        )
+def engine_of(loaded: LoadedModel):
+    """The engine the model service chose for this hold of the model."""
+    if loaded.engine is not None:
+        return loaded.engine
+    from core.engines.transformers_engine import TRANSFORMERS
+
+    return TRANSFORMERS
+
+
+def generate_batch(
+    loaded: LoadedModel,
+    prompts: list[PreparedPrompt],
+    options: GenerationOptions,
+    stop_event: threading.Event | None = None,
+) -> list[GenerationResult]:
+    """Several answers in one batch (left-padded rows, one forward pass per step)."""
+    rows = engine_of(loaded).generate(
+        loaded, prompts, options, stop_event or threading.Event()
+    )
+    for _ in rows:
+        pass
+    return rows.results
 
 
 def _ids(value) -> set[int]:

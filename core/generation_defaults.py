@@ -35,12 +35,15 @@ class GenerationDefaults:
         max_new_tokens: int | None = None,
         temperature: float | None = None,
         top_p: float | None = None,
+        **given,
     ) -> GenerationOptions:
-        """The request's own values where it gave them, these defaults for the rest."""
+        """The request's own values where it gave them, these defaults for the rest (options
+        without a model default, such as the repetition control, pass through)."""
         return GenerationOptions(
             max_new_tokens=self.max_new_tokens if max_new_tokens is None else max_new_tokens,
             temperature=self.temperature if temperature is None else temperature,
             top_p=self.top_p if top_p is None else top_p,
+            **given,
         )
 
 

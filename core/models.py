@@ -29,6 +29,7 @@ class LoadedModel:
     tokenizer: object  # transformers PreTrainedTokenizer
     device: str
     context_length: int
+    engine: object = None  # core.engines: what generates with it (None: transformers)
 
 
 def bundled_gguf_path() -> Path:
@@ -168,12 +169,20 @@ class ModelService:
     """
 
     def __init__(
-        self, name: str, *, cache_dir: Path, device: str = "auto", trust_remote_code: bool = False
+        self,
+        name: str,
+        *,
+        cache_dir: Path,
+        device: str = "auto",
+        trust_remote_code: bool = False,
+        engine: str = "transformers",  # core/engines: auto | transformers | onnx | onnx-fp32
     ) -> None:
         self.name = name
         self.cache_dir = cache_dir
         self.device = device
         self.trust_remote_code = trust_remote_code
+        self.engine = engine
+        self._builds = None  # core.engines.onnx.OnnxBuilds once a fast engine is asked for
         self._loaded: LoadedModel | None = None
         self._load_lock = threading.Lock()
         self.use_lock = threading.Lock()  # one generation at a time on the shared weights
@@ -198,16 +207,17 @@ class ModelService:
         """Hold the model exclusively with exactly this adapter active (None: base weights)."""
         with self.use_lock:
             loaded = self.get()
+            engine = self.engine_for([adapter_dir])
             if adapter_dir is None:
                 if hasattr(loaded.model, "disable_adapter"):
                     with loaded.model.disable_adapter():
-                        yield loaded
+                        yield replace(loaded, engine=engine)
                 else:
-                    yield loaded
+                    yield replace(loaded, engine=engine)
                 return
             loaded = self._attach(Path(adapter_dir))
             loaded.model.set_adapter(adapter_key(Path(adapter_dir)))
-            yield loaded
+            yield replace(loaded, engine=engine)
 
     @contextmanager
     def use_rows(self, row_adapters: list[Path | None]) -> Iterator[LoadedModel]:
@@ -221,7 +231,48 @@ class ModelService:
                     loaded = self._attach(Path(adapter_dir))
                 keys.append(None if adapter_dir is None else adapter_key(Path(adapter_dir)))
             with adapter_rows(loaded.model, keys):
-                yield loaded
+                yield replace(loaded, engine=self.engine_for(row_adapters))
+
+    def engine_name(self) -> str:
+        from core.engines import resolve_engine
+
+        return resolve_engine(self.engine, self.get().device)
+
+    def fast_builds(self):
+        """The converted copies of this model for the fast engine (None: transformers only)."""
+        from core.engines import onnx_installed
+
+        name = self.engine_name()
+        if name == "transformers":
+            return None
+        if not onnx_installed():
+            raise ModelUnavailable(
+                f"--engine {name} needs onnxruntime-genai: pip install onnxruntime-genai onnx-ir"
+            )
+        with self._load_lock:
+            if self._builds is None:
+                from core.engines.onnx import OnnxBuilds
+
+                source = resolve_model_source(self.name, self.cache_dir)
+                self._builds = OnnxBuilds(
+                    self.cache_dir, name, source, trust_remote_code=self.trust_remote_code
+                )
+            return self._builds
+
+    def engine_for(self, row_adapters: list[Path | str | None]):
+        """The fast engine when every row's converted copy is ready, else transformers
+        (the missing copies start converting in the background)."""
+        builds = self.fast_builds()
+        if builds is None:
+            return None
+        converted = [
+            builds.model(None if adapter is None else Path(adapter)) for adapter in row_adapters
+        ]
+        if any(entry is None for entry in converted):
+            return None
+        from core.engines.onnx import OnnxEngine
+
+        return OnnxEngine(self.engine_name(), converted)
 
     def _attach(self, adapter_dir: Path) -> LoadedModel:
         from peft import PeftModel

@@ -17,12 +17,13 @@ from core.generation import (
     GenerationResult,
     GenerationStream,
     PreparedPrompt,
+    engine_of,
     fit_to_context,
+    prepare_prompt,
     prompt_budget,
 )
 from core.grounding import ground
 from core.models import ModelService
-from core.pair_generation import PairStream
 from core.paths import AllowedFolders, looks_like_path
 from core.store.arena import ArenaStore
 
@@ -178,8 +179,7 @@ class AnswerStream:
         if self.resolved.fewshot:
             messages, self.fewshot_ids = self.resolver.with_fewshot(messages)
         with self.resolver.models.use(self.resolved.adapter_dir) as loaded:
-            budget = prompt_budget(loaded, self.options)
-            self.prompt = fit_to_context(loaded.tokenizer, messages, budget)
+            self.prompt = prepare_prompt(loaded, messages, self.options)
             stream = GenerationStream(loaded, self.prompt, self.options, self.stop_event)
             yield from stream
         self.result = stream.result
@@ -187,8 +187,9 @@ class AnswerStream:
 
 @dataclass
 class AnswerPair:
-    """Two specs' answers to one conversation, generated together in one batch: the model
-    is held once, each row with its own spec's adapter (or none)."""
+    """Two specs' answers to one conversation, generated together: the model is held once,
+    each row with its own spec's adapter (or none). On transformers the rows share one batch
+    (core/adapter_rows.py); on the fast engine each side's converted copy steps alongside."""
 
     resolver: ModelResolver
     sides: tuple[ResolvedModel, ResolvedModel]
@@ -216,6 +217,7 @@ class AnswerPair:
                 messages, self.sources = ground(loaded.tokenizer, messages, self.hits, budget)
                 grounded.append(messages)
             self.prompts = [fit_to_context(loaded.tokenizer, m, budget) for m in grounded]
-            stream = PairStream(loaded, self.prompts, self.options, self.stop_event)
+            stream = engine_of(loaded).generate(loaded, self.prompts, self.options,
+                                                self.stop_event)
             yield from stream
         self.results = stream.results

@@ -109,6 +109,7 @@ def build_services(settings: Settings) -> Services:
         cache_dir=settings.models_dir,
         device=settings.device,
         trust_remote_code=settings.trust_remote_code,
+        engine=settings.engine,
     )
     log = ChatLog(db)
     documents = build_document_service(db, settings)

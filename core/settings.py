@@ -18,6 +18,7 @@ class Settings:
     model: str = DEFAULT_MODEL
     cache_dir: Path | None = None  # converted models; default <data_dir>/models
     device: str = "auto"
+    engine: str = "auto"  # what generates answers: auto | transformers | onnx | onnx-fp32
     max_prompt_chars: int = 20_000
     max_new_tokens_limit: int = 1024
     default_max_new_tokens: int = 384  # a chat answer: bench/defaults.py measured up to ~250
@@ -41,6 +42,10 @@ class Settings:
                 raise ValueError(f"{name} must be at least 1, got {getattr(self, name)}")
         if self.device not in ("auto", "cpu", "cuda"):
             raise ValueError(f"device must be auto, cpu or cuda, got {self.device!r}")
+        from core.engines import ENGINES
+
+        if self.engine not in ENGINES:
+            raise ValueError(f"engine must be one of {', '.join(ENGINES)}, got {self.engine!r}")
         object.__setattr__(self, "data_dir", Path(self.data_dir).expanduser().resolve())
         if self.cache_dir is not None:
             object.__setattr__(self, "cache_dir", Path(self.cache_dir).expanduser().resolve())
@@ -78,6 +83,12 @@ def parse_settings(argv: list[str] | None = None, env: dict[str, str] | None = N
         help="where converted models are kept (default: <data-dir>/models)",
     )
     parser.add_argument("--device", default=env.get("REFINERY_DEVICE", "auto"))
+    parser.add_argument(
+        "--engine",
+        default=env.get("REFINERY_ENGINE", "auto"),
+        help="auto (onnx-fp32 on a CPU when onnxruntime-genai is installed) | transformers | "
+        "onnx (int4, fastest) | onnx-fp32 (same answers as transformers)",
+    )
     add_security_flags(parser, env)
     args = parser.parse_args(argv)
     return Settings(
@@ -87,6 +98,7 @@ def parse_settings(argv: list[str] | None = None, env: dict[str, str] | None = N
         model=args.model,
         cache_dir=Path(args.cache_dir) if args.cache_dir else None,
         device=args.device,
+        engine=args.engine,
         max_upload_bytes=int(args.max_upload_mb * 1024 * 1024),
         max_prompt_chars=args.max_prompt_chars,
         max_new_tokens_limit=args.max_new_tokens,

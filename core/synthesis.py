@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import re
 
-from core.generation import GenerationOptions, GenerationStream, fit_to_context
+from core.generation import GenerationOptions, GenerationStream, prepare_prompt
 from core.models import ModelService
 
 QUESTION_PROMPT = (
@@ -45,10 +45,7 @@ class Writer:
         with self.models.use(None) as loaded:
             torch.manual_seed(self.seed * 1_000_003 + self.calls)
             self.calls += 1
-            budget = loaded.context_length - self.options.max_new_tokens
-            prepared = fit_to_context(
-                loaded.tokenizer, [{"role": "user", "content": prompt}], budget
-            )
+            prepared = prepare_prompt(loaded, [{"role": "user", "content": prompt}], self.options)
             stream = GenerationStream(loaded, prepared, self.options)
             return clean("".join(stream))
 

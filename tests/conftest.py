@@ -36,7 +36,11 @@ def real_model_cache(tmp_path_factory) -> Path:
 def settings(tmp_path, tiny_model_dir):
     from core.settings import Settings
 
-    return Settings(data_dir=tmp_path / "data", model=str(tiny_model_dir), default_max_new_tokens=8)
+    # The reference engine: the fast engine's conversions have their own tests.
+    return Settings(
+        data_dir=tmp_path / "data", model=str(tiny_model_dir), default_max_new_tokens=8,
+        engine="transformers",
+    )
 
 
 @pytest.fixture

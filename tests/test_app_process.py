@@ -32,6 +32,8 @@ def start_app(data_dir: Path, model_dir: Path, port: int) -> subprocess.Popen:
         str(model_dir),
         "--port",
         str(port),
+        "--engine",
+        "transformers",  # the fast engine's background conversion has its own tests
     ]
     return subprocess.Popen(
         command,

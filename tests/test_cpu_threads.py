@@ -8,7 +8,8 @@ import torch
 
 from core.chat import ChatRequest
 from core.cpu_threads import default_threads, one_thread
-from core.generation import GenerationOptions, decodes_on_one_thread
+from core.engines.transformers_engine import decodes_on_one_thread
+from core.generation import GenerationOptions
 
 
 def count_in_new_thread() -> int:

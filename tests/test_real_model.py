@@ -37,3 +37,23 @@ def test_the_converted_cache_is_reused(real_services):
 
     assert convert_bundled_model(real_services.settings.models_dir) == cache
     assert (cache / "model.safetensors").stat().st_mtime == stamp
+
+
+def test_the_default_engine_converts_the_model_and_answers_on_it(real_services):
+    models = real_services.models
+    builds = models.fast_builds()
+    if builds is None:
+        pytest.skip("onnxruntime-genai is not installed: the default engine is transformers")
+    with models.use(None):
+        pass  # the first hold starts the conversion in the background
+    builds.join()
+    assert builds.status()["failed"] == {}
+    update = real_services.chat.complete(
+        ChatRequest(
+            prompt="What is the capital of France?",
+            options=GenerationOptions(max_new_tokens=30, temperature=0),
+        )
+    )
+    assert "Paris" in update.turn.response
+    assert update.turn.confidence is not None and update.turn.finish_reason == "stop"
+    assert update.turn.settings["engine"] == models.engine_name()

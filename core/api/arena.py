@@ -9,11 +9,12 @@ from fastapi import APIRouter, Query, Request
 from pydantic import Field
 
 from core.api.bodies import MAX_INT, MAX_QUERY_CHARS
-from core.api.chat import Strict, source_json
+from core.api.chat import OPTION_FIELDS, Strict, source_json
 from core.arena import CompareRequest
 from core.auth import request_user
 from core.evaluation import EvalRequest, before_after
 from core.experiments import ExperimentSpec
+from core.generation import GenerationOptions
 from core.generation_defaults import GenerationDefaults
 from core.services import Services
 from core.store.arena import ComparisonRecord
@@ -29,14 +30,15 @@ class CompareBody(Strict):
     max_new_tokens: int | None = None  # None: the served model's defaults
     temperature: float | None = None
     top_p: float | None = None
+    repetition_penalty: float = GenerationOptions.repetition_penalty
+    repeat_ngram_size: int = GenerationOptions.repeat_ngram_size
+    repeat_ngram_limit: int = GenerationOptions.repeat_ngram_limit  # 0: no repetition stop
     use_documents: bool = False
     documents_k: int = 4
 
     def to_request(self, defaults: GenerationDefaults) -> CompareRequest:
-        options = defaults.options(
-            max_new_tokens=self.max_new_tokens, temperature=self.temperature, top_p=self.top_p
-        )
-        fields = self.model_dump(exclude={"max_new_tokens", "temperature", "top_p"})
+        options = defaults.options(**{name: getattr(self, name) for name in OPTION_FIELDS})
+        fields = self.model_dump(exclude=set(OPTION_FIELDS))
         return CompareRequest(**fields, options=options)
 
 

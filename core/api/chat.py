@@ -17,9 +17,14 @@ from core.auth import request_user
 from core.chat import ChatRequest, ChatUpdate
 from core.errors import RefineryError
 from core.feedback import Feedback
+from core.generation import GenerationOptions
 from core.generation_defaults import GenerationDefaults
 from core.services import VERSION, Services
 from core.store.chatlog import InteractionFilter
+
+# the generation options a chat or compare body may set; None falls back to the model defaults
+OPTION_FIELDS = ("max_new_tokens", "temperature", "top_p", "repetition_penalty",
+                 "repeat_ngram_size", "repeat_ngram_limit")
 
 
 class Turn(Strict):
@@ -40,6 +45,9 @@ class ChatBody(Strict):
     max_new_tokens: int | None = None
     temperature: float | None = None
     top_p: float | None = None
+    repetition_penalty: float = GenerationOptions.repetition_penalty
+    repeat_ngram_size: int = GenerationOptions.repeat_ngram_size
+    repeat_ngram_limit: int = GenerationOptions.repeat_ngram_limit  # 0: no repetition stop
     stop: list[str] = Field(default_factory=list)  # the answer ends before the first of these
     stream: bool = False
 
@@ -48,9 +56,7 @@ class ChatBody(Strict):
             prompt=self.prompt,
             history=[t.model_dump() for t in self.history],
             system_prompt=self.system_prompt,
-            options=defaults.options(
-                max_new_tokens=self.max_new_tokens, temperature=self.temperature, top_p=self.top_p
-            ),
+            options=defaults.options(**{name: getattr(self, name) for name in OPTION_FIELDS}),
             conversation_id=self.conversation_id,
             user=self.user,
             model=self.model,

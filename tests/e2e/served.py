@@ -44,7 +44,8 @@ class ServedApp:
     def start(self, *, timeout_s: float = 300) -> ServedApp:
         self.data_dir.parent.mkdir(parents=True, exist_ok=True)
         command = [sys.executable, "app.py", "--data-dir", str(self.data_dir), "--model",
-                   self.model, "--host", "127.0.0.1", "--port", str(self.port)]  # fmt: skip
+                   self.model, "--host", "127.0.0.1", "--port", str(self.port),
+                   "--engine", "transformers"]  # fmt: skip
         with self.log_path.open("w") as log:
             self.process = subprocess.Popen(
                 command, cwd=ROOT, stdout=log, stderr=subprocess.STDOUT, text=True,

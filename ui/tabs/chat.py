@@ -126,6 +126,11 @@ def build_chat_tab(services: Services, user: gr.Textbox) -> None:
                     label="Temperature (0 = greedy)",
                 )
                 top_p = gr.Slider(0.05, 1.0, value=defaults.top_p, step=0.05, label="Top-p")
+                penalty = gr.Slider(
+                    1.0, 2.0, value=GenerationOptions.repetition_penalty, step=0.05,
+                    label="Repetition penalty (1 = off)",
+                )
+                stop_loops = gr.Checkbox(label="Stop an answer that repeats itself", value=True)
                 ground = gr.Checkbox(label="Ground on documents", value=False)
         with gr.Accordion("Rate an answer", open=True):
             target = gr.Markdown(selected_label(new_conversation()))
@@ -155,7 +160,8 @@ def build_chat_tab(services: Services, user: gr.Textbox) -> None:
         )
 
     def respond(
-        text, conv, system, max_new, temp, top, rater, model, grounded, request: gr.Request
+        text, conv, system, max_new, temp, top, rater, model, grounded, penalty, stop_loops,
+        request: gr.Request,
     ):
         messages = conv["messages"]
         waiting = (gr.update(),) * 7  # the form stays until the answer exists
@@ -165,7 +171,9 @@ def build_chat_tab(services: Services, user: gr.Textbox) -> None:
                 history=messages,
                 system_prompt=system or None,
                 options=GenerationOptions(
-                    max_new_tokens=int(max_new), temperature=float(temp), top_p=float(top)
+                    max_new_tokens=int(max_new), temperature=float(temp), top_p=float(top),
+                    repetition_penalty=float(penalty),
+                    repeat_ngram_limit=GenerationOptions.repeat_ngram_limit if stop_loops else 0,
                 ),
                 conversation_id=conv["id"],
                 user=user_name(rater, request),
@@ -248,7 +256,8 @@ def build_chat_tab(services: Services, user: gr.Textbox) -> None:
     rating_form = [target, stars, thumb, tags, correction, rating_status, cited]
     outputs = [chatbot, prompt, metrics, conv, *rating_form]
     inputs = [
-        prompt, conv, system_prompt, max_new_tokens, temperature, top_p, user, model_choice, ground
+        prompt, conv, system_prompt, max_new_tokens, temperature, top_p, user, model_choice, ground,
+        penalty, stop_loops,
     ]
     model_choice.focus(lambda: gr.update(choices=model_choices(services)), None, model_choice)
     prompt.submit(respond, inputs, outputs)
