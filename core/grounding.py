@@ -56,11 +56,11 @@ def ground(
     tokenizer, messages: list[dict], hits: list[SearchHit], budget: int
 ) -> tuple[list[dict], tuple[SearchHit, ...]]:
     """The messages with the best sources that fit, and those sources: at most half the prompt
-    budget, and never more than the messages and the sources' instruction leave free."""
-    taken = len(encode_messages(tokenizer, messages)) + len(
-        tokenizer(SOURCES_INSTRUCTION, add_special_tokens=False)["input_ids"])
-    sources = tuple(fit_sources(tokenizer, hits, min(budget // 2, budget - taken)))
-    return with_sources(messages, list(sources)), sources
+    budget, fewer while the whole conversation with them would not fit the budget."""
+    sources = fit_sources(tokenizer, hits, budget // 2)
+    while sources and len(encode_messages(tokenizer, with_sources(messages, sources))) > budget:
+        sources.pop()  # labels and the instruction cost tokens that fit_sources only estimates
+    return with_sources(messages, sources), tuple(sources)
 
 
 def label(hit: SearchHit) -> str:

@@ -11,8 +11,7 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 
-from core.generation import GenerationOptions, fit_to_context
-from core.knowledge.batch import generate_batch
+from core.generation import GenerationOptions, fit_to_context, generate_batch
 from core.knowledge.scoring import fact_match, normalise
 
 ASK = (
@@ -118,6 +117,6 @@ def write_items(
     for passage in passages:
         ids = tokenizer(passage, add_special_tokens=False)["input_ids"][:MAX_PASSAGE_TOKENS]
         prompts.append(fit_to_context(tokenizer, prompt_messages(tokenizer.decode(ids)), budget))
-    replies = generate_batch(loaded, prompts, options)
+    replies = [result.text.strip() for result in generate_batch(loaded, prompts, options)]
     written = [parse(reply) for reply in replies]
     return [w if keep(w, passage) else None for w, passage in zip(written, passages, strict=True)]

@@ -13,9 +13,8 @@ import uuid
 from datetime import datetime
 
 from core.errors import InvalidInput, NotFound, RefineryError
-from core.generation import GenerationOptions, fit_to_context, prompt_budget
+from core.generation import GenerationOptions, fit_to_context, generate_batch, prompt_budget
 from core.grounding import ground, retrieve
-from core.knowledge.batch import generate_batch
 from core.knowledge.check import KnowledgeService
 from core.knowledge.general import load_general_set
 from core.knowledge.scoring import score_answer
@@ -205,7 +204,8 @@ class KnowledgeRuns:
                 messages, kept = ground(loaded.tokenizer, messages, found, budget)
                 prompts.append(fit_to_context(loaded.tokenizer, messages, budget))
                 sources.append([hit.chunk_id for hit in kept])
-            answers = generate_batch(loaded, prompts, self.options)
+            results = generate_batch(loaded, prompts, self.options)
+        answers = [result.text.strip() for result in results]
         rows = []
         for item, answer, used in zip(batch, answers, sources, strict=True):
             score = score_answer(answer, item["reference"])
