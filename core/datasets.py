@@ -19,11 +19,13 @@ from core.augment import Augmentation, perturb, replace_synonyms
 from core.dataset_formats import read_records, records_to_rows, write_export
 from core.dataset_rows import CONTENT, KINDS, check_kind, normalise_row, split_rows, statistics
 from core.errors import InvalidInput, NotFound
-from core.models import ModelService
+from core.models import ModelService, resolve_model_source
 from core.store.curation import CurationFilter, CurationStore
 from core.store.datasets import DatasetStore
 from core.store.documents import DocumentStore
 from core.synthesis import Writer
+from core.training.data import length_report
+from core.training.spec import TrainingSpec
 
 MAX_NAME_CHARS = 80
 Progress = Callable[[float, str], None]
@@ -183,7 +185,8 @@ class DatasetService:
         splits = {"train": train, "validation": validation}
         progress(0.95, "computing statistics")
         unit, counter = self._token_counter()
-        stats = {**statistics(kind, splits, counter), "length_unit": unit}
+        stats = {**statistics(kind, splits, counter), "length_unit": unit,
+                 **self._training_lengths(kind, train)}
         full_lineage = {
             **(lineage or {"source": "rows"}),
             "kind": kind,
@@ -325,6 +328,24 @@ class DatasetService:
                         out.append(normalise_row(kind, {**changed, "meta": meta}, n + 1))
         seen = {row["id"] for row in rows}
         return [r for r in {r["id"]: r for r in out}.values() if r["id"] not in seen]
+
+    def _training_lengths(self, kind: str, train: list[dict]) -> dict:
+        """Train rows measured in the chat model's tokens against the default training
+        max_length: how many are longer (training fits them by cutting prompt context)."""
+        if kind not in ("sft", "text"):
+            return {}
+        report = length_report(self._tokenizer(), train, kind=kind,
+                               max_length=TrainingSpec(base_model=self.models.name).max_length)
+        return {"training_length": report.to_dict()}
+
+    def _tokenizer(self):
+        if self.models.is_loaded:
+            return self.models.get().tokenizer
+        from transformers import AutoTokenizer
+
+        return AutoTokenizer.from_pretrained(
+            resolve_model_source(self.models.name, self.models.cache_dir),
+            trust_remote_code=self.models.trust_remote_code)
 
     def _token_counter(self) -> tuple[str, Callable[[list[str]], list[int]]]:
         """The chat model's tokenizer once the model is in memory; whitespace words before.

@@ -27,6 +27,7 @@ from core.models import resolve_model_source
 from core.paths import AllowedFolders, looks_like_path
 from core.registry import ModelRegistry
 from core.store.training import ACTIVE, JobRecord, TrainingStore
+from core.training.data import LengthReport, length_report
 from core.training.events import RunFolder, read_events, write_jsonl
 from core.training.preference import check_preference_model
 from core.training.spec import KINDS, TrainingSpec, incremental_update
@@ -122,12 +123,13 @@ class TrainingRunner:
             spec, model_path = self.retrievers.training_source(
                 spec, train, default_model=self.default_model)
         else:
-            base = spec.base_model
-            if self.folders is not None and base != self.default_model:
-                base = self.folders.model_source(base)
-            model_path = resolve_model_source(base, self.models_dir)
+            model_path = self._model_path(spec)
         if kind == "preference":
             check_preference_model(model_path)
+        if kind in ("sft", "text"):
+            report = self.length_report(spec, train, kind, model_path)
+            if report.dropped:
+                raise InvalidInput(report.fix)
         job_id = uuid.uuid4().hex[:12]
         run = RunFolder(self.runs_dir / job_id)
         run.path.mkdir(parents=True)
@@ -147,6 +149,26 @@ class TrainingRunner:
         self.ensure_started()
         self._schedule()
         return self.get(job_id)
+
+    def check(self, spec: TrainingSpec, *, train: list[dict] | None = None,
+              kind: str | None = None) -> dict:
+        """What a run would train on, before it starts: rows longer than max_length (fitted by
+        cutting their prompt context) and rows that could not train, with the fix."""
+        train, _, kind, _ = self.resolve_data(spec, train, None, kind)
+        if kind not in ("sft", "text"):
+            return {"kind": kind, "rows": len(train), "max_length": spec.max_length}
+        model_path = self._model_path(spec)
+        return {"kind": kind, **self.length_report(spec, train, kind, model_path).to_dict()}
+
+    def length_report(self, spec: TrainingSpec, train: list[dict], kind: str,
+                      model_path: str) -> LengthReport:
+        from transformers import AutoConfig, AutoTokenizer
+
+        trust = self.trust_remote_code
+        tokenizer = AutoTokenizer.from_pretrained(model_path, trust_remote_code=trust)
+        config = AutoConfig.from_pretrained(model_path, trust_remote_code=trust)
+        return length_report(tokenizer, train, kind=kind, max_length=spec.max_length,
+                             seq2seq=bool(getattr(config, "is_encoder_decoder", False)))
 
     def get(self, job_id: str) -> JobRecord:
         job = self.store.get(job_id)
@@ -307,6 +329,12 @@ class TrainingRunner:
         if not fresh:
             raise InvalidInput("every example was already used to train that adapter")
         return replace(spec, init_adapter=str(folder.resolve())), fresh
+
+    def _model_path(self, spec: TrainingSpec) -> str:
+        base = spec.base_model
+        if self.folders is not None and base != self.default_model:
+            base = self.folders.model_source(base)
+        return resolve_model_source(base, self.models_dir)
 
     def _check_qlora(self) -> None:
         import importlib.util
