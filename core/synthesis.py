@@ -4,8 +4,9 @@ from __future__ import annotations
 
 import re
 
+from core.cpu_threads import one_thread
 from core.generation import GenerationOptions, GenerationStream, fit_to_context
-from core.models import ModelService
+from core.models import LoadedModel, ModelService
 
 QUESTION_PROMPT = (
     "Read the passage and write one question that it answers. Reply with the question only."
@@ -24,6 +25,31 @@ def clean(text: str) -> str:
     """One tidy paragraph; drops a leading 'Question:'/'Answer:' style label the model echoes."""
     text = re.sub(r"^\s*(question|answer|rewrite|rewritten text)\s*:\s*", "", text, flags=re.I)
     return re.sub(r"\s+", " ", text).strip()
+
+
+def write_batch(loaded: LoadedModel, prompts: list[list[dict]], options: GenerationOptions,
+                budget: int) -> list[str]:
+    """One forward pass per new token for several chats at once: left-padded, so every row's
+    next token sits in the last column. Returns each row's text up to its end of turn."""
+    import torch
+
+    tokenizer = loaded.tokenizer
+    rows = [fit_to_context(tokenizer, messages, budget).input_ids for messages in prompts]
+    pad = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else (
+        tokenizer.eos_token_id or 0)
+    width = max(len(ids) for ids in rows)
+    input_ids = torch.tensor([[pad] * (width - len(ids)) + ids for ids in rows],
+                             device=loaded.device)
+    mask = torch.tensor([[0] * (width - len(ids)) + [1] * len(ids) for ids in rows],
+                        device=loaded.device)
+    sampling = options.sampling
+    with torch.inference_mode(), one_thread():  # see core.cpu_threads: far faster on busy CPUs
+        output = loaded.model.generate(
+            input_ids=input_ids, attention_mask=mask, max_new_tokens=options.max_new_tokens,
+            do_sample=sampling, pad_token_id=pad,
+            **({"temperature": options.temperature, "top_p": options.top_p} if sampling else
+               {"temperature": None, "top_p": None, "top_k": None}))
+    return [tokenizer.decode(row[width:], skip_special_tokens=True) for row in output]
 
 
 class Writer:
@@ -51,6 +77,21 @@ class Writer:
             )
             stream = GenerationStream(loaded, prepared, self.options)
             return clean("".join(stream))
+
+    def write_many(self, prompts: list[str], *, batch_size: int = 16) -> list[str]:
+        """Several prompts per forward pass (see write_batch); one seed per batch."""
+        import torch
+
+        out = []
+        for start in range(0, len(prompts), batch_size):
+            with self.models.use(None) as loaded:
+                torch.manual_seed(self.seed * 1_000_003 + self.calls)
+                self.calls += 1
+                budget = loaded.context_length - self.options.max_new_tokens
+                chats = [[{"role": "user", "content": p}] for p in
+                         prompts[start:start + batch_size]]
+                out += [clean(t) for t in write_batch(loaded, chats, self.options, budget)]
+        return out
 
     def question_answer(self, passage: str) -> tuple[str, str]:
         question = self.write(QUESTION_PROMPT.format(passage=passage))

@@ -30,7 +30,13 @@ from core.store.training import ACTIVE, JobRecord, TrainingStore
 from core.training.data import LengthReport, length_report
 from core.training.events import RunFolder, read_events, write_jsonl
 from core.training.preference import check_preference_model
-from core.training.spec import KINDS, TrainingSpec, incremental_update
+from core.training.spec import (
+    KINDS,
+    RECIPES,
+    TrainingSpec,
+    incremental_update,
+    recipe_spec,
+)
 from core.training.worker import TRAINED_IDS_FILE
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -108,6 +114,14 @@ class TrainingRunner:
             if not parent:
                 raise InvalidInput("the incremental update preset needs an adapter to continue")
             return incremental_update(TrainingSpec.from_dict(options), init_adapter=parent)
+        if preset in RECIPES:
+            if not dataset_id or self.datasets is None:
+                raise InvalidInput(f"the {preset} preset needs a dataset id")
+            spec = recipe_spec(TrainingSpec.from_dict(options), preset,
+                               len(self.datasets.get(dataset_id).train))
+            # options the caller set explicitly win over the recipe's budget
+            return replace(spec, **{k: v for k, v in options.items()
+                                    if k not in ("base_model", "dataset_id")})
         raise InvalidInput(f"unknown preset {preset!r}")
 
     def submit(self, spec: TrainingSpec, *, train: list[dict] | None = None,

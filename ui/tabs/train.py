@@ -69,8 +69,10 @@ def build_train_tab(services: Services) -> None:
             dataset = gr.Dropdown(dataset_choices(services), label="Dataset version", scale=3)
             refresh = gr.Button("↻ Refresh lists", scale=0)
         with gr.Row():
-            preset = gr.Radio(list(PRESETS), value="default", label="Preset",
-                              info=" · ".join(f"{k}: {v}" for k, v in PRESETS.items()))
+            preset = gr.Dropdown([(f"{k} — {v}", k) for k, v in PRESETS.items()],
+                                 value="default", label="Preset",
+                                 info="teach documents / learn corrections: train on a dataset "
+                                      "built with the recipe of the same name")
             parent = gr.Dropdown(adapter_choices(services), label="Adapter to continue "
                                  "(incremental update)")
         with gr.Accordion("Hyperparameters", open=False):
