@@ -53,8 +53,13 @@ def fact_sentences(chunks: Sequence[dict], topic: str) -> list[Fact]:
     the company), not an answer."""
     found, seen = [], set()
     for chunk in chunks:
-        for raw in _SENTENCE_END.split(chunk["text"]):
-            sentence = " ".join(raw.split())
+        pieces = [" ".join(p.split()) for p in _SENTENCE_END.split(chunk["text"]) if p.strip()]
+        # a window may start or end inside a sentence; its neighbour holds it whole
+        if pieces and not re.match(r"[A-Z0-9#\"']", pieces[0]):
+            pieces = pieces[1:]
+        if pieces and not re.search(r"[.!?\"']$", pieces[-1]):
+            pieces = pieces[:-1]
+        for sentence in pieces:
             if sentence.startswith("#") or not 4 <= len(sentence.split()) <= 60:
                 continue
             if sentence.lower() not in seen:
