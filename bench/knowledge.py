@@ -117,6 +117,8 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--written-questions", type=int, default=None,
                         help="questions the base model writes per fact (default 1; quick 0)")
     parser.add_argument("--corrections", type=int, default=20)
+    parser.add_argument("--phases", default="base,teach,corrections",
+                        help="comma-separated subset of base,teach,corrections")
     args = parser.parse_args(argv)
     data_dir = args.data_dir or Path(tempfile.mkdtemp(prefix="refinery-knowledge-"))
     written = args.written_questions
@@ -138,11 +140,25 @@ def main(argv: list[str] | None = None) -> None:
     chunks = sum(r.chunks for r in results)
     bench.step(f"upload {len(files)} documents, load model", started, f"{chunks} chunks")
 
+    phases = set(args.phases.split(","))
     questions = [f["question"] for f in scored]
-    base_u = bench.score("base, ungrounded", questions, scored, adapter=None, grounded=False)
-    base_g = bench.score("base, grounded", questions, scored, adapter=None, grounded=True)
-    general_base = bench.general("base, general ability", general, None)
+    if "base" in phases:
+        bench.score("base, ungrounded", questions, scored, adapter=None, grounded=False)
+        bench.score("base, grounded", questions, scored, adapter=None, grounded=True)
+        bench.general("base, general ability", general, None)
+    if "teach" in phases:
+        teach(bench, services, questions, scored, general, written)
+    if "corrections" in phases:
+        corrections(bench, services, facts, scored, general, written, n_corrections)
+    print(f"\nload average {' '.join(f'{x:.1f}' for x in os.getloadavg())}; "
+          f"total {time.perf_counter() - total:.0f} s")
+    print("| step | score | wall time |\n|---|---|---|")
+    for name, score, seconds in bench.rows:
+        print(f"| {name} | {score} | {seconds:.0f} s |")
+    services.close()
 
+
+def teach(bench, services, questions, scored, general, written) -> None:
     teach_started = time.perf_counter()
     started = time.perf_counter()
     dataset = services.datasets.build(BuildSpec(
@@ -152,18 +168,18 @@ def main(argv: list[str] | None = None) -> None:
     bench.step(f"{TEACH}: dataset ({written} written question(s) per fact)", started,
                f"{len(dataset.train)} rows {labels}")
     adapter = bench.train(TEACH, dataset.id, TEACH)
-    teach_u = bench.score(f"{TEACH}, ungrounded", questions, scored, adapter=adapter,
-                          grounded=False)
-    teach_g = bench.score(f"{TEACH}, grounded", questions, scored, adapter=adapter,
-                          grounded=True)
+    bench.score(f"{TEACH}, ungrounded", questions, scored, adapter=adapter, grounded=False)
+    bench.score(f"{TEACH}, grounded", questions, scored, adapter=adapter, grounded=True)
     bench.step("documents -> adapter -> scores", teach_started)
-    general_teach = bench.general(f"{TEACH}, general ability", general, adapter)
+    bench.general(f"{TEACH}, general ability", general, adapter)
+
+
+def corrections(bench, services, facts, scored, general, written, n_corrections) -> None:
+    from core.chat import ChatRequest
 
     started = time.perf_counter()
     corrected = facts[1::2][:n_corrections]
     for fact in corrected:
-        from core.chat import ChatRequest
-
         turn = services.chat.complete(ChatRequest(prompt=fact["question"], use_documents=True,
                                                   model="base", options=ANSWER)).turn
         services.feedback.rate(Feedback(response_id=turn.id, rating=1,
@@ -177,26 +193,15 @@ def main(argv: list[str] | None = None) -> None:
                f"(fitted to max_length: {dataset.stats['training_length']['over']})")
     adapter_c = bench.train(CORRECT, dataset.id, CORRECT)
     reworded = [(p, f) for f in corrected for p in f["paraphrases"]]
-    before = bench.score("base, reworded corrected questions", [p for p, _ in reworded],
+    bench.score("base, reworded corrected questions", [p for p, _ in reworded],
                          [f for _, f in reworded], adapter=None, grounded=False)
-    after = bench.score(f"{CORRECT}, reworded corrected questions", [p for p, _ in reworded],
+    bench.score(f"{CORRECT}, reworded corrected questions", [p for p, _ in reworded],
                         [f for _, f in reworded], adapter=adapter_c, grounded=False)
     others = [f for f in scored if f not in corrected]
-    untouched = bench.score(f"{CORRECT}, other facts (should stay near base)",
+    bench.score(f"{CORRECT}, other facts (should stay near base)",
                             [f["question"] for f in others], others, adapter=adapter_c,
                             grounded=False)
-    general_correct = bench.general(f"{CORRECT}, general ability", general, adapter_c)
-
-    print(f"\nload average {' '.join(f'{x:.1f}' for x in os.getloadavg())}; "
-          f"total {time.perf_counter() - total:.0f} s")
-    print("| step | score | wall time |\n|---|---|---|")
-    for name, score, seconds in bench.rows:
-        print(f"| {name} | {score} | {seconds:.0f} s |")
-    print(f"\nknowledge: base {base_u:.0%} -> {teach_u:.0%} ungrounded, {base_g:.0%} -> "
-          f"{teach_g:.0%} grounded; corrections reworded {before:.0%} -> {after:.0%} "
-          f"(other facts {untouched:.0%}); general {general_base:.0%} -> {general_teach:.0%} "
-          f"(teach), {general_correct:.0%} (corrections)")
-    services.close()
+    bench.general(f"{CORRECT}, general ability", general, adapter_c)
 
 
 if __name__ == "__main__":

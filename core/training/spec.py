@@ -125,7 +125,9 @@ PRESETS = {
              "paraphrased prompts with general replay, lr 1e-3",
 }
 # Knowledge needs many passes: at least this many optimizer steps and epochs, at most MAX_EPOCHS.
-RECIPE_BUDGET = {TEACH: (60, 3), CORRECT: (50, 4)}
+RECIPE_BUDGET = {TEACH: (60, 3), CORRECT: (50, 3)}
+# Corrections are short: their grounded turns are fitted (passages cut) to this many tokens.
+RECIPE_MAX_LENGTH = {TEACH: 512, CORRECT: 256}
 MAX_EPOCHS = 20
 
 
@@ -135,4 +137,5 @@ def recipe_spec(spec: TrainingSpec, recipe: str, n_rows: int) -> TrainingSpec:
     batch = 8
     epochs = max(min_epochs, math.ceil(min_steps * batch / max(n_rows, 1)))
     return replace(spec, learning_rate=1e-3, lora_dropout=0.05, warmup_ratio=0.03,
-                   batch_size=batch, grad_accumulation=1, epochs=min(epochs, MAX_EPOCHS))
+                   batch_size=batch, grad_accumulation=1, epochs=min(epochs, MAX_EPOCHS),
+                   max_length=RECIPE_MAX_LENGTH[recipe])
