@@ -24,7 +24,7 @@ from core.models import ModelService, resolve_model_source
 from core.store.curation import CurationFilter, CurationStore
 from core.store.datasets import DatasetStore
 from core.store.documents import DocumentStore
-from core.synthesis import Writer
+from core.synthesis import PARAPHRASE_PROMPT, Writer
 from core.training.data import length_report
 from core.training.spec import CORRECT, RECIPES, TEACH, TrainingSpec
 
@@ -181,8 +181,11 @@ class DatasetService:
         lineage: dict | None = None,
         augmentation: Augmentation | None = None,
         progress: Progress = _quiet,
+        write: Callable[[list[str]], list[str]] | None = None,
     ) -> Dataset:
-        """Validate, dedupe by content id, split (seeded), augment train, store a new version."""
+        """Validate, dedupe by content id, split (seeded), augment train, store a new version.
+
+        `write` (prompts -> texts) writes paraphrases; by default the base model, in batches."""
         check_name(name)
         check_kind(kind)
         clean = list(
@@ -197,7 +200,8 @@ class DatasetService:
         )
         augmentation = augmentation or Augmentation()
         if augmentation.active:
-            train = train + self._augment(kind, train, augmentation, seed, progress)
+            write = write or Writer(self.models, seed=seed).write_many
+            train = train + self._augment(kind, train, augmentation, seed, progress, write)
         splits = {"train": train, "validation": validation}
         progress(0.95, "computing statistics")
         unit, counter = self._token_counter()
@@ -249,6 +253,7 @@ class DatasetService:
             lineage=lineage,
             augmentation=spec.augmentation,
             progress=progress,
+            write=write,
         )
 
     def import_file(
@@ -380,11 +385,17 @@ class DatasetService:
         return rows, lineage
 
     def _augment(
-        self, kind: str, rows: list[dict], aug: Augmentation, seed: int, progress: Progress
+        self, kind: str, rows: list[dict], aug: Augmentation, seed: int, progress: Progress,
+        write: Callable[[list[str]], list[str]],
     ) -> list[dict]:
-        """Extra copies of train rows with their input text changed; each marked as such."""
+        """Extra copies of train rows with their input text changed; each marked as such.
+        Paraphrases are written first, all in batches, and used in the same order."""
         rng = random.Random(seed)
-        writer = Writer(self.models, seed=seed) if aug.paraphrase else None
+        prompts = [PARAPHRASE_PROMPT.format(text=_input_text(kind, row))
+                   for row in rows for _ in range(aug.paraphrase)]
+        if prompts:
+            progress(0.3, f"writing {len(prompts)} paraphrases")
+        written = iter(write(prompts) if prompts else [])
         out = []
         for n, row in enumerate(rows):
             progress(0.5 + 0.4 * n / len(rows), f"augmenting row {n + 1} of {len(rows)}")
@@ -394,7 +405,7 @@ class DatasetService:
                 ("paraphrase", aug.paraphrase),
             ):
                 for _ in range(copies):
-                    changed = _rewrite(kind, row, method, rng, aug.rate, writer)
+                    changed = _rewrite(kind, row, method, rng, aug.rate, written)
                     if changed is not None:
                         meta = {**row["meta"], "augmented": method, "augmented_from": row["id"]}
                         out.append(normalise_row(kind, {**changed, "meta": meta}, n + 1))
@@ -441,15 +452,22 @@ def document_title(chunks: list[dict]) -> str:
     return Path(chunks[0]["source"]).stem.replace("_", " ")
 
 
-def _rewrite(kind: str, row: dict, method: str, rng, rate: float, writer) -> dict | None:
-    """The row with its input (user prompt, prompt, query or text) rewritten; None if unchanged."""
+def _input_text(kind: str, row: dict) -> str:
+    if kind == "sft":
+        return [m for m in row["messages"] if m["role"] == "user"][-1]["content"]
+    return row[{"text": "text", "preference": "prompt", "embedding": "query"}[kind]]
+
+
+def _rewrite(kind: str, row: dict, method: str, rng, rate: float, written) -> dict | None:
+    """The row with its input (user prompt, prompt, query or text) rewritten; None if unchanged.
+    `written` yields the paraphrases, one per paraphrase copy, in row order."""
 
     def change(text: str) -> str:
         if method == "perturb":
             return perturb(text, rng, rate)
         if method == "synonym":
             return replace_synonyms(text, rng, rate)
-        return writer.paraphrase(text) or text
+        return next(written) or text
 
     content = {key: row[key] for key in CONTENT[kind]}
     if kind == "sft":

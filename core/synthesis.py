@@ -5,7 +5,7 @@ from __future__ import annotations
 import re
 
 from core.cpu_threads import one_thread
-from core.generation import GenerationOptions, GenerationStream, fit_to_context
+from core.generation import GenerationOptions, fit_to_context
 from core.models import LoadedModel, ModelService
 
 QUESTION_PROMPT = (
@@ -65,19 +65,6 @@ class Writer:
         self.calls = 0
         self.options = GenerationOptions(max_new_tokens=max_new_tokens, temperature=0.7)
 
-    def write(self, prompt: str) -> str:
-        import torch
-
-        with self.models.use(None) as loaded:
-            torch.manual_seed(self.seed * 1_000_003 + self.calls)
-            self.calls += 1
-            budget = loaded.context_length - self.options.max_new_tokens
-            prepared = fit_to_context(
-                loaded.tokenizer, [{"role": "user", "content": prompt}], budget
-            )
-            stream = GenerationStream(loaded, prepared, self.options)
-            return clean("".join(stream))
-
     def write_many(self, prompts: list[str], *, batch_size: int = 16) -> list[str]:
         """Several prompts per forward pass (see write_batch); one seed per batch."""
         import torch
@@ -92,14 +79,6 @@ class Writer:
                          prompts[start:start + batch_size]]
                 out += [clean(t) for t in write_batch(loaded, chats, self.options, budget)]
         return out
-
-    def question_answer(self, passage: str) -> tuple[str, str]:
-        question = self.write(QUESTION_PROMPT.format(passage=passage))
-        answer = self.write(ANSWER_PROMPT.format(passage=passage, question=question))
-        return question, answer
-
-    def paraphrase(self, text: str) -> str:
-        return self.write(PARAPHRASE_PROMPT.format(text=text))
 
     @property
     def model_name(self) -> str:

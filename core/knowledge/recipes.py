@@ -35,7 +35,7 @@ _SPANS = re.compile(
     r"|(?<!^)(?<![.!?]\s)[A-Z][\w-]*(?:\s+[A-Z0-9][\w-]*)*"
 )
 _SENTENCE_END = re.compile(r"(?<=[.!?])\s+|\n+")
-Writer = Callable[[list[str]], list[str]]  # prompts -> texts, in order (core.synthesis)
+Write = Callable[[list[str]], list[str]]  # prompts -> texts, in order (core.synthesis)
 
 
 @dataclass(frozen=True)
@@ -171,7 +171,7 @@ class TeachOptions:
     replay_share: float = 0.1  # general replay rows per fact row
 
 
-def teach_rows(documents: Sequence[tuple[str, list[dict]]], *, search, writer: Writer | None,
+def teach_rows(documents: Sequence[tuple[str, list[dict]]], *, search, writer: Write | None,
                options: TeachOptions = TeachOptions(), seed: int = 0,
                progress: Callable[[float, str], None] = lambda f, m: None) -> list[dict]:
     """Chat rows that teach the facts of (title, chunks) documents."""
@@ -217,7 +217,7 @@ PARAPHRASE_TEMPLATES = (
 )
 
 
-def correction_rows(turns: Sequence[dict], *, writer: Writer | None, paraphrases: int = 1,
+def correction_rows(turns: Sequence[dict], *, writer: Write | None, paraphrases: int = 1,
                     replay_share: float = 0.25, seed: int = 0) -> list[dict]:
     """Each corrected turn as it was asked (its grounded context kept, fitted at training),
     ungrounded under reworded prompts, and written paraphrases; plus general replay rows.
