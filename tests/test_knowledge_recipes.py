@@ -167,3 +167,15 @@ def test_the_length_check_before_a_run_over_http(client):
     refused = client.post(f"{API}/training/jobs",
                           json={"train": long_answer, "config": {"max_length": 8}})
     assert refused.status_code == 400 and "max_length" in refused.json()["error"], refused.text
+
+
+def test_batched_writing_matches_one_prompt_at_a_time(services):
+    from core.synthesis import write_batch
+
+    options = GenerationOptions(max_new_tokens=6, temperature=0.0)
+    chats = [[{"role": "user", "content": text}] for text in
+             ("hi", "a much longer prompt with many more words in it", "pump")]
+    with services.models.use(None) as loaded:
+        together = write_batch(loaded, chats, options, 200)
+        alone = [write_batch(loaded, [chat], options, 200)[0] for chat in chats]
+    assert together == alone
