@@ -49,8 +49,9 @@ def right(text: str, fact: dict) -> bool:
 
 
 class Bench:
-    def __init__(self, services) -> None:
+    def __init__(self, services, training: dict | None = None) -> None:
         self.services = services
+        self.training = training or {}  # options over the recipe presets (e.g. epochs)
         self.rows: list[tuple[str, str, float]] = []
 
     def step(self, name: str, started: float, score: str = "") -> None:
@@ -92,7 +93,7 @@ class Bench:
     def train(self, name: str, dataset_id: str, preset: str) -> str:
         started = time.perf_counter()
         runner = self.services.training
-        spec = runner.make_spec({}, dataset_id=dataset_id, preset=preset)
+        spec = runner.make_spec(self.training, dataset_id=dataset_id, preset=preset)
         job = runner.submit(spec, name=name)
         while (job := runner.get(job.id)).status not in ("completed", "failed", "stopped"):
             time.sleep(2)
@@ -117,6 +118,8 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--written-questions", type=int, default=None,
                         help="questions the base model writes per fact (default 1; quick 0)")
     parser.add_argument("--corrections", type=int, default=20)
+    parser.add_argument("--epochs", type=float, default=None,
+                        help="epochs instead of the recipe presets' budget")
     parser.add_argument("--phases", default="base,teach,corrections",
                         help="comma-separated subset of base,teach,corrections")
     args = parser.parse_args(argv)
@@ -125,7 +128,7 @@ def main(argv: list[str] | None = None) -> None:
     if written is None:
         written = 0 if args.quick else 1
     services = build_services(Settings(data_dir=data_dir, cache_dir=args.cache_dir))
-    bench = Bench(services)
+    bench = Bench(services, {"epochs": args.epochs} if args.epochs else None)
     facts = load_facts()
     scored = facts[::4][:12] if args.quick else facts
     general = load_general_set()[: 12 if args.quick else None]
