@@ -12,7 +12,7 @@ import numpy as np
 import pandas as pd
 
 from core.store.documents import DocumentStore
-from core.synthesis import Writer
+from core.synthesis import ANSWER_PROMPT, QUESTION_PROMPT
 
 HELPFUL_THUMB = "up"
 UNHELPFUL_RATING = 2  # at or below: the answer did not help
@@ -246,52 +246,56 @@ def _nearest_chunks(documents: DocumentStore, ids: list[str], k: int) -> dict[st
     return out
 
 
+def document_chunks(documents: DocumentStore, document_id: str) -> list[dict]:
+    """A document's unique, non-empty chunks in order."""
+    chunks, offset = [], 0
+    while batch := documents.chunks_of(document_id, limit=1000, offset=offset):
+        offset += len(batch)
+        chunks += [c for c in batch if c["duplicate_of"] is None and c["text"].strip()]
+    return chunks
+
+
 def text_rows(
     documents: DocumentStore,
     document_ids: Sequence[str],
     *,
     synthetic_qa: int,
     seed: int,
-    writer: Writer | None,
+    write: Callable[[list[str]], list[str]] | None,
     progress: Callable[[float, str], None],
 ) -> list[dict]:
-    """Every unique chunk as plain text; optionally QA pairs the base model writes from chunks."""
+    """Every unique chunk as plain text; optionally QA pairs the base model writes from chunks
+    (`write`: prompts -> texts, in batches: all questions, then all answers)."""
     rows = []
     for n, document_id in enumerate(document_ids):
         progress(n / max(len(document_ids), 1) * 0.5, f"reading document {n + 1}")
-        offset = 0
-        while batch := documents.chunks_of(document_id, limit=1000, offset=offset):
-            offset += len(batch)
-            rows.extend(
-                {
-                    "text": c["text"],
-                    "meta": {
-                        "label": "chunk",
-                        "source": "document",
-                        "document_id": document_id,
-                        "chunk_id": c["id"],
-                        "file": c["source"],
-                        "page": c["page"],
-                    },
-                }
-                for c in batch
-                if c["duplicate_of"] is None and c["text"].strip()
-            )
-    if synthetic_qa and writer is not None and rows:
+        rows.extend(
+            {
+                "text": c["text"],
+                "meta": {
+                    "label": "chunk",
+                    "source": "document",
+                    "document_id": document_id,
+                    "chunk_id": c["id"],
+                    "file": c["source"],
+                    "page": c["page"],
+                },
+            }
+            for c in document_chunks(documents, document_id)
+        )
+    if synthetic_qa and write is not None and rows:
         picked = random.Random(seed).sample(rows, min(synthetic_qa, len(rows)))
-        for n, chunk in enumerate(picked):
-            progress(0.5 + 0.5 * n / len(picked), f"writing QA pair {n + 1} of {len(picked)}")
-            question, answer = writer.question_answer(chunk["text"])
+        progress(0.5, f"writing {len(picked)} questions")
+        questions = write([QUESTION_PROMPT.format(passage=c["text"]) for c in picked])
+        progress(0.75, f"writing {len(picked)} answers")
+        answers = write([ANSWER_PROMPT.format(passage=c["text"], question=q)
+                         for c, q in zip(picked, questions, strict=True)])
+        for chunk, question, answer in zip(picked, questions, answers, strict=True):
             if question and answer:
                 rows.append(
                     {
                         "text": f"Question: {question}\nAnswer: {answer}",
-                        "meta": {
-                            **chunk["meta"],
-                            "label": "synthetic_qa",
-                            "synthetic": True,
-                            "generator": writer.model_name,
-                        },
+                        "meta": {**chunk["meta"], "label": "synthetic_qa", "synthetic": True},
                     }
                 )
     return rows

@@ -19,12 +19,15 @@ from core.augment import Augmentation, perturb, replace_synonyms
 from core.dataset_formats import read_records, records_to_rows, write_export
 from core.dataset_rows import CONTENT, KINDS, check_kind, normalise_row, split_rows, statistics
 from core.errors import InvalidInput, NotFound
+from core.knowledge import recipes
 from core.knowledge.holdout import drop_held_out
-from core.models import ModelService
+from core.models import ModelService, resolve_model_source
 from core.store.curation import CurationFilter, CurationStore
 from core.store.datasets import DatasetStore
 from core.store.documents import DocumentStore
-from core.synthesis import Writer
+from core.synthesis import PARAPHRASE_PROMPT, Writer
+from core.training.data import length_report
+from core.training.spec import CORRECT, RECIPES, TEACH, TrainingSpec
 
 MAX_NAME_CHARS = 80
 Progress = Callable[[float, str], None]
@@ -75,6 +78,8 @@ class BuildSpec:
     document_ids: tuple[str, ...] = ()  # text: empty means every document
     synthetic_qa: int = 0  # text: QA pairs the base model writes from this many chunks
     augmentation: Augmentation = field(default_factory=Augmentation)
+    recipe: str = ""  # sft: "teach documents" (from documents) or "learn corrections"
+    written_questions: int = 1  # recipes: questions/paraphrases the base model writes per item
 
     def __post_init__(self) -> None:
         check_name(self.name)
@@ -85,12 +90,23 @@ class BuildSpec:
             raise InvalidInput(f"synthetic_qa must be 0-1000, got {self.synthetic_qa}")
         if not 0 <= self.hard_negatives <= 20:
             raise InvalidInput(f"hard_negatives must be 0-20, got {self.hard_negatives}")
+        if self.recipe and (self.recipe not in RECIPES or self.kind != "sft"):
+            raise InvalidInput(f"recipe must be one of {', '.join(RECIPES)}, on kind 'sft'")
+        if not 0 <= self.written_questions <= 5:
+            raise InvalidInput(f"written_questions must be 0-5, got {self.written_questions}")
         if self.preference_margin <= 0:
             raise InvalidInput("preference_margin must be above 0")
         if not 0.0 <= self.validation_fraction < 1.0:
             raise InvalidInput(
                 f"validation_fraction must be in [0, 1), got {self.validation_fraction}"
             )
+
+
+    @property
+    def synthetic(self) -> bool:
+        """Whether the base model writes rows for this build (a background job)."""
+        return bool(self.synthetic_qa and self.kind == "text") or bool(
+            self.recipe and self.written_questions) or bool(self.augmentation.paraphrase)
 
 
 def check_name(name: str) -> None:
@@ -114,7 +130,9 @@ class DatasetService:
         models: ModelService,
         *,
         exports_dir: Path,
+        search: Callable | None = None,  # (query, k) -> SearchHit list: grounded recipe rows
     ) -> None:
+        self.search = search
         self.store = store
         self.curation = curation
         self.documents = documents
@@ -164,8 +182,11 @@ class DatasetService:
         lineage: dict | None = None,
         augmentation: Augmentation | None = None,
         progress: Progress = _quiet,
+        write: Callable[[list[str]], list[str]] | None = None,
     ) -> Dataset:
-        """Validate, dedupe by content id, split (seeded), augment train, store a new version."""
+        """Validate, dedupe by content id, split (seeded), augment train, store a new version.
+
+        `write` (prompts -> texts) writes paraphrases; by default the base model, in batches."""
         check_name(name)
         check_kind(kind)
         rows = drop_held_out(self.store.db, rows)  # knowledge check questions never train
@@ -181,11 +202,13 @@ class DatasetService:
         )
         augmentation = augmentation or Augmentation()
         if augmentation.active:
-            train = train + self._augment(kind, train, augmentation, seed, progress)
+            write = write or Writer(self.models, seed=seed).write_many
+            train = train + self._augment(kind, train, augmentation, seed, progress, write)
         splits = {"train": train, "validation": validation}
         progress(0.95, "computing statistics")
         unit, counter = self._token_counter()
-        stats = {**statistics(kind, splits, counter), "length_unit": unit}
+        stats = {**statistics(kind, splits, counter), "length_unit": unit,
+                 **self._training_lengths(kind, train)}
         full_lineage = {
             **(lineage or {"source": "rows"}),
             "kind": kind,
@@ -205,11 +228,20 @@ class DatasetService:
         )
         return self.get(header["id"])
 
-    def build(self, spec: BuildSpec, *, progress: Progress = _quiet) -> Dataset:
-        """Freeze the current selection (or the chosen documents) into a new version."""
+    def build(self, spec: BuildSpec, *, progress: Progress = _quiet,
+              write: Callable[[list[str]], list[str]] | None = None) -> Dataset:
+        """Freeze the current selection (or the chosen documents) into a new version.
+
+        `write` (prompts -> texts) writes the synthetic rows; by default the base model in
+        batches, in this call (the dataset job runs builds that write in the background)."""
         progress(0.0, "reading the selection")
-        if spec.kind == "text":
-            rows, lineage = self._text(spec, progress)
+        write = write or Writer(self.models, seed=spec.seed).write_many
+        if spec.recipe == TEACH:
+            rows, lineage = self._teach(spec, write, progress)
+        elif spec.recipe == CORRECT:
+            rows, lineage = self._corrections(spec, write)
+        elif spec.kind == "text":
+            rows, lineage = self._text(spec, write, progress)
         else:
             rows, lineage = self._from_feedback(spec)
         if not rows:
@@ -223,6 +255,7 @@ class DatasetService:
             lineage=lineage,
             augmentation=spec.augmentation,
             progress=progress,
+            write=write,
         )
 
     def import_file(
@@ -282,19 +315,21 @@ class DatasetService:
         }
         return rows, lineage
 
-    def _text(self, spec: BuildSpec, progress: Progress) -> tuple[list[dict], dict]:
+    def _document_ids(self, spec: BuildSpec) -> list[str]:
         known = {d["id"] for d in self.documents.list()}
         missing = sorted(set(spec.document_ids) - known)
         if missing:
             raise NotFound(f"no document with id {missing[0]!r}")
-        document_ids = sorted(spec.document_ids or known)
-        writer = Writer(self.models, seed=spec.seed) if spec.synthetic_qa else None
+        return sorted(spec.document_ids or known)
+
+    def _text(self, spec: BuildSpec, write, progress: Progress) -> tuple[list[dict], dict]:
+        document_ids = self._document_ids(spec)
         rows = dataset_kinds.text_rows(
             self.documents,
             document_ids,
             synthetic_qa=spec.synthetic_qa,
             seed=spec.seed,
-            writer=writer,
+            write=write,
             progress=progress,
         )
         lineage = {
@@ -302,16 +337,67 @@ class DatasetService:
             "documents": document_ids,
             "chunks": sorted({row["meta"]["chunk_id"] for row in rows}),
             "synthetic_qa": spec.synthetic_qa,
-            "generator": writer.model_name if writer else None,
+            "generator": self.models.name if spec.synthetic_qa else None,
+        }
+        return rows, lineage
+
+    def _teach(self, spec: BuildSpec, write, progress: Progress) -> tuple[list[dict], dict]:
+        document_ids = self._document_ids(spec)
+        documents = []
+        for document_id in document_ids:
+            chunks = [
+                {**c, "document_id": document_id}
+                for c in dataset_kinds.document_chunks(self.documents, document_id)
+            ]
+            if chunks:
+                documents.append((document_title(chunks), chunks))
+        rows = recipes.teach_rows(
+            documents,
+            search=(lambda query, k: self.search(query, k=k)) if self.search else None,
+            writer=write if spec.written_questions else None,
+            options=recipes.TeachOptions(written_questions=spec.written_questions),
+            seed=spec.seed,
+            progress=progress,
+        )
+        lineage = {
+            "source": "documents",
+            "recipe": TEACH,
+            "documents": document_ids,
+            "chunks": sorted({r["meta"]["chunk_id"] for r in rows if "chunk_id" in r["meta"]}),
+            "written_questions": spec.written_questions,
+            "generator": self.models.name if spec.written_questions else None,
+        }
+        return rows, lineage
+
+    def _corrections(self, spec: BuildSpec, write) -> tuple[list[dict], dict]:
+        frame = self.curation.all_rows(spec.selection)
+        turns = dataset_kinds.fold_turns(frame[frame["include"].astype(bool)])
+        corrected = [r for r in dataset_kinds.sft_rows(turns, min_rating=5)
+                     if r["meta"]["label"] == "correction"]
+        rows = recipes.correction_rows(
+            corrected, writer=write if spec.written_questions else None,
+            paraphrases=spec.written_questions, seed=spec.seed)
+        lineage = {
+            "source": "feedback",
+            "recipe": CORRECT,
+            "filter": spec.selection.describe(),
+            "turns": sorted(r["meta"]["interaction_id"] for r in corrected),
+            "written_questions": spec.written_questions,
         }
         return rows, lineage
 
     def _augment(
-        self, kind: str, rows: list[dict], aug: Augmentation, seed: int, progress: Progress
+        self, kind: str, rows: list[dict], aug: Augmentation, seed: int, progress: Progress,
+        write: Callable[[list[str]], list[str]],
     ) -> list[dict]:
-        """Extra copies of train rows with their input text changed; each marked as such."""
+        """Extra copies of train rows with their input text changed; each marked as such.
+        Paraphrases are written first, all in batches, and used in the same order."""
         rng = random.Random(seed)
-        writer = Writer(self.models, seed=seed) if aug.paraphrase else None
+        prompts = [PARAPHRASE_PROMPT.format(text=_input_text(kind, row))
+                   for row in rows for _ in range(aug.paraphrase)]
+        if prompts:
+            progress(0.3, f"writing {len(prompts)} paraphrases")
+        written = iter(write(prompts) if prompts else [])
         out = []
         for n, row in enumerate(rows):
             progress(0.5 + 0.4 * n / len(rows), f"augmenting row {n + 1} of {len(rows)}")
@@ -321,12 +407,30 @@ class DatasetService:
                 ("paraphrase", aug.paraphrase),
             ):
                 for _ in range(copies):
-                    changed = _rewrite(kind, row, method, rng, aug.rate, writer)
+                    changed = _rewrite(kind, row, method, rng, aug.rate, written)
                     if changed is not None:
                         meta = {**row["meta"], "augmented": method, "augmented_from": row["id"]}
                         out.append(normalise_row(kind, {**changed, "meta": meta}, n + 1))
         seen = {row["id"] for row in rows}
         return [r for r in {r["id"]: r for r in out}.values() if r["id"] not in seen]
+
+    def _training_lengths(self, kind: str, train: list[dict]) -> dict:
+        """Train rows measured in the chat model's tokens against the default training
+        max_length: how many are longer (training fits them by cutting prompt context)."""
+        if kind not in ("sft", "text"):
+            return {}
+        report = length_report(self._tokenizer(), train, kind=kind,
+                               max_length=TrainingSpec(base_model=self.models.name).max_length)
+        return {"training_length": report.to_dict()}
+
+    def _tokenizer(self):
+        if self.models.is_loaded:
+            return self.models.get().tokenizer
+        from transformers import AutoTokenizer
+
+        return AutoTokenizer.from_pretrained(
+            resolve_model_source(self.models.name, self.models.cache_dir),
+            trust_remote_code=self.models.trust_remote_code)
 
     def _token_counter(self) -> tuple[str, Callable[[list[str]], list[int]]]:
         """The chat model's tokenizer once the model is in memory; whitespace words before.
@@ -342,15 +446,30 @@ class DatasetService:
         return f"tokens ({self.models.name})", count
 
 
-def _rewrite(kind: str, row: dict, method: str, rng, rate: float, writer) -> dict | None:
-    """The row with its input (user prompt, prompt, query or text) rewritten; None if unchanged."""
+def document_title(chunks: list[dict]) -> str:
+    """A document's first markdown heading, else its file name without the extension."""
+    for line in chunks[0]["text"].splitlines():
+        if line.startswith("#"):
+            return line.lstrip("# ").strip()
+    return Path(chunks[0]["source"]).stem.replace("_", " ")
+
+
+def _input_text(kind: str, row: dict) -> str:
+    if kind == "sft":
+        return [m for m in row["messages"] if m["role"] == "user"][-1]["content"]
+    return row[{"text": "text", "preference": "prompt", "embedding": "query"}[kind]]
+
+
+def _rewrite(kind: str, row: dict, method: str, rng, rate: float, written) -> dict | None:
+    """The row with its input (user prompt, prompt, query or text) rewritten; None if unchanged.
+    `written` yields the paraphrases, one per paraphrase copy, in row order."""
 
     def change(text: str) -> str:
         if method == "perturb":
             return perturb(text, rng, rate)
         if method == "synonym":
             return replace_synonyms(text, rng, rate)
-        return writer.paraphrase(text) or text
+        return next(written) or text
 
     content = {key: row[key] for key in CONTENT[kind]}
     if kind == "sft":

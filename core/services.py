@@ -9,6 +9,7 @@ from core.arena import ArenaService
 from core.auth import Authenticator, build_authenticator
 from core.chat import ChatService
 from core.dashboard import DashboardService
+from core.dataset_jobs import DatasetJobs
 from core.datasets import DatasetService
 from core.document_service import DocumentService, build_document_service
 from core.drift import DriftMonitor
@@ -64,6 +65,7 @@ class Services:
     feedback: FeedbackService
     quality: QualityService
     datasets: DatasetService
+    dataset_jobs: DatasetJobs  # builds whose rows the base model writes, in the background
     documents: DocumentService
     arena: ArenaService
     experiments: ExperimentService
@@ -127,6 +129,7 @@ def build_services(settings: Settings) -> Services:
         documents.store,
         models,
         exports_dir=settings.data_dir / "exports",
+        search=documents.search,
     )
     training = TrainingRunner(
         TrainingStore(db),
@@ -171,6 +174,7 @@ def build_services(settings: Settings) -> Services:
         feedback=FeedbackService(log),
         quality=QualityService(CurationStore(db)),
         datasets=datasets,
+        dataset_jobs=DatasetJobs(datasets, folder=settings.data_dir / "dataset_jobs"),
         documents=documents,
         arena=ArenaService(
             resolver,

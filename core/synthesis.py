@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import re
 
-from core.generation import GenerationOptions, GenerationStream, prepare_prompt
-from core.models import ModelService
+from core.generation import GenerationOptions, fit_to_context, generate_batch
+from core.models import LoadedModel, ModelService
 
 QUESTION_PROMPT = (
     "Read the passage and write one question that it answers. Reply with the question only."
@@ -26,6 +26,14 @@ def clean(text: str) -> str:
     return re.sub(r"\s+", " ", text).strip()
 
 
+def write_batch(loaded: LoadedModel, prompts: list[list[dict]], options: GenerationOptions,
+                budget: int) -> list[str]:
+    """Several chats answered in one batch through the one generation path (left-padded rows,
+    one forward pass per new token, the engine's repetition control)."""
+    prepared = [fit_to_context(loaded.tokenizer, messages, budget) for messages in prompts]
+    return [result.text for result in generate_batch(loaded, prepared, options)]
+
+
 class Writer:
     """Sampled, bounded generations with the base weights (no adapter).
 
@@ -39,23 +47,20 @@ class Writer:
         self.calls = 0
         self.options = GenerationOptions(max_new_tokens=max_new_tokens, temperature=0.7)
 
-    def write(self, prompt: str) -> str:
+    def write_many(self, prompts: list[str], *, batch_size: int = 16) -> list[str]:
+        """Several prompts per forward pass (see write_batch); one seed per batch."""
         import torch
 
-        with self.models.use(None) as loaded:
-            torch.manual_seed(self.seed * 1_000_003 + self.calls)
-            self.calls += 1
-            prepared = prepare_prompt(loaded, [{"role": "user", "content": prompt}], self.options)
-            stream = GenerationStream(loaded, prepared, self.options)
-            return clean("".join(stream))
-
-    def question_answer(self, passage: str) -> tuple[str, str]:
-        question = self.write(QUESTION_PROMPT.format(passage=passage))
-        answer = self.write(ANSWER_PROMPT.format(passage=passage, question=question))
-        return question, answer
-
-    def paraphrase(self, text: str) -> str:
-        return self.write(PARAPHRASE_PROMPT.format(text=text))
+        out = []
+        for start in range(0, len(prompts), batch_size):
+            with self.models.use(None) as loaded:
+                torch.manual_seed(self.seed * 1_000_003 + self.calls)
+                self.calls += 1
+                budget = loaded.context_length - self.options.max_new_tokens
+                chats = [[{"role": "user", "content": p}] for p in
+                         prompts[start:start + batch_size]]
+                out += [clean(t) for t in write_batch(loaded, chats, self.options, budget)]
+        return out
 
     @property
     def model_name(self) -> str:

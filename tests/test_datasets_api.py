@@ -191,6 +191,8 @@ def test_feedback_and_datasets_tabs_drive_the_same_services(services):
         0,
         0,
         0,
+        "",
+        0,
         progress=lambda *args, **kwargs: None,
     )
     assert message.startswith("✅"), message
@@ -200,6 +202,6 @@ def test_feedback_and_datasets_tabs_drive_the_same_services(services):
     assert lineage["source"] == "feedback"
     assert datasets["export_file"](chosen["value"], "csv").endswith(".csv")
     failed, *_ = datasets["make_with_progress"](
-        selection, " ", "sft", 0, 0.1, 4, [], 0, 0, 0, 0, progress=None
+        selection, " ", "sft", 0, 0.1, 4, [], 0, 0, 0, 0, "", 0, progress=None
     )
     assert failed.startswith("⚠️") and "name" in failed

@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import Annotated, Literal
 
 from fastapi import APIRouter, File, Form, Query, UploadFile
-from fastapi.responses import FileResponse
+from fastapi.responses import FileResponse, JSONResponse
 from pydantic import Field
 from starlette.concurrency import run_in_threadpool
 
@@ -16,6 +16,7 @@ from core.augment import Augmentation
 from core.datasets import BuildSpec, Dataset, DatasetSummary
 from core.errors import InvalidInput
 from core.services import Services
+from core.training.spec import RECIPES
 
 MEDIA = {"jsonl": "application/x-ndjson", "csv": "text/csv", "parquet": "application/octet-stream"}
 
@@ -43,6 +44,8 @@ class DatasetBody(Strict):
     document_ids: list[str] = Field(default_factory=list)
     synthetic_qa: int = Field(0, ge=0, le=1000)
     augmentation: AugmentBody = Field(default_factory=AugmentBody)
+    recipe: Literal[RECIPES] | None = None
+    written_questions: int = Field(1, ge=0, le=5)
     rows: list[dict] | None = None
 
     def to_spec(self) -> BuildSpec:
@@ -59,6 +62,8 @@ class DatasetBody(Strict):
             document_ids=tuple(self.document_ids),
             synthetic_qa=self.synthetic_qa,
             augmentation=Augmentation(**self.augmentation.model_dump()),
+            recipe=self.recipe or "",
+            written_questions=self.written_questions,
         )
 
 
@@ -85,7 +90,11 @@ def build_datasets_router(services: Services) -> APIRouter:
     datasets = services.datasets
 
     @router.post("/datasets", status_code=201)
-    def create(body: DatasetBody) -> dict:
+    def create(body: DatasetBody):
+        """Rows the base model writes (QA pairs, paraphrases) make the build a background job:
+        202 with the job; follow it at /datasets/jobs/{id}."""
+        if body.rows is None and (spec := body.to_spec()).synthetic:
+            return JSONResponse(services.dataset_jobs.start(spec).to_dict(), status_code=202)
         if body.rows is not None:
             dataset = datasets.create_from_rows(
                 name=body.name,
@@ -120,6 +129,22 @@ def build_datasets_router(services: Services) -> APIRouter:
             )
         )
         return {**summary_json(dataset), "lineage": dataset.lineage}
+
+    @router.get("/datasets/jobs")
+    def jobs() -> dict:
+        return {"items": [job.to_dict() for job in services.dataset_jobs.list()]}
+
+    @router.get("/datasets/jobs/{job_id}")
+    def job(job_id: str) -> dict:
+        return services.dataset_jobs.get(job_id).to_dict()
+
+    @router.post("/datasets/jobs/{job_id}/cancel")
+    def cancel_job(job_id: str) -> dict:
+        return services.dataset_jobs.cancel(job_id).to_dict()
+
+    @router.post("/datasets/jobs/{job_id}/resume")
+    def resume_job(job_id: str) -> dict:
+        return services.dataset_jobs.resume(job_id).to_dict()
 
     @router.get("/datasets")
     def listing() -> dict:

@@ -13,6 +13,9 @@ from core.services import Services
 from core.store.registry import ModelRecord
 from core.store.training import JobRecord
 from core.training.search import SearchSpec
+from core.training.spec import PRESETS
+
+PRESET_NAMES = tuple(PRESETS)
 
 
 class JobBody(Strict):
@@ -21,9 +24,17 @@ class JobBody(Strict):
     train: list[dict] | None = None  # rows inline, instead of a dataset id
     validation: list[dict] | None = None
     config: dict = Field(default_factory=dict)  # TrainingSpec options
-    preset: Literal["default", "quick test", "incremental update"] | None = None
+    preset: Literal[PRESET_NAMES] | None = None
     name: str = ""
     user: str = "anonymous"
+
+
+class CheckBody(Strict):
+    dataset_id: str | None = None
+    kind: Literal["sft", "text", "preference"] | None = None
+    train: list[dict] | None = None
+    config: dict = Field(default_factory=dict)
+    preset: Literal[PRESET_NAMES] | None = None
 
 
 class SearchBody(Strict):
@@ -85,6 +96,12 @@ def build_training_router(services: Services) -> APIRouter:
         job = runner.submit(spec, train=body.train, validation=body.validation, kind=body.kind,
                             name=body.name, user=request_user(http, body.user))
         return job_json(job)
+
+    @router.post("/training/check")
+    def check_job(body: CheckBody) -> dict:
+        """Rows over the max length (fitted) and rows that could not train, before a run."""
+        spec = runner.make_spec(body.config, dataset_id=body.dataset_id, preset=body.preset)
+        return runner.check(spec, train=body.train, kind=body.kind)
 
     @router.get("/training/jobs")
     def list_jobs() -> dict:

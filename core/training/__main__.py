@@ -14,6 +14,8 @@ import sys
 import time
 from pathlib import Path
 
+from core.training.spec import PRESETS
+
 FINAL = ("completed", "stopped", "failed")
 
 
@@ -30,7 +32,7 @@ def parse(argv: list[str] | None) -> argparse.Namespace:
     train.add_argument("--validation-file", type=Path)
     train.add_argument("--kind", choices=("sft", "text", "preference"), default="sft")
     train.add_argument("--config", type=Path, help="YAML or JSON file of training options")
-    train.add_argument("--preset", choices=("default", "quick test", "incremental update"))
+    train.add_argument("--preset", choices=tuple(PRESETS))
     train.add_argument("--name", default="")
     train.add_argument("--detach", action="store_true", help="queue it and return at once")
     commands.add_parser("list", help="list training jobs")

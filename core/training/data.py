@@ -46,6 +46,35 @@ def split_chat(tokenizer, messages: list[dict]) -> tuple[str, str]:
     return prompt, " " + answer + (tokenizer.eos_token or "")
 
 
+def fit_chat(tokenizer, messages: list[dict], max_length: int) -> tuple[list[dict], int]:
+    """The messages cut to fit `max_length` tokens with the answer whole, and how many prompt
+    tokens went: first the system message's tail (where grounded turns carry their retrieved
+    passages), then the oldest turns, last the start of the final user message."""
+
+    def overflow(msgs: list[dict]) -> int:
+        prompt, target = split_chat(tokenizer, msgs)
+        return len(tokenizer(prompt + target, add_special_tokens=False)["input_ids"]) - max_length
+
+    messages = [dict(m) for m in messages]
+    excess = first = overflow(messages)
+    if excess <= 0:
+        return messages, 0
+    if messages[0]["role"] == "system":
+        ids = tokenizer(messages[0]["content"], add_special_tokens=False)["input_ids"]
+        for slack in (0, 4, 16):  # re-tokenising the cut text may merge a token or two
+            keep = max(0, len(ids) - excess - slack)
+            messages[0]["content"] = tokenizer.decode(ids[:keep]).strip()
+            if (current := overflow(messages)) <= 0:
+                return messages, first - current
+    while len(messages) > 2 + (messages[0]["role"] == "system") and overflow(messages) > 0:
+        del messages[1 if messages[0]["role"] == "system" else 0]
+    excess = overflow(messages)
+    if excess > 0:
+        ids = tokenizer(messages[-2]["content"], add_special_tokens=False)["input_ids"]
+        messages[-2]["content"] = tokenizer.decode(ids[min(len(ids), excess + 4):])
+    return messages, first - max(overflow(messages), 0)
+
+
 def encode_causal(tokenizer, row: dict, kind: str, max_length: int) -> Example | None:
     if kind == "text":
         ids = tokenizer(row["text"], add_special_tokens=True)["input_ids"]
@@ -53,14 +82,57 @@ def encode_causal(tokenizer, row: dict, kind: str, max_length: int) -> Example |
             ids = [*ids, tokenizer.eos_token_id]
         ids = ids[:max_length]
         return Example(ids, list(ids)) if len(ids) > 1 else None
-    prompt, target = split_chat(tokenizer, row["messages"])
+    messages, _ = fit_chat(tokenizer, row["messages"], max_length)
+    prompt, target = split_chat(tokenizer, messages)
     prompt_ids = tokenizer(prompt, add_special_tokens=False)["input_ids"]
     target_ids = tokenizer(target, add_special_tokens=False)["input_ids"]
     ids = (prompt_ids + target_ids)[:max_length]
     labels = ([IGNORE] * len(prompt_ids) + target_ids)[:max_length]
     if all(label == IGNORE for label in labels[1:]):
-        return None  # the answer was cut off entirely: nothing to learn
+        return None  # the answer alone fills max_length: nothing to learn
     return Example(ids, labels)
+
+
+@dataclass(frozen=True)
+class LengthReport:
+    """How a dataset's rows measure against a run's max_length, before the run starts."""
+
+    rows: int
+    max_length: int
+    longest: int  # tokens of the longest row as given
+    over: int  # rows longer than max_length
+    fitted: int  # of those, rows that train after their prompt context is cut
+    dropped: int  # rows that cannot train at this max_length
+
+    @property
+    def fix(self) -> str | None:
+        if not self.dropped:
+            return None
+        return (f"{self.dropped} of {self.rows} rows cannot train at max_length "
+                f"{self.max_length} (the answer alone is too long); raise max_length to at "
+                f"least {min(self.longest, 32768)} or shorten those answers")
+
+    def to_dict(self) -> dict:
+        return {"rows": self.rows, "max_length": self.max_length, "longest": self.longest,
+                "over": self.over, "fitted": self.fitted, "dropped": self.dropped,
+                "fix": self.fix}
+
+
+def row_length(tokenizer, row: dict, kind: str) -> int:
+    if kind == "text":
+        return len(tokenizer(row["text"], add_special_tokens=True)["input_ids"]) + 1
+    prompt, target = split_chat(tokenizer, row["messages"])
+    return len(tokenizer(prompt + target, add_special_tokens=False)["input_ids"])
+
+
+def length_report(tokenizer, rows: list[dict], *, kind: str, max_length: int,
+                  seq2seq: bool = False) -> LengthReport:
+    lengths = [row_length(tokenizer, row, kind) for row in rows]
+    over = [row for row, n in zip(rows, lengths, strict=True) if n > max_length]
+    encode = encode_seq2seq if seq2seq else encode_causal
+    dropped = sum(encode(tokenizer, row, kind, max_length) is None for row in over)
+    return LengthReport(rows=len(rows), max_length=max_length, longest=max(lengths, default=0),
+                        over=len(over), fitted=len(over) - dropped, dropped=dropped)
 
 
 def encode_seq2seq(tokenizer, row: dict, kind: str, max_length: int) -> Example | None:

@@ -27,9 +27,16 @@ from core.models import resolve_model_source
 from core.paths import AllowedFolders, looks_like_path
 from core.registry import ModelRegistry
 from core.store.training import ACTIVE, JobRecord, TrainingStore
+from core.training.data import LengthReport, length_report
 from core.training.events import RunFolder, read_events, write_jsonl
 from core.training.preference import check_preference_model
-from core.training.spec import KINDS, TrainingSpec, incremental_update
+from core.training.spec import (
+    KINDS,
+    RECIPES,
+    TrainingSpec,
+    incremental_update,
+    recipe_spec,
+)
 from core.training.worker import TRAINED_IDS_FILE
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -119,6 +126,14 @@ class TrainingRunner:
             if not parent:
                 raise InvalidInput("the incremental update preset needs an adapter to continue")
             return incremental_update(TrainingSpec.from_dict(options), init_adapter=parent)
+        if preset in RECIPES:
+            if not dataset_id or self.datasets is None:
+                raise InvalidInput(f"the {preset} preset needs a dataset id")
+            spec = recipe_spec(TrainingSpec.from_dict(options), preset,
+                               len(self.datasets.get(dataset_id).train))
+            # options the caller set explicitly win over the recipe's budget
+            return replace(spec, **{k: v for k, v in options.items()
+                                    if k not in ("base_model", "dataset_id")})
         raise InvalidInput(f"unknown preset {preset!r}")
 
     def submit(self, spec: TrainingSpec, *, train: list[dict] | None = None,
@@ -137,6 +152,10 @@ class TrainingRunner:
             model_path = resolve_model_source(self.checked_base(spec), self.models_dir)
         if kind == "preference":
             check_preference_model(model_path)
+        if kind in ("sft", "text"):
+            report = self.length_report(spec, train, kind, model_path)
+            if report.dropped:
+                raise InvalidInput(report.fix)
         job_id = uuid.uuid4().hex[:12]
         run = RunFolder(self.runs_dir / job_id)
         run.path.mkdir(parents=True)
@@ -156,6 +175,26 @@ class TrainingRunner:
         self.ensure_started()
         self._schedule()
         return self.get(job_id)
+
+    def check(self, spec: TrainingSpec, *, train: list[dict] | None = None,
+              kind: str | None = None) -> dict:
+        """What a run would train on, before it starts: rows longer than max_length (fitted by
+        cutting their prompt context) and rows that could not train, with the fix."""
+        train, _, kind, _ = self.resolve_data(spec, train, None, kind)
+        if kind not in ("sft", "text"):
+            return {"kind": kind, "rows": len(train), "max_length": spec.max_length}
+        model_path = resolve_model_source(self.checked_base(spec), self.models_dir)
+        return {"kind": kind, **self.length_report(spec, train, kind, model_path).to_dict()}
+
+    def length_report(self, spec: TrainingSpec, train: list[dict], kind: str,
+                      model_path: str) -> LengthReport:
+        from transformers import AutoConfig, AutoTokenizer
+
+        trust = self.trust_remote_code
+        tokenizer = AutoTokenizer.from_pretrained(model_path, trust_remote_code=trust)
+        config = AutoConfig.from_pretrained(model_path, trust_remote_code=trust)
+        return length_report(tokenizer, train, kind=kind, max_length=spec.max_length,
+                             seq2seq=bool(getattr(config, "is_encoder_decoder", False)))
 
     def get(self, job_id: str) -> JobRecord:
         job = self.store.get(job_id)

@@ -113,8 +113,29 @@ def incremental_update(spec: TrainingSpec, *, init_adapter: str) -> TrainingSpec
     )
 
 
+TEACH, CORRECT = "teach documents", "learn corrections"
+RECIPES = (TEACH, CORRECT)  # presets that go with a dataset built by the recipe of that name
 PRESETS = {
     "default": "LoRA r16/α32 on all linear layers, lr 2e-4 cosine, 3 epochs",
     "quick test": "a few steps to check the pipeline end to end",
     "incremental update": "continue an existing adapter on only new examples, 10x lower lr",
+    TEACH: "learn the documents' facts: several questions per fact, grounded variants, "
+           "general replay; lr 1e-3, enough passes for small data",
+    CORRECT: "make corrected answers stick under reworded questions: many passes over "
+             "paraphrased prompts with general replay, lr 1e-3",
 }
+# Knowledge needs many passes: at least this many optimizer steps and epochs, at most MAX_EPOCHS.
+RECIPE_BUDGET = {TEACH: (60, 3), CORRECT: (50, 3)}
+# Corrections are short: their grounded turns are fitted (passages cut) to this many tokens.
+RECIPE_MAX_LENGTH = {TEACH: 512, CORRECT: 256}
+MAX_EPOCHS = 20
+
+
+def recipe_spec(spec: TrainingSpec, recipe: str, n_rows: int) -> TrainingSpec:
+    """A budget that scales with the data: small data gets more epochs, large data fewer."""
+    min_steps, min_epochs = RECIPE_BUDGET[recipe]
+    batch = 8
+    epochs = max(min_epochs, math.ceil(min_steps * batch / max(n_rows, 1)))
+    return replace(spec, learning_rate=1e-3, lora_dropout=0.05, warmup_ratio=0.03,
+                   batch_size=batch, grad_accumulation=1, epochs=min(epochs, MAX_EPOCHS),
+                   max_length=RECIPE_MAX_LENGTH[recipe])

@@ -183,7 +183,8 @@ class Trainer(StepLoop):
         self.train = self.encode(self.train_rows)
         self.validation = self.encode(read_jsonl(self.run.validation_path))
         if not self.train:
-            raise ValueError("no training example is left after tokenisation")
+            raise ValueError(f"no training example fits max_length {self.spec.max_length}: "
+                             "every answer alone is longer; raise max_length")
         self.total_steps = self.spec.total_steps(len(self.train))
         self.plan = step_plan([e.length for e in self.train], batch_size=self.spec.batch_size,
                               grad_accumulation=self.spec.grad_accumulation,

@@ -15,6 +15,7 @@ from core.datasets import BuildSpec
 from core.errors import RefineryError
 from core.services import Services
 from core.store.curation import CurationFilter
+from core.training.spec import RECIPES
 from ui.charts import dataset_stats_figure
 from ui.live import Live
 from ui.readable import frame, named, short_id
@@ -87,6 +88,14 @@ def build_datasets_tab(services: Services, live: Live,
             documents = gr.Dropdown([], multiselect=True, label="Documents (text; none = all)")
             synthetic = gr.Number(value=0, precision=0, minimum=0, label="Synthetic QA pairs")
         with gr.Row():
+            recipe = gr.Dropdown([("none", ""), *[(r, r) for r in RECIPES]], value="",
+                                 label="Recipe (kind sft)",
+                                 info="teach documents: several questions per fact of your "
+                                      "documents, grounded variants, general replay · learn "
+                                      "corrections: corrected turns under reworded questions")
+            written = gr.Number(value=1, precision=0, minimum=0, maximum=5,
+                                label="Questions the model writes per fact / correction")
+        with gr.Row():
             perturb = gr.Number(value=0, precision=0, minimum=0, maximum=5, label="Typo copies")
             synonym = gr.Number(value=0, precision=0, minimum=0, maximum=5, label="Synonym copies")
             paraphrase = gr.Number(
@@ -126,7 +135,8 @@ def build_datasets_tab(services: Services, live: Live,
         listed, ids, docs = choices()
         return listed, gr.update(choices=ids), gr.update(choices=docs)
 
-    def make(flt, name_, kind_, seed_, fraction_, min_, docs, synth, typo, syn, para, progress):
+    def make(flt, name_, kind_, seed_, fraction_, min_, docs, synth, typo, syn, para, recipe_,
+             written_, progress):
         try:
             spec = BuildSpec(
                 name=name_, kind=kind_, selection=flt, seed=int(seed_ or 0),
@@ -135,7 +145,13 @@ def build_datasets_tab(services: Services, live: Live,
                 augmentation=Augmentation(
                     perturb=int(typo or 0), synonym=int(syn or 0), paraphrase=int(para or 0)
                 ),
+                recipe=recipe_ or "", written_questions=int(written_ or 0),
             )  # fmt: skip
+            if spec.synthetic:
+                job = services.dataset_jobs.start(spec)
+                return (f"⏳ the base model writes rows in the background: job **{job.id}** "
+                        f"(progress: GET /api/v1/datasets/jobs/{job.id}); press Refresh list "
+                        "when it is done", gr.skip(), gr.skip(), gr.skip())
             dataset = services.datasets.build(
                 spec, progress=lambda f, message: progress(f, desc=message)
             )
@@ -196,7 +212,7 @@ def build_datasets_tab(services: Services, live: Live,
     build.click(
         make_with_progress,
         [selection, name, kind, seed, fraction, min_rating, documents, synthetic, perturb,
-         synonym, paraphrase],
+         synonym, paraphrase, recipe, written],
         [built, listing, chosen, documents],
     )  # fmt: skip
     chosen.change(show, chosen, [summary, plot, train_rows, validation_rows, lineage])

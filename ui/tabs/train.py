@@ -40,8 +40,10 @@ def build_train_tab(services: Services, live: Live, user: gr.Textbox) -> None:
             base_model = gr.Textbox(value=services.models.name, label="Base model", scale=2)
             dataset = gr.Dropdown(dataset_choices(services), label="Dataset version", scale=3)
         with gr.Row():
-            preset = gr.Radio(list(PRESETS), value="default", label="Preset",
-                              info=" · ".join(f"{k}: {v}" for k, v in PRESETS.items()))
+            preset = gr.Dropdown([(f"{k} — {v}", k) for k, v in PRESETS.items()],
+                                 value="default", label="Preset",
+                                 info="teach documents / learn corrections: train on a dataset "
+                                      "built with the recipe of the same name")
             parent = gr.Dropdown(adapter_choices(services), value=None,
                                  label="Adapter to continue (incremental update)")
         with gr.Accordion("Hyperparameters", open=False):
