@@ -62,13 +62,3 @@ class Body(BaseModel):
         super().__pydantic_init_subclass__(**kwargs)
         if bound_fields(cls.model_fields):
             cls.model_rebuild(force=True)
-
-
-async def read_upload(file, limit: int) -> bytes:
-    """An uploaded file's bytes, refused (400) past the upload limit without reading it all."""
-    from core.errors import InvalidInput
-
-    data = await file.read(limit + 1)
-    if len(data) > limit:
-        raise InvalidInput(f"the file is larger than the upload limit of {limit:,} bytes")
-    return data

@@ -9,7 +9,7 @@ from fastapi.responses import FileResponse, JSONResponse
 from pydantic import Field
 from starlette.concurrency import run_in_threadpool
 
-from core.api.bodies import MAX_INT, MAX_QUERY_CHARS, read_upload
+from core.api.bodies import MAX_INT, MAX_QUERY_CHARS
 from core.api.chat import Strict
 from core.api.curation import FilterBody
 from core.augment import Augmentation
@@ -115,7 +115,10 @@ def build_datasets_router(services: Services) -> APIRouter:
         seed: Annotated[int, Form(ge=-MAX_INT, le=MAX_INT)] = 0,
         validation_fraction: Annotated[float, Form(ge=0, lt=1)] = 0.1,
     ) -> dict:
-        data = await read_upload(file, services.settings.max_upload_bytes)
+        limit = services.settings.max_upload_bytes
+        data = await file.read(limit + 1)
+        if len(data) > limit:
+            raise InvalidInput(f"the file is larger than the upload limit of {limit:,} bytes")
         dataset = await run_in_threadpool(
             lambda: datasets.import_file(
                 data,

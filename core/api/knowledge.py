@@ -9,8 +9,9 @@ from fastapi.responses import Response
 from pydantic import Field
 from starlette.concurrency import run_in_threadpool
 
-from core.api.bodies import MAX_QUERY_CHARS, read_upload
+from core.api.bodies import MAX_QUERY_CHARS
 from core.api.chat import Strict
+from core.errors import InvalidInput
 from core.knowledge.check import MAX_ITEMS, BuildRequest
 from core.services import Services
 
@@ -68,7 +69,10 @@ def build_knowledge_router(services: Services) -> APIRouter:
         file: Annotated[UploadFile, File()],
         name: Annotated[str | None, Form(max_length=MAX_QUERY_CHARS)] = None
     ) -> dict:
-        data = await read_upload(file, services.settings.max_upload_bytes)
+        limit = services.settings.max_upload_bytes
+        data = await file.read(limit + 1)
+        if len(data) > limit:
+            raise InvalidInput(f"the file is larger than the upload limit of {limit:,} bytes")
         check = await run_in_threadpool(
             lambda: checks.import_file(data, file.filename or "check.jsonl", name=name or None)
         )
