@@ -55,22 +55,21 @@ def test_next_step_walks_the_loop_in_order():
     assert running.stage == "train" and "in progress" in running.sentence
 
 
-def test_estimate_counts_rows_the_max_length_drops(services):
+def test_estimate_fits_long_rows_and_names_the_fix_when_none_can_train(services):
     tokenizer = services.models.get().tokenizer
     long_prompt = "context " * 200
     rows = [chat_row("short question", "short answer")] * 3 + [chat_row(long_prompt, "yes")]
     spec = services.training.make_spec({"max_length": 64, "batch_size": 2, "epochs": 1,
                                        "grad_accumulation": 1})
     found = estimate(spec, rows, "sft", tokenizer=tokenizer)
-    assert (found.rows, found.kept, found.dropped) == (4, 3, 1)
+    # the long prompt is cut to fit (never the answer), so every row still trains
+    assert (found.rows, found.kept, found.dropped) == (4, 4, 0)
     assert found.steps == 2 and found.tokens > 0 and found.eta_s is None
-    assert found.longest_prompt > 64
-    assert "1 of 4 training rows would be dropped" in found.problem()
-    assert "raise Max length" in found.problem()
-    roomy = services.training.make_spec({"max_length": found.longest_prompt + 64})
-    assert estimate(roomy, rows, "sft", tokenizer=tokenizer).problem() is None
-    only_long = estimate(spec, rows[-1:], "sft", tokenizer=tokenizer)
+    assert found.longest_prompt > 64 and found.problem() is None
+    tiny = services.training.make_spec({"max_length": 16})  # not even the chat template fits
+    only_long = estimate(tiny, rows[-1:], "sft", tokenizer=tokenizer)
     assert only_long.kept == 0 and only_long.problem().startswith("Training would fail")
+    assert "raise Max length" in only_long.problem()
 
 
 def test_cells_are_readable():

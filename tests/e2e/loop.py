@@ -171,7 +171,7 @@ class Loop:
     def train(self, dataset_name: str) -> str:
         panel = self.open_tab("Train")  # the new dataset is listed without a refresh
         self.choose(panel, "Dataset version", dataset_name)
-        self.radios(panel, "Preset").get_by_role("radio", name="quick test", exact=True).check()
+        self.choose(panel, "Preset", "quick test")
         expect(panel.get_by_text(re.compile(r"Estimate: \d+ steps"))).to_be_visible()
         panel.get_by_role("button", name="Train", exact=True).click()
         done = self.status_text(panel, r"Registered as \S+", timeout=self.long_ms)
