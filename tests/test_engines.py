@@ -141,10 +141,17 @@ def test_the_fast_engine_batches_and_stops_loops(onnx_service):
     assert looped.finish_reason == "repetition" and looped.engine == "onnx-fp32"
 
 
-def test_sampling_on_the_fast_engine_answers(onnx_service):
+def test_sampling_on_the_fast_engine_answers_and_follows_the_torch_seed(onnx_service):
+    import torch
+
+    texts = []
     with onnx_service.use(None) as loaded:
-        text, result = answer(loaded, "hello", max_new_tokens=8, temperature=0.7, top_p=0.9)
-    assert result.completion_tokens >= 1 and text == result.text
+        for _ in range(2):
+            torch.manual_seed(7)
+            text, result = answer(loaded, "hello", max_new_tokens=8, temperature=0.7, top_p=0.9)
+            assert result.completion_tokens >= 1 and text == result.text
+            texts.append(text)
+    assert texts[0] == texts[1]
 
 
 def test_the_fast_engine_stops_when_asked(onnx_service):

@@ -204,7 +204,13 @@ class OnnxSteps:
             repetition_penalty=options.repetition_penalty,
         )
         if options.sampling:
-            search.update(temperature=options.temperature, top_p=options.top_p, top_k=0)
+            import torch
+
+            # drawn from torch's generator, so a caller that seeds torch (synthetic data, tests)
+            # samples the same text again on this engine too
+            seed = int(torch.randint(0, 2**31 - 1, ()).item())
+            search.update(temperature=options.temperature, top_p=options.top_p, top_k=0,
+                          random_seed=seed)
         params.set_search_options(**search)
         generator = og.Generator(model, params)
         generator.append_tokens(ids)

@@ -95,12 +95,18 @@ class TokenRows:
                     row.finished = (
                         token in eos or row.repeated or len(row.tokens) >= options.max_new_tokens
                     )
+                    # a token may end inside a multi-byte character: wait for the rest
                     text = tokenizer.decode(row.tokens, skip_special_tokens=True)
                     if not text.endswith("\ufffd") and len(text) > len(row.shown):
                         delta, row.shown = text[len(row.shown) :], text
                         yield index, delta
                 if all(row.finished for row in rows):
                     halt.set()
+        for index, row in enumerate(rows):  # what was held back, so the pieces add up to the text
+            text = tokenizer.decode(row.tokens, skip_special_tokens=True)
+            if len(text) > len(row.shown):
+                delta, row.shown = text[len(row.shown) :], text
+                yield index, delta
         logprobs = getattr(steps, "logprobs", None)
         self.results = [
             self._summarise(row, started, eos, logprobs[i] if logprobs else None)
