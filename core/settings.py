@@ -86,7 +86,7 @@ def parse_settings(argv: list[str] | None = None, env: dict[str, str] | None = N
     parser.add_argument(
         "--engine",
         default=env.get("REFINERY_ENGINE", "auto"),
-        help="auto (onnx-fp32 on a CPU when onnxruntime-genai is installed) | transformers | "
+        help="auto (transformers) | transformers | "
         "onnx (int4, fastest) | onnx-fp32 (same answers as transformers)",
     )
     add_security_flags(parser, env)
