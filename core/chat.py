@@ -65,6 +65,8 @@ class ChatUpdate:
     notice: str | None = None
     turn: TurnRecord | None = None
     sources: tuple = ()  # core.document_service.SearchHit the answer was grounded on
+    # on the last one: (token text, log-probability) of the generated tokens, when known
+    logprobs: list[tuple[str, float]] | None = None
 
 
 class ChatService:
@@ -153,7 +155,7 @@ class ChatService:
             stream.result
         )
         turn = self._record(request, prompt, result, arm, version, sources, route)
-        yield ChatUpdate(turn.response, prompt.notice, turn, sources)
+        yield ChatUpdate(turn.response, prompt.notice, turn, sources, result.token_logprobs)
 
     def route_for(self, request: ChatRequest, arm=None) -> Route:
         """Who answers: an explicit choice > the running experiment's arm > a route > served."""

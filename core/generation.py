@@ -149,6 +149,8 @@ class GenerationResult:
     confidence: float | None  # mean log-probability of the generated tokens
     finish_reason: str  # stop | length | repetition | cancelled
     engine: str | None = None  # which engine generated it
+    # (token text, log-probability) of each answer token, when the engine has them
+    token_logprobs: list[tuple[str, float]] | None = None
 
 
 def turn_fields(prompt: PreparedPrompt, result: GenerationResult) -> dict:

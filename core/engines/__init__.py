@@ -13,6 +13,8 @@ the repeated-n-gram stop; a remote engine (an OpenAI-compatible server) would im
 - `onnx` / `onnx-fp32` (core/engines/onnx.py): onnxruntime-genai on CPU, the model
   converted once (int4 weights, or fp32 for answers identical to transformers); an adapter
   gets a merged, converted copy built in the background while transformers answers.
+- `openai` (core/engines/openai_remote.py): an OpenAI-compatible server (vLLM, llama.cpp,
+  Ollama, TGI, another Refinery) answers; adapters are addressed by registry id.
 
 `--engine auto` is transformers for now. On the bundled model onnxruntime-genai decodes faster
 (int4 several times, fp32 1.6x) and onnx-fp32's greedy answers equal the reference's, but
@@ -25,7 +27,7 @@ from __future__ import annotations
 
 import importlib.util
 
-ENGINES = ("auto", "transformers", "onnx", "onnx-fp32")
+ENGINES = ("auto", "transformers", "onnx", "onnx-fp32", "openai")
 
 
 def onnx_installed() -> bool:

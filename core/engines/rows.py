@@ -114,11 +114,14 @@ class TokenRows:
         ]
 
     def _summarise(self, row: _Row, started: float, eos, logprobs) -> GenerationResult:
-        confidence = None
+        confidence = tokens = None
         if logprobs and row.tokens:
             chosen = logprobs[: len(row.tokens)]
             value = sum(chosen) / len(chosen)
             confidence = value if math.isfinite(value) else None
+            decode = self.loaded.tokenizer.decode
+            tokens = [(decode([token], skip_special_tokens=True), lp)
+                      for token, lp in zip(row.tokens, chosen, strict=False) if token not in eos]
         reason = "repetition" if row.repeated else finish_reason(
             row.tokens,
             cancelled=self.stop_event.is_set() and not row.finished,
@@ -136,6 +139,7 @@ class TokenRows:
             confidence=confidence,
             finish_reason=reason,
             engine=self.engine.name,
+            token_logprobs=tokens,
         )
 
 
