@@ -69,14 +69,13 @@ class RemoteServer:
     _lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
 
     def client(self):
-        import httpx
         import openai
 
         with self._lock:
             if self._client is None:
                 self._client = openai.OpenAI(
                     base_url=self.base_url, api_key=self.api_key or "unused", max_retries=0,
-                    timeout=httpx.Timeout(READ_SECONDS, connect=CONNECT_SECONDS),
+                    timeout=openai.Timeout(READ_SECONDS, connect=CONNECT_SECONDS),
                 )
             return self._client
 
