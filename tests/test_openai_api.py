@@ -127,6 +127,45 @@ def test_a_streamed_completion_arrives_in_chunks_and_is_logged_whole(served):
     assert services.log.get_turn(response_id)["settings"]["max_new_tokens"] == 8
 
 
+def test_logprobs_are_returned_when_asked_plain_and_streamed(served):
+    services, url = served
+    client = client_for(url)
+    ask = dict(model="base", messages=ASK, max_tokens=8, temperature=0, logprobs=True)
+    completion = client.chat.completions.create(**ask)
+    choice = completion.choices[0]
+    entries = choice.logprobs.content
+    assert entries and "".join(e.token for e in entries) == choice.message.content
+    assert all(e.logprob <= 0 and e.bytes == list(e.token.encode()) for e in entries)
+    confidence = completion.model_extra["refinery"]["confidence"]
+    assert sum(e.logprob for e in entries) / len(entries) == pytest.approx(confidence, abs=1e-4)
+    chunks = list(client.chat.completions.create(**ask, stream=True))
+    streamed = [e for c in chunks if c.choices and c.choices[0].logprobs
+                for e in c.choices[0].logprobs.content]  # fmt: skip
+    assert [(e.token, round(e.logprob, 4)) for e in streamed] == [
+        (e.token, round(e.logprob, 4)) for e in entries
+    ]
+    unasked = client.chat.completions.create(model="base", messages=ASK, max_tokens=4)
+    assert unasked.choices[0].logprobs is None
+    # a stop sequence cuts the log-probabilities with the text
+    stop = choice.message.content[2:4]
+    cut = client.chat.completions.create(**ask, stop=stop).choices[0]
+    assert "".join(e.token for e in cut.logprobs.content).startswith(cut.message.content)
+    assert len(cut.logprobs.content) < len(entries)
+
+
+def test_repetition_penalty_is_honoured_as_vllm_names_it(served):
+    services, url = served
+    completion = client_for(url).chat.completions.create(
+        model="base", messages=ASK, max_tokens=2, extra_body={"repetition_penalty": 1.3}
+    )
+    turn = services.log.get_turn(completion.model_extra["refinery_response_id"])
+    assert turn["settings"]["repetition_penalty"] == 1.3
+    with pytest.raises(openai.BadRequestError):
+        client_for(url).chat.completions.create(
+            model="base", messages=ASK, extra_body={"repetition_penalty": 5}
+        )
+
+
 def test_without_sampling_values_the_served_model_defaults_apply(served):
     services, url = served
     completion = client_for(url).chat.completions.create(model="base", messages=ASK)
@@ -185,7 +224,7 @@ def test_models_lists_every_name_chat_accepts_and_each_answers(served, tiny_mode
     [
         ({"n": 2}, "n"),
         ({"tools": [{"type": "function", "function": {"name": "f", "parameters": {}}}]}, "tools"),
-        ({"logprobs": True}, "logprobs"),
+        ({"logprobs": True, "top_logprobs": 2}, "top_logprobs"),
         ({"response_format": {"type": "json_object"}}, "response_format"),
         ({"frequency_penalty": 0.5}, "frequency_penalty"),
     ],
