@@ -134,7 +134,7 @@ class ChatService:
         hits = retrieve(self.documents, request.prompt, request.documents_k) if (
             request.use_documents
         ) else []
-        with self.models.use(adapter) as loaded:
+        with self.models.answering(adapter) as loaded:
             budget = prompt_budget(loaded, request.options)
             messages = arm.prepare(request.messages()) if arm else request.messages()
             messages, sources = ground(loaded.tokenizer, messages, hits, budget)

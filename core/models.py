@@ -222,6 +222,17 @@ class ModelService:
             yield replace(loaded, engine=engine)
 
     @contextmanager
+    def answering(self, adapter_dir: Path | str | None = None) -> Iterator[LoadedModel]:
+        """The model for generating an answer only (its tokenizer, context and engine). With a
+        remote engine the local weights are not held, so answers run side by side; a local
+        engine holds them as `use` does."""
+        if self.remote is None:
+            with self.use(adapter_dir) as loaded:
+                yield loaded
+            return
+        yield replace(self.get(), engine=self.engine_for([adapter_dir]))
+
+    @contextmanager
     def use_rows(self, row_adapters: list[Path | None]) -> Iterator[LoadedModel]:
         """Hold the model exclusively for batches whose row i has adapter `row_adapters[i]`
         (None: the base weights), several adapters at once on the one copy of the weights."""

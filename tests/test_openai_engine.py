@@ -202,3 +202,12 @@ def test_the_engine_settings_come_from_flags_or_the_environment():
     assert "sk-secret" not in repr(env)
     with pytest.raises(ValueError, match="--openai-base-url"):
         parse_settings(["--engine", "openai"], env={})
+
+
+def test_chat_answers_do_not_wait_for_the_local_weights(local):
+    """The remote generates: a chat answer comes while the local model is held (say by the
+    Explain tab), so chat answers run side by side rather than one at a time."""
+    services, client = local
+    with services.models.use(None):
+        reply = client.post(f"{API}/chat", json={"prompt": "hello", "temperature": 0})
+    assert reply.status_code == 200 and reply.json()["text"]
