@@ -200,8 +200,9 @@ def logprobs_json(update: ChatUpdate) -> dict | None:
     if update.logprobs is None:
         return None
     entries, length, shown = [], 0, len(update.turn.response)
+    cut = sum(len(token) for token, _ in update.logprobs) > shown
     for token, value in update.logprobs:
-        if length >= shown:
+        if cut and length >= shown:
             break
         if math.isnan(value):
             continue

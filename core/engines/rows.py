@@ -120,8 +120,9 @@ class TokenRows:
             value = sum(chosen) / len(chosen)
             confidence = value if math.isfinite(value) else None
             decode = self.loaded.tokenizer.decode
+            # an end-of-answer token stays (as ""): the confidence counts it too
             tokens = [(decode([token], skip_special_tokens=True), lp)
-                      for token, lp in zip(row.tokens, chosen, strict=False) if token not in eos]
+                      for token, lp in zip(row.tokens, chosen, strict=False)]
         reason = "repetition" if row.repeated else finish_reason(
             row.tokens,
             cancelled=self.stop_event.is_set() and not row.finished,
