@@ -191,6 +191,8 @@ class RemoteRows:
 
     def __iter__(self) -> Iterator[tuple[int, str]]:
         count = len(self.prompts)
+        if not count:
+            return
         events: queue.Queue = queue.Queue()
         halt = threading.Event()
         results: list[GenerationResult | None] = [None] * count
