@@ -40,9 +40,8 @@ from core.store.drift import DriftData
 from core.store.explain import ExplanationCache
 from core.store.fairness import FairnessData
 from core.store.knowledge import KnowledgeStore
-from core.store.registry import RegistryStore
+from core.store.registry import ADAPTER, RETRIEVER, RegistryStore
 from core.store.retraining import RetrainingStore
-from core.store.retrievers import RetrieverStore
 from core.store.routing import RoutingStore
 from core.store.training import TrainingStore
 from core.training.export import ModelExporter
@@ -115,9 +114,9 @@ def build_services(settings: Settings) -> Services:
     )
     log = ChatLog(db)
     documents = build_document_service(db, settings)
-    retrievers = RetrieverService(RetrieverStore(db), documents)
+    retrievers = RetrieverService(RegistryStore(db, RETRIEVER), documents)
     arena_store = ArenaStore(db)
-    registry = ModelRegistry(RegistryStore(db))
+    registry = ModelRegistry(RegistryStore(db, ADAPTER))
     folders = allowed_folders(settings)
     resolver = ModelResolver(
         models, arena_store, registry=registry, embed=documents.embedder.embed, folders=folders
