@@ -154,3 +154,29 @@ def test_curation_routes_filter_page_and_bulk_over_http(client, services, rated)
     assert bad.status_code == 400 and "action" in bad.json()["error"]
     bad = client.get("/api/v1/feedback/rated", params={"thumb": "sideways"})
     assert bad.status_code in (400, 422)
+
+
+def test_one_filter_reads_the_log_and_the_curation_alike(services, rated):
+    services.feedback.bulk(BulkAction(action="exclude"), TurnFilter(response_ids=(rated["bad"],)))
+    for fields in ({"include": False}, {"tags": ("geo",)}, {"text": "gravity"},
+                   {"grounded": True}, {"model_version": "tiny+v2"}):
+        flt = TurnFilter(**fields)
+        logged = set(services.log.query(flt)["response_id"])
+        assert logged == ids_of(services, **fields) != set(), fields
+    assert set(services.log.query(TurnFilter(rated=False))["response_id"]) == {rated["unrated"]}
+
+
+def test_a_filter_round_trips_through_its_dict_form():
+    flt = TurnFilter(text="refund", min_rating=4, tags=("gold",), include=True,
+                     date_from=START, response_ids=("a", "b"))
+    data = flt.to_dict()
+    assert data == {"text": "refund", "min_rating": 4, "tags": ["gold"], "include": True,
+                    "date_from": START.isoformat(), "response_ids": ["a", "b"]}
+    assert TurnFilter.from_dict(data) == flt
+    assert TurnFilter.from_dict({}) == TurnFilter()
+    with pytest.raises(InvalidInput, match="bogus"):
+        TurnFilter.from_dict({"bogus": 1})
+    with pytest.raises(InvalidInput, match="date_to"):
+        TurnFilter.from_dict({"date_to": "soon"})
+    with pytest.raises(InvalidInput, match="min_rating"):
+        TurnFilter.from_dict({"min_rating": 9})
