@@ -7,7 +7,7 @@ from typing import Annotated, Literal
 
 from fastapi import APIRouter, Query, Request
 from fastapi.responses import StreamingResponse
-from pydantic import Field
+from pydantic import ConfigDict, Field
 from starlette.concurrency import iterate_in_threadpool
 
 from core.api.bodies import MAX_INT, FilterBody
@@ -26,6 +26,8 @@ OPTION_FIELDS = ("max_new_tokens", "temperature", "top_p", "repetition_penalty",
 
 
 class LogQuery(FilterBody):
+    model_config = ConfigDict(extra="ignore")  # this route always let unknown fields pass
+
     limit: int = Field(100, ge=1, le=1000)
     offset: int = Field(0, ge=0, le=MAX_INT)
 
