@@ -20,7 +20,7 @@ from core.datasets import BuildSpec  # noqa: E402
 from core.feedback import BulkAction  # noqa: E402
 from core.services import build_services  # noqa: E402
 from core.settings import Settings  # noqa: E402
-from core.store.curation import CurationFilter  # noqa: E402
+from core.turn_filter import TurnFilter  # noqa: E402
 
 TOPICS = ["billing", "password", "shipping", "refund", "warranty", "login", "invoice", "pump"]
 
@@ -72,7 +72,7 @@ def main() -> None:
         services = build_services(Settings(data_dir=Path(tmp)))
         started = time.perf_counter()
         seed_turns(services, args.turns)
-        rows = services.feedback.curation.count(CurationFilter())
+        rows = services.feedback.curation.count(TurnFilter())
         print(
             f"seeded {args.turns:,} turns, {rows:,} rating rows "
             f"in {time.perf_counter() - started:.1f} s"
@@ -80,15 +80,15 @@ def main() -> None:
         feedback = services.feedback
         last_page = max(1, -(-rows // 50))
         filters = {
-            "no filter, page 1": (CurationFilter(), 1),
-            f"no filter, last page ({last_page:,})": (CurationFilter(), last_page),
+            "no filter, page 1": (TurnFilter(), 1),
+            f"no filter, last page ({last_page:,})": (TurnFilter(), last_page),
             "4+ stars, thumb up, grounded": (
-                CurationFilter(min_rating=4, thumb="up", grounded=True), 1),
-            "text search 'refund'": (CurationFilter(text="refund"), 1),
+                TurnFilter(min_rating=4, thumb="up", grounded=True), 1),
+            "text search 'refund'": (TurnFilter(text="refund"), 1),
             "tag 'checked', has correction": (
-                CurationFilter(tags=("checked",), has_correction=True), 1),
+                TurnFilter(tags=("checked",), has_correction=True), 1),
             "rater + model version + date range": (
-                CurationFilter(rater="rater1", model_version="smollm2+v2",
+                TurnFilter(rater="rater1", model_version="smollm2+v2",
                                date_from=datetime(2026, 1, 10), date_to=datetime(2026, 1, 20)),
                 1),
         }  # fmt: skip
@@ -99,24 +99,24 @@ def main() -> None:
         timed(
             "bulk add tag to 4+ star rows",
             lambda: feedback.bulk(
-                BulkAction(action="add_tags", tags=["gold"]), CurationFilter(min_rating=4)
+                BulkAction(action="add_tags", tags=["gold"]), TurnFilter(min_rating=4)
             ),
             repeats=1,
         )
         timed(
             "bulk exclude rows with 'password'",
-            lambda: feedback.bulk(BulkAction(action="exclude"), CurationFilter(text="password")),
+            lambda: feedback.bulk(BulkAction(action="exclude"), TurnFilter(text="password")),
             repeats=1,
         )
         timed(
             "quality checks on 'refund' rows",
-            lambda: services.quality.report(CurationFilter(text="refund")),
+            lambda: services.quality.report(TurnFilter(text="refund")),
             repeats=1,
         )
         timed(
             "build sft dataset from corrections",
             lambda: services.datasets.build(
-                BuildSpec(name="bench", kind="sft", selection=CurationFilter(has_correction=True))
+                BuildSpec(name="bench", kind="sft", selection=TurnFilter(has_correction=True))
             ),
             repeats=1,
         )

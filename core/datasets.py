@@ -22,12 +22,13 @@ from core.errors import InvalidInput, NotFound
 from core.knowledge import recipes
 from core.knowledge.holdout import drop_held_out
 from core.models import ModelService, resolve_model_source
-from core.store.curation import CurationFilter, CurationStore
+from core.store.curation import CurationStore
 from core.store.datasets import DatasetStore
 from core.store.documents import DocumentStore
 from core.synthesis import PARAPHRASE_PROMPT, Writer
 from core.training.data import length_report
 from core.training.spec import CORRECT, RECIPES, TEACH, TrainingSpec
+from core.turn_filter import TurnFilter
 
 MAX_NAME_CHARS = 80
 Progress = Callable[[float, str], None]
@@ -68,7 +69,7 @@ class BuildSpec:
 
     name: str
     kind: str
-    selection: CurationFilter = field(default_factory=CurationFilter)
+    selection: TurnFilter = field(default_factory=TurnFilter)
     seed: int = 0
     validation_fraction: float = 0.1
     min_rating: int = 4  # sft/embedding: "highly rated" means at least this many stars
@@ -306,7 +307,7 @@ class DatasetService:
         used = {turn_id for row in rows for turn_id in _turns_of(row)}
         lineage = {
             "source": "feedback",
-            "filter": spec.selection.describe(),
+            "filter": spec.selection.to_dict(),
             "min_rating": spec.min_rating,
             "turns": sorted(used),
             "ratings": [[t.id, r, at] for t in turns if t.id in used for r, at in t.ratings],
@@ -380,7 +381,7 @@ class DatasetService:
         lineage = {
             "source": "feedback",
             "recipe": CORRECT,
-            "filter": spec.selection.describe(),
+            "filter": spec.selection.to_dict(),
             "turns": sorted(r["meta"]["interaction_id"] for r in corrected),
             "written_questions": spec.written_questions,
         }

@@ -7,7 +7,8 @@ from datetime import datetime
 
 from core.errors import InvalidInput, NotFound
 from core.store.chatlog import ChatLog, RatingRecord
-from core.store.curation import CurationFilter, CurationStore
+from core.store.curation import CurationStore
+from core.turn_filter import TurnFilter
 
 MAX_TAGS = 20
 MAX_TAG_CHARS = 40
@@ -84,7 +85,7 @@ class FeedbackService:
         self.log = log
         self.curation = CurationStore(log.db)
 
-    def page(self, flt: CurationFilter, *, page: int = 1, page_size: int = 50) -> FeedbackPage:
+    def page(self, flt: TurnFilter, *, page: int = 1, page_size: int = 50) -> FeedbackPage:
         """One page of rated turns matching the filter; paging happens in SQL."""
         if not 1 <= page_size <= MAX_PAGE_SIZE:
             raise InvalidInput(f"page_size must be 1-{MAX_PAGE_SIZE}, got {page_size}")
@@ -94,7 +95,7 @@ class FeedbackService:
         rows = self.curation.page(flt, limit=page_size, offset=(page - 1) * page_size)
         return FeedbackPage(total, page, max(1, -(-total // page_size)), rows)
 
-    def bulk(self, action: BulkAction, flt: CurationFilter) -> int:
+    def bulk(self, action: BulkAction, flt: TurnFilter) -> int:
         """Apply one action to the filtered (or selected) rows; returns how many it touched."""
         tags = [t.strip() for t in action.tags or []]
         match action.action:

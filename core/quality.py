@@ -18,7 +18,8 @@ from sklearn.metrics import cohen_kappa_score
 from sklearn.neighbors import radius_neighbors_graph
 
 from core.errors import InvalidInput
-from core.store.curation import CurationFilter, CurationStore
+from core.store.curation import CurationStore
+from core.turn_filter import TurnFilter
 
 MAX_NEAR_DUPLICATE_PROMPTS = 5_000  # the pairwise comparison grows with the square of this
 TURN_COLUMNS = ["response_id", "prompt", "response", "model_version", "created_at"]
@@ -199,7 +200,7 @@ class QualityService:
         self.curation = curation
         self.max_rows = max_rows
 
-    def report(self, flt: CurationFilter, *, field: str = "rating") -> QualityReport:
+    def report(self, flt: TurnFilter, *, field: str = "rating") -> QualityReport:
         frame = self.curation.all_rows(flt)
         truncated = len(frame) > self.max_rows
         frame = frame.tail(self.max_rows)

@@ -25,9 +25,9 @@ from core.evaluation import EvalRequest
 from core.experiments import ExperimentSpec
 from core.generation import GenerationOptions
 from core.modelspec import BASE
-from core.store.curation import CurationFilter
 from core.store.retraining import CycleRecord, RetrainingStore
 from core.training.spec import TrainingSpec
+from core.turn_filter import TurnFilter
 
 FOLLOW_UPS = ("blind", "experiment")
 AUTOMATION = "automation"  # the user name on everything the automation does
@@ -42,7 +42,7 @@ class RetrainingPolicy:
     enabled: bool = False
     min_new_examples: int = 20
     min_interval_hours: float = 24.0
-    selection: CurationFilter = field(default_factory=CurationFilter)
+    selection: TurnFilter = field(default_factory=TurnFilter)
     min_rating: int = 4  # an answer without a correction needs this many stars (or a thumb up)
     validation_fraction: float = 0.1
     training: dict = field(default_factory=dict)  # training options over the preset's defaults
@@ -77,7 +77,7 @@ class RetrainingPolicy:
 
     def to_dict(self) -> dict:
         data = {f.name: getattr(self, f.name) for f in fields(self)}
-        return {**data, "selection": self.selection.describe()}
+        return {**data, "selection": self.selection.to_dict()}
 
     @classmethod
     def from_dict(cls, data: dict) -> RetrainingPolicy:
@@ -87,28 +87,11 @@ class RetrainingPolicy:
             raise InvalidInput(f"unknown retraining option(s): {', '.join(unknown)}")
         data = dict(data)
         if isinstance(data.get("selection"), dict):
-            data["selection"] = selection_from_dict(data["selection"])
+            data["selection"] = TurnFilter.from_dict(data["selection"])
         try:
             return cls(**data)
         except TypeError as error:
             raise InvalidInput(f"bad retraining options: {error}") from error
-
-
-def selection_from_dict(data: dict) -> CurationFilter:
-    """The inverse of CurationFilter.describe(): lists back to tuples, ISO text to datetimes."""
-    known = set(CurationFilter.__dataclass_fields__)
-    unknown = sorted(set(data) - known)
-    if unknown:
-        raise InvalidInput(f"unknown selection field(s): {', '.join(unknown)}")
-    values = {}
-    for key, value in data.items():
-        if key in ("date_from", "date_to") and isinstance(value, str):
-            try:
-                value = datetime.fromisoformat(value)
-            except ValueError as error:
-                raise InvalidInput(f"{key}: {error}") from error
-        values[key] = tuple(value) if isinstance(value, list) else value
-    return CurationFilter(**values)
 
 
 @dataclass(frozen=True)

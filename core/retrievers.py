@@ -18,10 +18,11 @@ from pathlib import Path
 
 from core.dataset_rows import normalise_row
 from core.document_service import DocumentService
-from core.errors import Conflict, InvalidInput, ModelUnavailable, NotFound
+from core.errors import InvalidInput, ModelUnavailable, NotFound
+from core.registry import Promotions
 from core.retrieval import bundled_model_dir
 from core.retrieval_metrics import comparison_table, evaluate_encoder
-from core.store.retrievers import RetrieverRecord, RetrieverStore
+from core.store.registry import RegistryStore, RetrieverRecord
 from core.training.embedding import check_loss_rows
 from core.training.events import RunFolder
 from core.training.spec import TrainingSpec
@@ -38,8 +39,13 @@ Progress = Callable[[float, str], None]
 
 
 class RetrieverService:
-    def __init__(self, store: RetrieverStore, documents: DocumentService) -> None:
+    def __init__(self, store: RegistryStore, documents: DocumentService) -> None:
         self.store = store
+        self.promotions = Promotions(
+            store, promoted="{id} is already the serving retriever",
+            nothing="no retriever was promoted, so there is nothing to roll back",
+            default=BUNDLED,
+        )
         self.documents = documents
         self._lock = threading.Lock()  # one promotion or rollback at a time
         active = self.active()
@@ -68,21 +74,11 @@ class RetrieverService:
         """Fine-tuned retrievers, newest first, then the bundled one."""
         return [*self.store.list(), self.bundled()]
 
-    def _stack(self) -> list[str]:
-        stack: list[str] = []
-        for row in self.store.actions():
-            if row["action"] == "promote":
-                stack.append(row["retriever_id"])
-            elif stack:
-                stack.pop()
-        return stack
-
     def active(self) -> RetrieverRecord:
-        stack = self._stack()
-        return self.get(stack[-1]) if stack else self.bundled()
+        return self.get(self.promotions.top())
 
     def history(self) -> list[dict]:
-        return self.store.actions()
+        return self.promotions.history()
 
     def register_run(self, job, metrics: dict) -> RetrieverRecord:
         """Called by the training runner when an embedding run completed; idempotent."""
@@ -152,30 +148,24 @@ class RetrieverService:
         """Re-embed the chunk store with this retriever, then serve it."""
         with self._lock:
             record = self.get(retriever_id)
-            if self.active().id == record.id:
-                raise Conflict(f"{record.id} is already the serving retriever")
-            self._switch(record, "promote", record.id, user, progress)
+            self.promotions.promote(record.id, user=user, switch=self._switch(progress))
             return record
 
     def rollback(self, *, user: str = "anonymous",
                  progress: Progress | None = None) -> RetrieverRecord:
         """Undo the latest promotion: re-embed with the retriever served before it."""
         with self._lock:
-            stack = self._stack()
-            if not stack:
-                raise Conflict("no retriever was promoted, so there is nothing to roll back")
-            previous = self.get(stack[-2]) if len(stack) > 1 else self.bundled()
-            self._switch(previous, "rollback", stack[-1], user, progress)
-            return previous
+            return self.get(self.promotions.rollback(user=user, switch=self._switch(progress)))
 
-    def _switch(self, target: RetrieverRecord, action: str, logged_id: str, user: str,
-                progress: Progress | None) -> None:
-        user = (user or "").strip() or "anonymous"
+    def _switch(self, progress: Progress | None):
+        """Re-embed every chunk with the target; the log is written with the new vectors."""
 
-        def log(con, chunks: int) -> None:
-            self.store.log_action(con, action, logged_id, chunks, user)
+        def switch(target: str, log) -> None:
+            folder = self._folder(self.get(target))
+            self.documents.reembed(folder, then=lambda con, chunks: log(con, chunks=chunks),
+                                   progress=progress)
 
-        self.documents.reembed(self._folder(target), then=log, progress=progress)
+        return switch
 
     @staticmethod
     def _folder(record: RetrieverRecord) -> Path:

@@ -41,9 +41,8 @@ from core.store.drift import DriftData
 from core.store.explain import ExplanationCache
 from core.store.fairness import FairnessData
 from core.store.knowledge import KnowledgeStore
-from core.store.registry import RegistryStore
+from core.store.registry import ADAPTER, RETRIEVER, RegistryStore
 from core.store.retraining import RetrainingStore
-from core.store.retrievers import RetrieverStore
 from core.store.routing import RoutingStore
 from core.store.training import TrainingStore
 from core.training.export import ModelExporter
@@ -107,7 +106,7 @@ def allowed_folders(settings: Settings) -> AllowedFolders:
 
 def build_services(settings: Settings) -> Services:
     db = open_database(settings.db_path)
-    registry = ModelRegistry(RegistryStore(db))
+    registry = ModelRegistry(RegistryStore(db, ADAPTER))
     models = ModelService(
         settings.model,
         cache_dir=settings.models_dir,
@@ -118,7 +117,7 @@ def build_services(settings: Settings) -> Services:
     )
     log = ChatLog(db)
     documents = build_document_service(db, settings)
-    retrievers = RetrieverService(RetrieverStore(db), documents)
+    retrievers = RetrieverService(RegistryStore(db, RETRIEVER), documents)
     arena_store = ArenaStore(db)
     folders = allowed_folders(settings)
     resolver = ModelResolver(

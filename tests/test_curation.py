@@ -8,7 +8,7 @@ import pytest
 
 from core.errors import InvalidInput
 from core.feedback import BulkAction
-from core.store.curation import CurationFilter
+from core.turn_filter import TurnFilter
 from tests.rated_turns import START, add_turn, rate
 
 
@@ -37,7 +37,7 @@ def rated(services):
 
 
 def ids_of(services, **fields) -> set[str]:
-    frame = services.feedback.page(CurationFilter(**fields), page_size=100).rows
+    frame = services.feedback.page(TurnFilter(**fields), page_size=100).rows
     return set(frame["response_id"])
 
 
@@ -61,7 +61,7 @@ def test_each_filter_selects_the_right_rated_turns(services, rated):
 
 
 def test_rows_are_one_per_turn_and_rater_with_curation_columns(services, rated):
-    page = services.feedback.page(CurationFilter(response_ids=(rated["paris"],)))
+    page = services.feedback.page(TurnFilter(response_ids=(rated["paris"],)))
     assert page.total == 2
     assert set(page.rows["rater"]) == {"ann", "bob"}
     row = page.rows.iloc[0]
@@ -75,17 +75,17 @@ def test_paging_happens_in_sql_and_covers_every_row_once(services):
         rate(services, turn_id, rating=3)
     seen = []
     for page_number in (1, 2, 3):
-        page = services.feedback.page(CurationFilter(), page=page_number, page_size=10)
+        page = services.feedback.page(TurnFilter(), page=page_number, page_size=10)
         assert page.total == 23 and page.pages == 3
         seen += list(page.rows["response_id"])
     assert len(seen) == 23 and set(seen) == set(ids)
-    assert services.feedback.page(CurationFilter(), page=4, page_size=10).rows.empty
+    assert services.feedback.page(TurnFilter(), page=4, page_size=10).rows.empty
     with pytest.raises(InvalidInput):
-        services.feedback.page(CurationFilter(), page_size=0)
+        services.feedback.page(TurnFilter(), page_size=0)
 
 
 def test_bulk_tags_on_the_filtered_rows_only(services, rated):
-    geo = CurationFilter(tags=("geo",))
+    geo = TurnFilter(tags=("geo",))
     assert services.feedback.bulk(BulkAction(action="add_tags", tags=["checked"]), geo) == 2
     assert ids_of(services, tags=("checked",)) == {rated["paris"], rated["rome"]}
     # bob's rating of paris had no "geo" tag, so it was not touched
@@ -96,7 +96,7 @@ def test_bulk_tags_on_the_filtered_rows_only(services, rated):
     services.feedback.bulk(BulkAction(action="add_tags", tags=["checked"]), geo)
     assert services.log.get_rating(rated["rome"], "ann").tags == ["geo", "long", "checked"]
     removed = services.feedback.bulk(
-        BulkAction(action="remove_tags", tags=["geo"]), CurationFilter()
+        BulkAction(action="remove_tags", tags=["geo"]), TurnFilter()
     )
     assert removed == 5
     assert ids_of(services, tags=("geo",)) == set()
@@ -104,9 +104,9 @@ def test_bulk_tags_on_the_filtered_rows_only(services, rated):
 
 
 def test_bulk_label_and_training_inclusion_on_a_selection(services, rated):
-    chosen = CurationFilter(response_ids=(rated["paris"], rated["bad"]))
+    chosen = TurnFilter(response_ids=(rated["paris"], rated["bad"]))
     assert services.feedback.bulk(BulkAction(action="set_label", label="reviewed"), chosen) == 2
-    assert services.feedback.bulk(BulkAction(action="exclude"), CurationFilter(max_rating=1)) == 1
+    assert services.feedback.bulk(BulkAction(action="exclude"), TurnFilter(max_rating=1)) == 1
     assert ids_of(services, label="reviewed") == {rated["paris"], rated["bad"]}
     assert ids_of(services, include=False) == {rated["bad"]}
     # setting a label keeps the exclusion, and including again keeps the label
@@ -125,11 +125,11 @@ def test_bad_curation_input_is_refused_with_a_reason(services):
     with pytest.raises(InvalidInput, match="tag"):
         BulkAction(action="add_tags", tags=[])
     with pytest.raises(InvalidInput, match="min_rating"):
-        CurationFilter(min_rating=4, max_rating=2)
+        TurnFilter(min_rating=4, max_rating=2)
     with pytest.raises(InvalidInput, match="thumb"):
-        CurationFilter(thumb="sideways")
+        TurnFilter(thumb="sideways")
     with pytest.raises(InvalidInput, match="date"):
-        CurationFilter(date_from=START, date_to=START - timedelta(days=1))
+        TurnFilter(date_from=START, date_to=START - timedelta(days=1))
 
 
 def test_curation_routes_filter_page_and_bulk_over_http(client, services, rated):
@@ -154,3 +154,29 @@ def test_curation_routes_filter_page_and_bulk_over_http(client, services, rated)
     assert bad.status_code == 400 and "action" in bad.json()["error"]
     bad = client.get("/api/v1/feedback/rated", params={"thumb": "sideways"})
     assert bad.status_code in (400, 422)
+
+
+def test_one_filter_reads_the_log_and_the_curation_alike(services, rated):
+    services.feedback.bulk(BulkAction(action="exclude"), TurnFilter(response_ids=(rated["bad"],)))
+    for fields in ({"include": False}, {"tags": ("geo",)}, {"text": "gravity"},
+                   {"grounded": True}, {"model_version": "tiny+v2"}):
+        flt = TurnFilter(**fields)
+        logged = set(services.log.query(flt)["response_id"])
+        assert logged == ids_of(services, **fields) != set(), fields
+    assert set(services.log.query(TurnFilter(rated=False))["response_id"]) == {rated["unrated"]}
+
+
+def test_a_filter_round_trips_through_its_dict_form():
+    flt = TurnFilter(text="refund", min_rating=4, tags=("gold",), include=True,
+                     date_from=START, response_ids=("a", "b"))
+    data = flt.to_dict()
+    assert data == {"text": "refund", "min_rating": 4, "tags": ["gold"], "include": True,
+                    "date_from": START.isoformat(), "response_ids": ["a", "b"]}
+    assert TurnFilter.from_dict(data) == flt
+    assert TurnFilter.from_dict({}) == TurnFilter()
+    with pytest.raises(InvalidInput, match="bogus"):
+        TurnFilter.from_dict({"bogus": 1})
+    with pytest.raises(InvalidInput, match="date_to"):
+        TurnFilter.from_dict({"date_to": "soon"})
+    with pytest.raises(InvalidInput, match="min_rating"):
+        TurnFilter.from_dict({"min_rating": 9})

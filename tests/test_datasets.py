@@ -15,7 +15,7 @@ from core.datasets import BuildSpec, Dataset
 from core.document_service import IncomingFile
 from core.errors import InvalidInput, NotFound
 from core.feedback import BulkAction
-from core.store.curation import CurationFilter
+from core.turn_filter import TurnFilter
 from tests.rated_turns import add_turn, rate
 
 MANUAL = (
@@ -140,7 +140,7 @@ def feedback(services):
     rate(services, ids["thumb"], "bob", thumb="up")
     rate(services, ids["hidden"], "ann", rating=5)
     rate(services, ids["alt"], "ann", rating=5)
-    services.feedback.bulk(BulkAction(action="exclude"), CurationFilter(text="Secret"))
+    services.feedback.bulk(BulkAction(action="exclude"), TurnFilter(text="Secret"))
     return ids
 
 
@@ -162,7 +162,7 @@ def test_sft_from_feedback_uses_corrections_and_high_ratings_with_lineage(servic
     assert {r[0] for r in lineage["ratings"]} == set(by_turn)  # only the turns used
     assert dataset.stats["labels"]["train"] == {"rated": 3, "correction": 1}
     narrowed = services.datasets.build(
-        BuildSpec(name="support", kind="sft", selection=CurationFilter(rater="bob"))
+        BuildSpec(name="support", kind="sft", selection=TurnFilter(rater="bob"))
     )
     assert narrowed.version == 2 and narrowed.lineage["filter"] == {"rater": "bob"}
     assert len(narrowed.train) + len(narrowed.validation) == 2
@@ -185,7 +185,7 @@ def test_preference_pairs_from_corrections_and_rating_gaps(services, feedback):
     assert set(dataset.lineage["turns"]) == used
     with pytest.raises(InvalidInput, match="no preference examples"):
         services.datasets.build(
-            BuildSpec(name="none", kind="preference", selection=CurationFilter(rater="bob"))
+            BuildSpec(name="none", kind="preference", selection=TurnFilter(rater="bob"))
         )
 
 

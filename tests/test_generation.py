@@ -12,7 +12,7 @@ from core.generation import (
     render_messages,
 )
 from core.models import load_model
-from core.store.chatlog import InteractionFilter
+from core.turn_filter import TurnFilter
 from tests.tiny_models import make_tiny_llama
 
 
@@ -118,4 +118,4 @@ def test_concurrent_streams_do_not_share_state(services):
     for thread in threads:
         thread.join()
     assert len({r.turn.id for r in results}) == 3
-    assert services.log.count(InteractionFilter()) == 3
+    assert services.log.count(TurnFilter()) == 3

@@ -6,7 +6,7 @@ import math
 
 import pytest
 
-from core.store.curation import CurationFilter
+from core.turn_filter import TurnFilter
 from tests.rated_turns import add_turn, rate
 
 # Krippendorff (2011), "Computing Krippendorff's Alpha-Reliability", example C:
@@ -20,7 +20,7 @@ KRIPPENDORFF_EXAMPLE = [
 
 
 def report(services, **fields):
-    return services.quality.report(CurationFilter(**fields))
+    return services.quality.report(TurnFilter(**fields))
 
 
 def check(result, name):
@@ -72,7 +72,7 @@ def test_agreement_on_thumbs_is_nominal(services):
         turn = add_turn(services, f"q{n}", f"answer number {n}")
         rate(services, turn, "ann", thumb=a)
         rate(services, turn, "bob", thumb=b)
-    agreement = services.quality.report(CurationFilter(), field="thumb").agreement
+    agreement = services.quality.report(TurnFilter(), field="thumb").agreement
     # 3 of 4 agree; chance agreement 0.75*0.5 + 0.25*0.5 = 0.5 -> kappa 0.5
     assert agreement.kappa == pytest.approx(0.5)
 

@@ -9,7 +9,7 @@ import pytest
 
 from core.errors import InvalidInput
 from core.retraining import RetrainingPolicy
-from core.store.curation import CurationFilter
+from core.turn_filter import TurnFilter
 from tests.rated_turns import add_turn, rate
 from tests.training_helpers import PAIRS, wait_for
 
@@ -46,7 +46,7 @@ def test_policy_is_validated_and_round_trips():
     with pytest.raises(InvalidInput, match="unknown retraining option"):
         RetrainingPolicy.from_dict({"enabeld": True})
     assert RetrainingPolicy().enabled is False
-    rich = policy(selection=CurationFilter(tags=("good",), date_from=datetime(2026, 1, 1)))
+    rich = policy(selection=TurnFilter(tags=("good",), date_from=datetime(2026, 1, 1)))
     assert RetrainingPolicy.from_dict(rich.to_dict()) == rich
 
 
@@ -74,12 +74,12 @@ def test_policy_fires_exactly_when_its_conditions_hold(services):
 
     # Curation decides what counts: an excluded turn or a tag filter changes the count at once.
     curation = services.datasets.curation
-    curation.set_include(CurationFilter(response_ids=tuple(fourth)), False)
+    curation.set_include(TurnFilter(response_ids=tuple(fourth)), False)
     assert retraining.check(now) is None
-    curation.set_include(CurationFilter(response_ids=tuple(fourth)), True)
-    retraining.set_policy(policy(min_new_examples=1, selection=CurationFilter(tags=("good",))))
+    curation.set_include(TurnFilter(response_ids=tuple(fourth)), True)
+    retraining.set_policy(policy(min_new_examples=1, selection=TurnFilter(tags=("good",))))
     assert retraining.check(now) is None
-    curation.add_tags(CurationFilter(response_ids=tuple(fourth)), ["good"])
+    curation.add_tags(TurnFilter(response_ids=tuple(fourth)), ["good"])
     assert len(retraining.check(now).new_example_ids) == 1
     log = retraining.actions()
     assert [entry["action"] for entry in log] == ["policy", "policy"]

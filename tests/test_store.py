@@ -5,7 +5,8 @@ from datetime import datetime, timedelta
 import duckdb
 
 from core.store import MIGRATIONS, open_database
-from core.store.chatlog import ChatLog, InteractionFilter, RatingRecord, TurnRecord
+from core.store.chatlog import ChatLog, RatingRecord, TurnRecord
+from core.turn_filter import TurnFilter
 
 
 def make_turn(turn_id: str, prompt: str = "hi", when: datetime | None = None) -> TurnRecord:
@@ -86,7 +87,7 @@ def test_filters_select_the_right_turns(tmp_path):
     rate(log, "b", rating=1, thumb="down")
 
     def ids(**kwargs):
-        return sorted(log.query(InteractionFilter(**kwargs))["response_id"])
+        return sorted(log.query(TurnFilter(**kwargs))["response_id"])
 
     assert ids(text="BERLIN") == ["b"]
     assert ids(min_rating=4) == ["a"]
@@ -96,8 +97,8 @@ def test_filters_select_the_right_turns(tmp_path):
     assert ids(rated=False) == ["c"]
     assert ids(date_from=datetime.now() - timedelta(days=1)) == ["b", "c"]
     assert ids(date_to=datetime.now() - timedelta(days=1)) == ["a"]
-    assert log.count(InteractionFilter(min_rating=1)) == 2
-    assert len(log.query(InteractionFilter(limit=2))) == 2
+    assert log.count(TurnFilter(min_rating=1)) == 2
+    assert len(log.query(TurnFilter(), limit=2)) == 2
 
 
 def test_export_writes_every_filtered_row(tmp_path):
@@ -106,7 +107,7 @@ def test_export_writes_every_filtered_row(tmp_path):
     log = ChatLog(open_database(tmp_path / "log.duckdb"))
     for index in range(5):
         log.add_turn(make_turn(f"t{index}", f"prompt {index}"))
-    flt = InteractionFilter(text="prompt", limit=2)  # paging does not limit an export
+    flt = TurnFilter(text="prompt")  # the log reads 100 rows a page; an export reads every row
     csv = pd.read_csv(log.export(flt, tmp_path / "out" / "rows.csv", "csv"))
     parquet = pd.read_parquet(log.export(flt, tmp_path / "out" / "rows.parquet", "parquet"))
     assert len(csv) == len(parquet) == 5

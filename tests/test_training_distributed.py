@@ -5,14 +5,14 @@ from __future__ import annotations
 from safetensors.torch import load_file
 
 from core.registry import ModelRegistry
-from core.store.registry import RegistryStore
+from core.store.registry import ADAPTER, RegistryStore
 from core.store.training import TrainingStore
 from core.training.runner import TrainingRunner
 from tests.training_helpers import chat_rows, wait_final
 
 
 def test_two_processes_match_one(services, tmp_path, tiny_model_dir):
-    registry = ModelRegistry(RegistryStore(services.db))
+    registry = ModelRegistry(RegistryStore(services.db, ADAPTER))
     options = {"max_steps": 2, "batch_size": 1, "grad_accumulation": 4, "lora_dropout": 0.0,
                "learning_rate": 1e-2, "eval_every": 2}
     adapters = []

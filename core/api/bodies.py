@@ -7,9 +7,14 @@ the bounds of last resort below, and the OpenAPI description shows them.
 
 from __future__ import annotations
 
+from dataclasses import fields
+from typing import get_args, get_origin, get_type_hints
+
 from annotated_types import Ge, Le, MaxLen
-from pydantic import BaseModel, ConfigDict
+from pydantic import BaseModel, ConfigDict, Field, create_model
 from pydantic.fields import FieldInfo
+
+from core.turn_filter import TurnFilter
 
 MAX_TEXT_CHARS = 100_000  # any free-text field (prompts have their own, smaller, setting)
 MAX_QUERY_CHARS = 1_000  # a name, id or filter in the query string or a form field
@@ -62,3 +67,28 @@ class Body(BaseModel):
         super().__pydantic_init_subclass__(**kwargs)
         if bound_fields(cls.model_fields):
             cls.model_rebuild(force=True)
+
+
+def _turn_filter_fields() -> dict:
+    """TurnFilter's fields as pydantic fields, with its bounds; lists where it keeps tuples."""
+    hints = get_type_hints(TurnFilter, include_extras=True)
+    out = {}
+    for field in fields(TurnFilter):
+        if field.name == "response_ids":  # bodies name their explicit selection beside `filter`
+            continue
+        kind = hints[field.name]
+        if get_origin(kind) is tuple:
+            out[field.name] = (list[get_args(kind)[0]], Field(default_factory=list))
+        else:
+            out[field.name] = (kind, field.default)
+    return out
+
+
+class _FilterBase(Body):
+    def to_filter(self, response_ids: list[str] | None = None) -> TurnFilter:
+        fields_ = self.model_dump(include=set(FilterBody.model_fields))
+        return TurnFilter.from_dict({**fields_, "response_ids": response_ids or []})
+
+
+# The filter of GET /interactions, /feedback/rated, /quality and of bulk and dataset bodies
+FilterBody = create_model("FilterBody", __base__=_FilterBase, **_turn_filter_fields())

@@ -3,15 +3,14 @@
 from __future__ import annotations
 
 import json
-from datetime import datetime
-from typing import Literal
+from typing import Annotated, Literal
 
 from fastapi import APIRouter, Query, Request
 from fastapi.responses import StreamingResponse
-from pydantic import Field
+from pydantic import ConfigDict, Field
 from starlette.concurrency import iterate_in_threadpool
 
-from core.api.bodies import MAX_INT, MAX_QUERY_CHARS
+from core.api.bodies import MAX_INT, FilterBody
 from core.api.bodies import Body as Strict
 from core.auth import request_user
 from core.chat import ChatRequest, ChatUpdate
@@ -20,11 +19,17 @@ from core.feedback import Feedback
 from core.generation import GenerationOptions
 from core.generation_defaults import GenerationDefaults
 from core.services import VERSION, Services
-from core.store.chatlog import InteractionFilter
 
 # the generation options a chat or compare body may set; None falls back to the model defaults
 OPTION_FIELDS = ("max_new_tokens", "temperature", "top_p", "repetition_penalty",
                  "repeat_ngram_size", "repeat_ngram_limit")
+
+
+class LogQuery(FilterBody):
+    model_config = ConfigDict(extra="ignore")  # this route always let unknown fields pass
+
+    limit: int = Field(100, ge=1, le=1000)
+    offset: int = Field(0, ge=0, le=MAX_INT)
 
 
 class Turn(Strict):
@@ -150,31 +155,9 @@ def build_chat_router(services: Services) -> APIRouter:
         }
 
     @router.get("/interactions")
-    def interactions(
-        text: str | None = Query(None, max_length=MAX_QUERY_CHARS),
-        min_rating: int | None = Query(None, ge=1, le=5),
-        max_rating: int | None = Query(None, ge=1, le=5),
-        thumb: Literal["up", "down", "none"] | None = None,
-        rated: bool | None = None,
-        date_from: datetime | None = None,
-        date_to: datetime | None = None,
-        conversation_id: str | None = Query(None, max_length=MAX_QUERY_CHARS),
-        limit: int = Query(100, ge=1, le=1000),
-        offset: int = Query(0, ge=0, le=MAX_INT),
-    ) -> dict:
-        flt = InteractionFilter(
-            text=text,
-            min_rating=min_rating,
-            max_rating=max_rating,
-            thumb=thumb,
-            rated=rated,
-            date_from=date_from,
-            date_to=date_to,
-            conversation_id=conversation_id,
-            limit=limit,
-            offset=offset,
-        )
-        frame = services.log.query(flt)
+    def interactions(query: Annotated[LogQuery, Query()]) -> dict:
+        flt = query.to_filter()
+        frame = services.log.query(flt, limit=query.limit, offset=query.offset)
         return {
             "total": services.log.count(flt),
             "items": json.loads(frame.to_json(orient="records", date_format="iso")),

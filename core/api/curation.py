@@ -3,42 +3,17 @@
 from __future__ import annotations
 
 import json
-from datetime import datetime
 from typing import Annotated, Literal
 
 import pandas as pd
 from fastapi import APIRouter, Query
 from pydantic import Field
 
-from core.api.bodies import MAX_QUERY_CHARS
+from core.api.bodies import FilterBody
 from core.api.chat import Strict
 from core.feedback import BulkAction
 from core.quality import QualityReport
 from core.services import Services
-from core.store.curation import CurationFilter
-
-
-class FilterBody(Strict):
-    """The filters of the Feedback tab; every field is optional."""
-
-    min_rating: int | None = Field(None, ge=1, le=5)
-    max_rating: int | None = Field(None, ge=1, le=5)
-    thumb: Literal["up", "down", "none"] | None = None
-    tags: list[Annotated[str, Field(max_length=MAX_QUERY_CHARS)]] = Field(default_factory=list)
-    model_version: str | None = None
-    rater: str | None = None
-    date_from: datetime | None = None
-    date_to: datetime | None = None
-    text: str | None = None
-    has_correction: bool | None = None
-    grounded: bool | None = None
-    label: str | None = None
-    include: bool | None = None
-
-    def to_filter(self, response_ids: list[str] | None = None) -> CurationFilter:
-        fields = self.model_dump()
-        fields["tags"] = tuple(fields["tags"])
-        return CurationFilter(**fields, response_ids=tuple(response_ids or ()))
 
 
 class PageQuery(FilterBody):
@@ -79,7 +54,7 @@ def build_curation_router(services: Services) -> APIRouter:
 
     @router.get("/feedback/rated")
     def rated(query: Annotated[PageQuery, Query()]) -> dict:
-        flt = FilterBody(**query.model_dump(exclude={"page", "page_size"})).to_filter()
+        flt = query.to_filter()
         page = services.feedback.page(flt, page=query.page, page_size=query.page_size)
         return {
             "total": page.total,
@@ -96,7 +71,7 @@ def build_curation_router(services: Services) -> APIRouter:
 
     @router.get("/quality")
     def quality(query: Annotated[QualityQuery, Query()]) -> dict:
-        flt = FilterBody(**query.model_dump(exclude={"field"})).to_filter()
+        flt = query.to_filter()
         return report_json(services.quality.report(flt, field=query.field))
 
     return router

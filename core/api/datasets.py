@@ -9,9 +9,8 @@ from fastapi.responses import FileResponse, JSONResponse
 from pydantic import Field
 from starlette.concurrency import run_in_threadpool
 
-from core.api.bodies import MAX_INT, MAX_QUERY_CHARS
+from core.api.bodies import MAX_INT, MAX_QUERY_CHARS, FilterBody
 from core.api.chat import Strict
-from core.api.curation import FilterBody
 from core.augment import Augmentation
 from core.datasets import BuildSpec, Dataset, DatasetSummary
 from core.errors import InvalidInput

@@ -10,7 +10,7 @@ from core.api.training import job_json
 from core.auth import request_user
 from core.errors import InvalidInput
 from core.services import Services
-from core.store.retrievers import RetrieverRecord
+from core.store.registry import RetrieverRecord
 
 
 class RetrieverJobBody(Strict):

@@ -10,7 +10,6 @@ from core.store import (
     knowledge,
     registry,
     retraining,
-    retrievers,
     routing,
     training,
 )
@@ -26,7 +25,6 @@ MIGRATIONS: tuple[Migration, ...] = (
     *knowledge.MIGRATIONS,
     *registry.MIGRATIONS,
     *retraining.MIGRATIONS,
-    *retrievers.MIGRATIONS,
     *routing.MIGRATIONS,
     *training.MIGRATIONS,
 )

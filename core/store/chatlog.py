@@ -9,10 +9,9 @@ from pathlib import Path
 
 import pandas as pd
 
-from core.store.database import Database, Migration, text_search
-
-# The columns a turn's text filter searches (here and in curation)
-SEARCHED = ("i.prompt", "i.response", "r.correction")
+from core.store.database import Database, Migration
+from core.store.turns import LABELS, where
+from core.turn_filter import TurnFilter
 
 MIGRATIONS = (
     Migration(
@@ -100,52 +99,6 @@ class RatingRecord:
     updated_at: datetime
 
 
-@dataclass(frozen=True, kw_only=True)
-class InteractionFilter:
-    """What the Logs tab and GET /interactions can narrow by; None means any."""
-
-    text: str | None = None
-    min_rating: int | None = None
-    max_rating: int | None = None
-    thumb: str | None = None  # 'up', 'down' or 'none' (not rated with a thumb)
-    rated: bool | None = None
-    date_from: datetime | None = None
-    date_to: datetime | None = None
-    conversation_id: str | None = None
-    limit: int = 100
-    offset: int = 0
-
-    def where(self) -> tuple[str, list]:
-        clauses, params = ["TRUE"], []
-        if self.text:
-            sql, patterns = text_search(SEARCHED, self.text)
-            clauses.append(sql)
-            params += patterns
-        if self.min_rating is not None:
-            clauses.append("r.rating >= ?")
-            params.append(self.min_rating)
-        if self.max_rating is not None:
-            clauses.append("r.rating <= ?")
-            params.append(self.max_rating)
-        if self.thumb in ("up", "down"):
-            clauses.append("r.thumb = ?")
-            params.append(self.thumb)
-        elif self.thumb == "none":
-            clauses.append("r.thumb IS NULL")
-        if self.rated is not None:
-            clauses.append("r.rater IS NOT NULL" if self.rated else "r.rater IS NULL")
-        if self.date_from is not None:
-            clauses.append("i.created_at >= ?")
-            params.append(self.date_from)
-        if self.date_to is not None:
-            clauses.append("i.created_at <= ?")
-            params.append(self.date_to)
-        if self.conversation_id:
-            clauses.append("i.conversation_id = ?")
-            params.append(self.conversation_id)
-        return " AND ".join(clauses), params
-
-
 _LOG_COLUMNS = """
     i.id AS response_id, i.created_at, i.conversation_id, i.turn_index, i.user_id,
     i.prompt, i.response, i.model_id, i.adapter_version, i.latency_ms, i.ttft_ms,
@@ -153,6 +106,7 @@ _LOG_COLUMNS = """
     i.truncated_turns, i.finish_reason, i.route,
     r.rater, r.rating, r.thumb, r.correction, r.tags, r.updated_at AS rated_at
 """
+_LOG_FROM = f"FROM interactions i LEFT JOIN ratings r ON r.interaction_id = i.id {LABELS}"
 
 
 class ChatLog:
@@ -227,30 +181,25 @@ class ChatLog:
         )
         return [RatingRecord(**row) for row in rows]
 
-    def query(self, flt: InteractionFilter) -> pd.DataFrame:
-        """Turns joined with their ratings (one row per turn and rater), newest first."""
-        where, params = flt.where()
+    def query(self, flt: TurnFilter, *, limit: int | None = 100, offset: int = 0
+              ) -> pd.DataFrame:
+        """Turns joined with their ratings (one row per turn and rater), newest first;
+        limit None reads every match."""
+        condition, params = where(flt)
         return self.db.fetch_df(
-            f"""SELECT {_LOG_COLUMNS}
-                FROM interactions i LEFT JOIN ratings r ON r.interaction_id = i.id
-                WHERE {where}
+            f"""SELECT {_LOG_COLUMNS} {_LOG_FROM} WHERE {condition}
                 ORDER BY i.created_at DESC, i.id
                 LIMIT ? OFFSET ?""",
-            [*params, flt.limit, flt.offset],
+            [*params, limit, offset],
         )
 
-    def count(self, flt: InteractionFilter) -> int:
-        where, params = flt.where()
-        row = self.db.fetch_one(
-            f"""SELECT count(*) FROM interactions i
-                LEFT JOIN ratings r ON r.interaction_id = i.id WHERE {where}""",
-            params,
-        )
-        return int(row[0])
+    def count(self, flt: TurnFilter) -> int:
+        condition, params = where(flt)
+        return int(self.db.fetch_one(f"SELECT count(*) {_LOG_FROM} WHERE {condition}", params)[0])
 
-    def export(self, flt: InteractionFilter, path: Path, fmt: str) -> Path:
+    def export(self, flt: TurnFilter, path: Path, fmt: str) -> Path:
         """Write every row matching the filter (no paging) as CSV or Parquet."""
-        frame = self.query(InteractionFilter(**{**asdict(flt), "limit": 2**62, "offset": 0}))
+        frame = self.query(flt, limit=None)
         path.parent.mkdir(parents=True, exist_ok=True)
         if fmt == "csv":
             frame.to_csv(path, index=False)

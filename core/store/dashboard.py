@@ -73,10 +73,10 @@ class DashboardQueries:
             "runs": "SELECT count(*) FROM training_jobs",
             "active_runs": "SELECT count(*) FROM training_jobs"
                            " WHERE status IN ('queued', 'running', 'stopping')",
-            "adapters": "SELECT count(*) FROM registered_models",
-            "promotions": "SELECT count(*) FROM model_promotions",
+            "adapters": "SELECT count(*) FROM registry_entries WHERE kind = 'adapter'",
+            "promotions": "SELECT count(*) FROM registry_actions WHERE kind = 'adapter'",
             "votes": "SELECT count(*) FROM votes",
-            "retrievers": "SELECT count(*) FROM retrievers",
+            "retrievers": "SELECT count(*) FROM registry_entries WHERE kind = 'retriever'",
             "routes": "SELECT count(*) FROM routes",
         }
         job_states = ("SELECT coalesce(md5(string_agg(id || status, ',' ORDER BY id)), '')"

@@ -14,8 +14,8 @@ from core.dataset_rows import KINDS
 from core.datasets import BuildSpec
 from core.errors import RefineryError
 from core.services import Services
-from core.store.curation import CurationFilter
 from core.training.spec import RECIPES
+from core.turn_filter import TurnFilter
 from ui.charts import dataset_stats_figure
 from ui.live import Live
 from ui.readable import frame, named, short_id
@@ -71,7 +71,7 @@ def stats_text(dataset) -> str:
 
 def build_datasets_tab(services: Services, live: Live,
                        selection: gr.State | None = None) -> None:
-    selection = selection or gr.State(CurationFilter())
+    selection = selection or gr.State(TurnFilter())
     with gr.Tab("Datasets", id="datasets") as tab:
         gr.Markdown(
             "Freeze the rows selected in the **Feedback** tab (or your documents) into an "
@@ -158,7 +158,7 @@ def build_datasets_tab(services: Services, live: Live,
         except RefineryError as error:
             return f"⚠️ {error.message}", gr.skip(), gr.skip(), gr.skip()
         listed, ids, docs_ = choices()
-        source = "your documents" if kind_ == "text" else json.dumps(flt.describe())
+        source = "your documents" if kind_ == "text" else json.dumps(flt.to_dict())
         message = f"✅ built from {source}: " + stats_text(dataset)
         return message, listed, gr.update(choices=ids, value=dataset.id), gr.update(choices=docs_)
 

@@ -11,7 +11,7 @@ from core.errors import RefineryError
 from core.explain import ExplainSettings, Explanation
 from core.reports import Section, write_report
 from core.services import Services
-from core.store.chatlog import InteractionFilter
+from core.turn_filter import TurnFilter
 from ui.charts import attribution_figure
 from ui.live import Live
 from ui.tabs.explain_feedback import build_feedback_model_view
@@ -24,7 +24,7 @@ def model_choices(services: Services) -> list[str]:
 
 
 def turn_choices(services: Services, limit: int = 200) -> list[tuple[str, str]]:
-    frame = services.log.query(InteractionFilter(limit=limit))
+    frame = services.log.query(TurnFilter(), limit=limit)
     frame = frame.drop_duplicates("response_id")
     return [(f"{str(r.created_at)[:16]} · {r.prompt[:70]}", r.response_id)
             for r in frame.itertuples()]

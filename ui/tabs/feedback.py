@@ -8,7 +8,7 @@ import pandas as pd
 from core.errors import RefineryError
 from core.feedback import BulkAction, parse_tags
 from core.services import Services
-from core.store.curation import CurationFilter
+from core.turn_filter import TurnFilter
 from ui.cards import answer_cards
 from ui.live import Live
 from ui.readable import cell
@@ -34,9 +34,9 @@ ACTIONS = {
 def make_filter(
     text, rater, model_version, label, min_rating, max_rating, thumb, tags,
     has_correction, grounded, included, date_from, date_to,
-) -> CurationFilter:  # fmt: skip
+) -> TurnFilter:  # fmt: skip
     low, high = int(min_rating), int(max_rating)
-    return CurationFilter(
+    return TurnFilter(
         text=text or None,
         rater=None if rater in (None, ANY) else rater,
         model_version=None if model_version in (None, ANY) else model_version,
@@ -72,7 +72,7 @@ def agreement_text(agreement) -> str:
 
 
 def build_feedback_tab(services: Services, live: Live) -> gr.State:
-    """Returns the current selection (a CurationFilter) for the Datasets tab."""
+    """Returns the current selection (a TurnFilter) for the Datasets tab."""
     choices = services.feedback.curation.choices()
     with gr.Tab("Feedback", id="feedback") as tab:
         with gr.Row():
@@ -119,7 +119,7 @@ def build_feedback_tab(services: Services, live: Live) -> gr.State:
             verdicts = gr.Markdown()
             which = gr.Dropdown([], label="Show the rows flagged by")
             flagged = gr.Dataframe(interactive=False, wrap=True, max_height=400)
-        current = gr.State(CurationFilter())
+        current = gr.State(TurnFilter())
         report = gr.State(None)
 
     filters = [
@@ -152,13 +152,13 @@ def build_feedback_tab(services: Services, live: Live) -> gr.State:
             return chosen
         return " ".join(dict.fromkeys([*selected_ids(chosen), str(row[-1])]))
 
-    def act(flt: CurationFilter, chosen: str, scope_: str, action_: str, value_: str):
+    def act(flt: TurnFilter, chosen: str, scope_: str, action_: str, value_: str):
         try:
             ids = selected_ids(chosen)
             if scope_ == "selected rows":
                 if not ids:
                     return "⚠️ select rows first (click them in the table)"
-                flt = CurationFilter(response_ids=ids)
+                flt = TurnFilter(response_ids=ids)
             name = ACTIONS[action_]
             bulk = BulkAction(
                 action=name,
@@ -170,7 +170,7 @@ def build_feedback_tab(services: Services, live: Live) -> gr.State:
             return f"⚠️ {error.message}"
         return f"✅ {action_}: {rows:,} row(s) changed."
 
-    def check(flt: CurationFilter, field_: str):
+    def check(flt: TurnFilter, field_: str):
         try:
             result = services.quality.report(flt, field=field_)
         except RefineryError as error:

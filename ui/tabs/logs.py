@@ -7,8 +7,9 @@ from datetime import datetime
 
 import gradio as gr
 
+from core.errors import RefineryError
 from core.services import Services
-from core.store.chatlog import InteractionFilter
+from core.turn_filter import TurnFilter
 from ui.cards import answer_cards
 from ui.readable import cell
 
@@ -41,20 +42,16 @@ def to_datetime(value) -> datetime | None:
     return value if isinstance(value, datetime) else datetime.fromisoformat(str(value))
 
 
-def make_filter(
-    text, min_rating, max_rating, thumb, date_from, date_to, page=1, **paging
-) -> InteractionFilter:
+def make_filter(text, min_rating, max_rating, thumb, date_from, date_to, page=1) -> TurnFilter:
+    """The filter of the tab's fields (the page is read by the caller)."""
     low, high = int(min_rating), int(max_rating)
-    return InteractionFilter(
+    return TurnFilter(
         text=text or None,
         min_rating=low if low > 1 else None,
         max_rating=high if high < 5 else None,
         thumb=THUMBS[thumb],
         date_from=to_datetime(date_from),
         date_to=to_datetime(date_to),
-        limit=PAGE_SIZE,
-        offset=(max(int(page), 1) - 1) * PAGE_SIZE,
-        **paging,
     )
 
 
@@ -84,10 +81,11 @@ def build_logs_tab(services: Services) -> None:
     def show(*values):
         try:
             flt = make_filter(*values)
-        except ValueError as error:
+        except (ValueError, RefineryError) as error:
             return f"⚠️ {error}", None, None
         total = services.log.count(flt)
-        rows = services.log.query(flt)
+        offset = (max(int(values[-1] or 1), 1) - 1) * PAGE_SIZE
+        rows = services.log.query(flt, limit=PAGE_SIZE, offset=offset)
         frame = rows[[c for c in SHOWN if c in rows.columns]].map(cell)
         pages = max(1, -(-total // PAGE_SIZE))
         return (f"{total:,} row(s) · page {int(values[-1] or 1)} of {pages}",
