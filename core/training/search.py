@@ -77,6 +77,10 @@ def suggest(trial, name: str, bounds) -> float | int:
                                log=name == "learning_rate" and low > 0)
 
 
+class Closing(Exception):
+    """The app closed while a trial ran: the search stops without a verdict."""
+
+
 STATUS = {QUEUED: "running", RUNNING: "running", SUCCEEDED: "completed", CANCELLED: "stopped",
           FAILED: "failed"}  # the job's status in this route's words
 
@@ -123,13 +127,16 @@ class SearchService:
         self.poll_interval = poll_interval
         self._searches: dict[str, Search] = {}  # the ones this process runs
         self._stop: dict[str, threading.Event] = {}
+        self._closed = threading.Event()
 
     def start(self, base: TrainingSpec, spec: SearchSpec, *, train=None, validation=None,
               kind: str | None = None, user: str = "anonymous") -> Search:
         self.runner.resolve_data(base, train, validation, kind)  # bad data fails here, at once
         search = Search(uuid.uuid4().hex[:10], spec, base, datetime.now())
-        self.jobs.emit(Queued(search.id, SEARCH, f"{spec.method} search, {spec.trials} trials",
-                              user, detail=search.detail()))
+        job = self.jobs.emit(Queued(search.id, SEARCH,
+                                    f"{spec.method} search, {spec.trials} trials", user,
+                                    detail=search.detail()))
+        search.created_at = job.created_at  # the stored time, so a restart shows the same
         self.jobs.emit(Started(search.id))
         self._searches[search.id] = search
         self._stop[search.id] = threading.Event()
@@ -168,6 +175,9 @@ class SearchService:
                       interrupted=job.interrupted)
 
     def close(self) -> None:
+        """The app is stopping: searches end here, and the next start shows them interrupted
+        (their running trial is a worker process of its own and finishes on its own)."""
+        self._closed.set()
         for stop in self._stop.values():
             stop.set()
 
@@ -203,6 +213,8 @@ class SearchService:
         self._save(search)
         while (record := self.runner.get(job.id)).status not in ("completed", "stopped",
                                                                  "failed"):
+            if self._closed.is_set():
+                raise Closing
             if record.status != trial["status"]:
                 trial["status"] = record.status
                 self._save(search)
@@ -236,6 +248,8 @@ class SearchService:
                         study.tell(trial, state=optuna.trial.TrialState.FAIL)
                     else:
                         study.tell(trial, value)
+            if self._closed.is_set():
+                return
             if stop.is_set():
                 self.jobs.emit(Cancelled(search.id, "stopped", result=search.result()))
             else:
@@ -244,6 +258,8 @@ class SearchService:
                                          else "no trial finished", result=search.result()))
             search.status = "stopped" if stop.is_set() else "completed"
         except Exception as error:  # the search ends; its finished trials stay registered
+            if self._closed.is_set():
+                return  # the store is closing under us; the stored job stays as it was
             search.error = f"{type(error).__name__}: {error}"
             self.jobs.emit(Failed(search.id, search.error, result=search.result()))
             search.status = "failed"
