@@ -140,8 +140,25 @@ def test_a_search_survives_a_restart_and_the_jobs_list_mixes_kinds(settings):
         assert trial["result"]["model_id"] == before["best"]["model_id"]
         only = client.get("/api/v1/jobs", params={"kind": "search"}).json()["items"]
         assert [job["id"] for job in only] == [search.id]
+        panel_shows_the_trial(services, trial["id"], trial["result"]["model_id"])
         refused = client.get("/api/v1/jobs", params={"kind": "nope"})
         assert refused.status_code == 422 and refused.json()["detail"][0]["field"] == "query.kind"
+
+
+def panel_shows_the_trial(services, job_id: str, model_id: str) -> None:
+    """The Train tab's job panel lists and draws the job from the one job list."""
+    import gradio as gr
+
+    from ui.job_panel import JobPanel
+    from ui.live import Live
+
+    with gr.Blocks():
+        panel = JobPanel(services, Live(services), kinds=("sft",), hint="")
+    assert [value for _, value in panel.choices()] == [job_id] and panel.newest() == job_id
+    _, status, _, log, following, _ = panel.view(None)
+    assert following == job_id
+    assert "· succeeded ·" in status and f"Registered as **{model_id}**" in status
+    assert "completed after" in log
 
 
 def test_a_search_cut_off_by_a_restart_is_interrupted_and_keeps_its_trial(settings):
