@@ -27,8 +27,8 @@ INTERRUPTED = "interrupted by a restart"
 
 # the kinds of work; training covers every training run (sft, preference, embedding, ...)
 TRAINING, SEARCH, EVALUATION = "training", "search", "evaluation"
-DATASET, KNOWLEDGE = "dataset", "knowledge"
-KINDS = (TRAINING, SEARCH, EVALUATION, DATASET, KNOWLEDGE)
+DATASET, KNOWLEDGE, RETRAINING = "dataset", "knowledge", "retraining"
+KINDS = (TRAINING, SEARCH, EVALUATION, DATASET, KNOWLEDGE, RETRAINING)
 
 
 @dataclass(frozen=True)

@@ -17,9 +17,9 @@ from core.evaluation import EvaluationService
 from core.experiments import ExperimentService
 from core.explain import ExplainService
 from core.fairness import FairnessService
-from core.jobs import DATASET, EVALUATION, KNOWLEDGE, SEARCH, JobBoard
 from core.feedback import FeedbackService
 from core.generation_defaults import ModelDefaults
+from core.jobs import DATASET, EVALUATION, KNOWLEDGE, SEARCH, JobBoard
 from core.knowledge.check import KnowledgeService
 from core.knowledge.runs import KnowledgeRuns, Scores
 from core.models import ModelService
@@ -227,6 +227,7 @@ def build_services(settings: Settings) -> Services:
         evaluations=services.evaluations,
         arena=services.arena,
         experiments=experiments,
+        jobs=jobs,
     )
     services.retraining.resume_if_needed()
     services.dashboard = DashboardService(
