@@ -21,9 +21,21 @@ import numpy as np
 
 from core.errors import InvalidInput, NotFound, RefineryError
 from core.generation import GenerationOptions
+from core.jobs import (
+    EVALUATION,
+    INTERRUPTED,
+    Cancelled,
+    Failed,
+    JobBoard,
+    Progressed,
+    Queued,
+    Started,
+    Succeeded,
+)
 from core.knowledge.scoring import exact_match, rouge_l, token_f1
 from core.modelspec import AnswerStream, Embed, ModelResolver, ResolvedModel
 from core.store.arena import ArenaStore
+from core.store.jobs import JobStore
 
 METRICS = (
     "loss",
@@ -124,9 +136,12 @@ class EvaluationService:
         datasets=None,
         embed: Embed | None = None,
         retrieve: Retrieve | None = None,
+        jobs: JobBoard | None = None,  # where each run's lifecycle is reported
     ) -> None:
         self.resolver = resolver
         self.store = store
+        self.jobs = jobs or JobBoard(JobStore(store.db))
+        self.store.interrupted_evaluations(INTERRUPTED)
         self.datasets = datasets
         self.embed = embed
         self.retrieve = retrieve
@@ -201,6 +216,10 @@ class EvaluationService:
                 "total": len(items),
             }
         )
+        self.jobs.emit(Queued(run_id, EVALUATION, f"evaluate {resolved.spec} on {source}",
+                              detail={"model": resolved.spec, "source": source,
+                                      "items": len(items)}))
+        self.jobs.emit(Started(run_id))
         options = GenerationOptions(max_new_tokens=request.max_new_tokens, temperature=0.0)
         return run_id, (resolved, items, options, request.use_documents)
 
@@ -216,20 +235,27 @@ class EvaluationService:
                     break  # an answer cut short by the cancel would skew the scores
                 scored.append(row)
                 self.store.update_evaluation(run_id, done=done)
+                self.jobs.emit(Progressed(run_id, progress=done / len(items),
+                                          message=f"scored {done} of {len(items)}"))
                 if progress is not None:
                     progress(done, len(items))
             status = "cancelled" if cancel.is_set() else "done"
+            metrics = summarise(scored)
             self.store.update_evaluation(
                 run_id,
                 status=status,
                 finished_at=datetime.now(),
-                metrics=summarise(scored),
+                metrics=metrics,
                 items=scored,
             )
+            ending = Cancelled if status == "cancelled" else Succeeded
+            self.jobs.emit(ending(run_id, f"{status}: scored {len(scored)} of {len(items)}",
+                                  result={"metrics": metrics}))
         except (RefineryError, RuntimeError, ValueError, OSError) as error:
             self.store.update_evaluation(
                 run_id, status="failed", finished_at=datetime.now(), error=str(error)
             )
+            self.jobs.emit(Failed(run_id, str(error)))
         finally:
             self._cancels.pop(run_id, None)
 

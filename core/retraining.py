@@ -3,7 +3,8 @@
 A cycle builds a dataset version from the curated feedback, continues the promoted adapter on it
 (the 'incremental update' preset; from the base model when nothing is promoted), evaluates the
 new adapter against the promoted model, and opens a blind comparison or a live A/B experiment.
-It never promotes: that stays behind the arena's evidence gate. Each cycle's state is stored
+It never promotes: that stays behind the arena's evidence gate. Each cycle is a job on the
+studio's job list (kind 'retraining'), its stage the job's progress. Each cycle's state is stored
 after every step, so a restarted app continues a cycle instead of repeating it, and the content
 ids of the examples a cycle used are recorded so the same data never starts a second cycle.
 """
@@ -24,7 +25,9 @@ from core.errors import Busy, Conflict, InvalidInput, RefineryError
 from core.evaluation import EvalRequest
 from core.experiments import ExperimentSpec
 from core.generation import GenerationOptions
+from core.jobs import RETRAINING, Failed, JobBoard, Progressed, Queued, Started, Succeeded
 from core.modelspec import BASE
+from core.store.jobs import JobStore
 from core.store.retraining import CycleRecord, RetrainingStore
 from core.training.spec import TrainingSpec
 from core.turn_filter import TurnFilter
@@ -32,6 +35,7 @@ from core.turn_filter import TurnFilter
 FOLLOW_UPS = ("blind", "experiment")
 AUTOMATION = "automation"  # the user name on everything the automation does
 DATASET_NAME = "auto-retraining"
+STAGES = ("started", "dataset_built", "training", "trained", "evaluated")  # then the follow-up
 RESERVED_TRAINING_OPTIONS = ("base_model", "dataset_id", "init_adapter")
 
 
@@ -106,8 +110,10 @@ class RetrainingAction:
 
 class RetrainingService:
     def __init__(self, store: RetrainingStore, *, datasets, training, registry, evaluations,
-                 arena, experiments, poll_interval: float = 5.0) -> None:
+                 arena, experiments, poll_interval: float = 5.0,
+                 jobs: JobBoard | None = None) -> None:
         self.store = store
+        self.jobs = jobs or JobBoard(JobStore(store.db))
         self.datasets = datasets
         self.training = training
         self.registry = registry
@@ -228,6 +234,10 @@ class RetrainingService:
             evaluations={}, comparison_ids=[], experiment_id=None, error=None,
         )
         self.store.add_cycle(cycle)
+        self.jobs.emit(Queued(cycle.id, RETRAINING, "retraining cycle", AUTOMATION,
+                              detail={"reason": action.reason, "follow_up": cycle.follow_up,
+                                      "incumbent": cycle.incumbent}))
+        self.jobs.emit(Started(cycle.id))
         self.store.log(cycle.id, "started", action.reason,
                        {"new_examples": len(action.new_example_ids), "policy": policy.to_dict()})
         return cycle
@@ -253,7 +263,24 @@ class RetrainingService:
             if not moved or refreshed is None:
                 return refreshed or cycle
             cycle = refreshed
+            self._report(cycle)
         return cycle
+
+    def _report(self, cycle: CycleRecord) -> None:
+        """The cycle's stage on its job (a cycle begun before the job list has none)."""
+        if self.jobs.find(cycle.id) is None:
+            return
+        result = {"dataset_id": cycle.dataset_id, "job_id": cycle.job_id,
+                  "model_id": cycle.model_id, "comparison_ids": cycle.comparison_ids,
+                  "experiment_id": cycle.experiment_id}
+        if cycle.state == "failed":
+            self.jobs.emit(Failed(cycle.id, cycle.error or "failed", result=result))
+        elif cycle.state == "comparison_opened":
+            self.jobs.emit(Succeeded(cycle.id, "comparison opened; people decide the promotion",
+                                     result=result))
+        else:
+            self.jobs.emit(Progressed(cycle.id, progress=STAGES.index(cycle.state) / len(STAGES),
+                                      message=cycle.state.replace("_", " "), result=result))
 
     def _fail(self, cycle: CycleRecord, reason: str) -> None:
         self.store.update_cycle(cycle.id, state="failed", error=reason)

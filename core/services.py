@@ -20,6 +20,7 @@ from core.explain import ExplainService
 from core.fairness import FairnessService
 from core.feedback import FeedbackService
 from core.generation_defaults import ModelDefaults
+from core.jobs import DATASET, EVALUATION, KNOWLEDGE, SEARCH, JobBoard
 from core.knowledge.check import KnowledgeService
 from core.knowledge.runs import KnowledgeRuns, Scores
 from core.models import ModelService
@@ -40,6 +41,7 @@ from core.store.datasets import DatasetStore
 from core.store.drift import DriftData
 from core.store.explain import ExplanationCache
 from core.store.fairness import FairnessData
+from core.store.jobs import JobStore
 from core.store.knowledge import KnowledgeStore
 from core.store.registry import ADAPTER, RETRIEVER, RegistryStore
 from core.store.retraining import RetrainingStore
@@ -58,6 +60,7 @@ class Services:
     auth: Authenticator  # optional login: empty when no users are configured
     admission: Admission  # the generation queue of the API: 429 beyond max_queue
     db: Database
+    jobs: JobBoard  # every long task's lifecycle, of every kind, in one stored list
     models: ModelService
     defaults: ModelDefaults  # generation defaults of the API, /v1 and the Chat tab
     log: ChatLog
@@ -107,6 +110,9 @@ def allowed_folders(settings: Settings) -> AllowedFolders:
 def build_services(settings: Settings) -> Services:
     db = open_database(settings.db_path)
     registry = ModelRegistry(RegistryStore(db, ADAPTER))
+    jobs = JobBoard(JobStore(db))
+    # work that ran in threads of the last process ended with it (training workers live on)
+    jobs.interrupted((SEARCH, EVALUATION, DATASET, KNOWLEDGE))
     models = ModelService(
         settings.model,
         cache_dir=settings.models_dir,
@@ -142,10 +148,12 @@ def build_services(settings: Settings) -> Services:
         folders=folders,
         trust_remote_code=settings.trust_remote_code,
         retrievers=retrievers,
+        jobs=jobs,
     )
     knowledge = KnowledgeService(KnowledgeStore(db), documents.store, models)
     knowledge_runs = KnowledgeRuns(
-        KnowledgeStore(db), knowledge, models=models, registry=registry, documents=documents
+        KnowledgeStore(db), knowledge, models=models, registry=registry, documents=documents,
+        jobs=jobs,
     )
     training.on_registered.append(knowledge_runs.after_training)
     training.reconcile()  # after the hooks: a run that finished while the app was down counts
@@ -156,6 +164,7 @@ def build_services(settings: Settings) -> Services:
         auth=build_authenticator(settings.users_file, settings.users_env),
         admission=Admission(settings.max_queue),
         db=db,
+        jobs=jobs,
         models=models,
         defaults=ModelDefaults(
             models,
@@ -175,7 +184,8 @@ def build_services(settings: Settings) -> Services:
         feedback=FeedbackService(log),
         quality=QualityService(CurationStore(db)),
         datasets=datasets,
-        dataset_jobs=DatasetJobs(datasets, folder=settings.data_dir / "dataset_jobs"),
+        dataset_jobs=DatasetJobs(datasets, folder=settings.data_dir / "dataset_jobs",
+                                 jobs=jobs),
         documents=documents,
         arena=ArenaService(
             resolver,
@@ -193,10 +203,11 @@ def build_services(settings: Settings) -> Services:
             datasets=datasets,
             embed=documents.embedder.embed,
             retrieve=lambda query: [hit.text for hit in documents.search(query, k=3)],
+            jobs=jobs,
         ),
         registry=registry,
         training=training,
-        searches=SearchService(training),
+        searches=SearchService(training, jobs=jobs),
         model_exports=ModelExporter(
             models_dir=settings.models_dir, exports_dir=settings.data_dir / "exports" / "models"
         ),
@@ -217,6 +228,7 @@ def build_services(settings: Settings) -> Services:
         evaluations=services.evaluations,
         arena=services.arena,
         experiments=experiments,
+        jobs=jobs,
     )
     services.retraining.resume_if_needed()
     services.dashboard = DashboardService(

@@ -122,6 +122,10 @@ def test_full_cycle_reaches_comparison_and_never_repeats_the_same_data(services)
                      "comparison_opened"]
     assert all(a["reason"] for a in retraining.actions())
     assert services.registry.active() is None  # the automation never promotes
+    job = services.jobs.get(cycle.id)  # the cycle on the one job list, its stages as progress
+    assert (job.kind, job.status, job.user_id) == ("retraining", "succeeded", "automation")
+    assert job.result["model_id"] == cycle.model_id
+    assert services.jobs.get(cycle.job_id).kind == "training"
 
     pair = retraining.next_blind_pair("bob")
     assert pair["comparison_id"] == cycle.comparison_ids[0] and pair["left"] is not None

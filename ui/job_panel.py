@@ -1,5 +1,8 @@
 """The job panel shared by the Train, Tune and Retriever tabs: an estimate before start, then
-the followed job's progress, ETA, loss chart and log in plain words, and errors with the fix."""
+the followed job's progress, ETA, loss chart and log in plain words, and errors with the fix.
+
+Which jobs exist and where each stands come from the studio's one job list (core.jobs); the
+training run adds its figures, loss curves and log."""
 
 from __future__ import annotations
 
@@ -8,8 +11,8 @@ from datetime import datetime
 import gradio as gr
 
 from core.errors import RefineryError
+from core.jobs import ACTIVE, RUNNING, TRAINING, Job
 from core.services import Services
-from core.store.training import ACTIVE
 from core.training.estimate import Estimate, estimate
 from core.training.spec import TrainingSpec
 from ui.charts import loss_figure
@@ -78,28 +81,31 @@ def event_line(event: dict) -> str:
 
 
 def log_text(services: Services, job) -> str:
-    events = services.training.store.events(job.id, types=LOG_TYPES)
+    events = services.training.events(job.id, types=LOG_TYPES)
     lines = [event_line(event) for event in events[-30:]]
     if job.error:
         lines.append(f"error: {job.error}")
     return "\n".join(lines)
 
 
-def status_text(job) -> str:
-    m = job.metrics
+def status_text(job: Job, run) -> str:
+    """`job` from the job list, `run` the training record with its step and figures."""
+    m = run.metrics
     filled = int(job.progress * 20)
+    active = f" · {job.message}" if job.status in ACTIVE and job.message else ""
     lines = [
-        f"**{job.name}** · {job.status} · started by {job.user_id} · `{short_id(job.id)}`",
-        f"`{'█' * filled}{'░' * (20 - filled)}` {job.progress:.0%} · step {job.step}/"
-        f"{job.total_steps or '?'} · ETA "
-        f"{duration(m.get('eta_s')) if job.status == 'running' else '–'}",
+        f"**{job.name}** · {job.status}{active} · started by {job.user_id} · "
+        f"`{short_id(job.id)}`",
+        f"`{'█' * filled}{'░' * (20 - filled)}` {job.progress:.0%} · step {run.step}/"
+        f"{run.total_steps or '?'} · ETA "
+        f"{duration(job.eta_s) if job.status == RUNNING else '–'}",
         " · ".join(f"{label} {m[key]:{fmt}}" for key, label, fmt in METRICS
                    if m.get(key) is not None) or "waiting for the first step",
     ]
     if m.get("stopped_early"):
         lines.append(f"Stopped early; kept the weights of step {m.get('best_step')}.")
-    if job.model_id:
-        lines.append(f"Registered as **{job.model_id}** (see Operate → Models).")
+    if job.result.get("model_id"):
+        lines.append(f"Registered as **{job.result['model_id']}** (see Operate → Models).")
     if job.error:
         lines.append(f"⚠️ {job.error}")
     return "\n\n".join(lines)
@@ -128,14 +134,15 @@ class JobPanel:
         live.on_change(lambda job_id: gr.update(choices=self.choices(), value=job_id),
                        self.following, self.job)  # a job started elsewhere joins the list
 
-    def jobs(self):
-        return [j for j in self.services.training.list() if j.kind in self.kinds]
+    def jobs(self) -> list[Job]:
+        return [j for j in self.services.jobs.list(kinds=(TRAINING,))
+                if j.detail.get("training_kind") in self.kinds]
 
     def choices(self) -> list[tuple[str, str]]:
         return [(f"{named(j.name, j.id)} · {j.status}", j.id) for j in self.jobs()]
 
     def newest(self) -> str | None:
-        jobs = sorted(self.jobs(), key=lambda j: (j.status != "running", j.status not in ACTIVE))
+        jobs = sorted(self.jobs(), key=lambda j: (j.status != RUNNING, j.status not in ACTIVE))
         return jobs[0].id if jobs else None
 
     def view(self, job_id: str | None, shown=None, *, force: bool = False):
@@ -144,15 +151,16 @@ class JobPanel:
         if not job_id:
             return (gr.skip(),) * 6
         try:
+            job = self.services.jobs.get(job_id)
             record = self.services.training.get(job_id)
-            key = [record.id, record.status, record.step, record.error]
+            key = [job.id, job.status, job.message, record.step, job.error]
             if key == shown and not force:
                 return (gr.skip(),) * 6
             history = self.services.training.history(job_id)
             log = log_text(self.services, record)
         except RefineryError as error:
             return gr.skip(), f"⚠️ {error.message}", gr.skip(), gr.skip(), gr.skip(), gr.skip()
-        return (gr.update(choices=self.choices(), value=job_id), status_text(record),
+        return (gr.update(choices=self.choices(), value=job_id), status_text(job, record),
                 loss_figure(history), log, job_id, key)
 
     def started(self, record):

@@ -13,6 +13,7 @@ from core.api.documents import build_documents_router
 from core.api.drift import build_drift_router
 from core.api.errors import install_error_handlers
 from core.api.explain import build_explain_router
+from core.api.jobs import build_jobs_router
 from core.api.knowledge import build_knowledge_router
 from core.api.openai_compat import build_openai_router
 from core.api.retraining import build_retraining_router
@@ -42,4 +43,5 @@ def build_api(services: Services) -> APIRouter:
     router.include_router(build_retraining_router(services))
     router.include_router(build_dashboard_router(services))
     router.include_router(build_knowledge_router(services))
+    router.include_router(build_jobs_router(services))
     return router

@@ -121,12 +121,17 @@ def build_training_router(services: Services) -> APIRouter:
         return job_json(runner.resume(job_id))
 
     @router.post("/training/searches", status_code=201)
-    def create_search(body: SearchBody) -> dict:
+    def create_search(body: SearchBody, http: Request) -> dict:
         base = runner.make_spec(body.config, dataset_id=body.dataset_id)
         spec = SearchSpec(method=body.method, space=body.space, trials=body.trials,
                           seed=body.seed)
         return services.searches.start(base, spec, train=body.train, validation=body.validation,
-                                       kind=body.kind).to_dict()
+                                       kind=body.kind,
+                                       user=request_user(http, None)).to_dict()
+
+    @router.get("/training/searches")
+    def list_searches() -> dict:
+        return {"items": [search.to_dict() for search in services.searches.list()]}
 
     @router.get("/training/searches/{search_id}")
     def get_search(search_id: str) -> dict:

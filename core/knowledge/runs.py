@@ -15,9 +15,11 @@ from datetime import datetime
 from core.errors import InvalidInput, NotFound, RefineryError
 from core.generation import GenerationOptions, fit_to_context, generate_batch, prompt_budget
 from core.grounding import ground, retrieve
+from core.jobs import KNOWLEDGE, Failed, JobBoard, Progressed, Queued, Started, Succeeded
 from core.knowledge.check import KnowledgeService
 from core.knowledge.general import load_general_set
 from core.knowledge.scoring import score_answer
+from core.store.jobs import JobStore
 from core.store.knowledge import KnowledgeStore
 
 BASE = "base"
@@ -46,8 +48,10 @@ class KnowledgeRuns:
         registry,  # core.registry.ModelRegistry: adapters by id
         documents=None,  # core.document_service.DocumentService: grounded runs
         max_new_tokens: int = MAX_NEW_TOKENS,
+        jobs: JobBoard | None = None,  # where each run's lifecycle is reported
     ) -> None:
         self.store = store
+        self.jobs = jobs or JobBoard(JobStore(store.db))
         self.checks = checks
         self.models = models
         self.registry = registry
@@ -106,6 +110,10 @@ class KnowledgeRuns:
             "grounded": grounded, "status": "queued", "total": total,
             "created_at": datetime.now(), "trigger": trigger,
         })
+        grounding = " grounded" if grounded else ""
+        self.jobs.emit(Queued(run_id, KNOWLEDGE, f"{kind}{grounding} check of {model}",
+                              detail={"run_kind": kind, "check_id": check_id, "model": model,
+                                      "grounded": grounded, "trigger": trigger}))
         with self._idle:
             self._pending += 1
         self._queue.put(run_id)
@@ -171,6 +179,7 @@ class KnowledgeRuns:
     def _execute(self, run_id: str) -> None:
         run = self.get(run_id)
         self.store.update_run(run_id, status="running")
+        self.jobs.emit(Started(run_id))
         try:
             if run["kind"] == "general":
                 items = [{"id": str(n), "question": g.question, "reference": g.answer, "general": g}
@@ -183,15 +192,20 @@ class KnowledgeRuns:
                 batch = items[start : start + BATCH]
                 scored += self._answer(batch, adapter, run["grounded"])
                 self.store.update_run(run_id, done=len(scored))
+                self.jobs.emit(Progressed(run_id, progress=len(scored) / len(items),
+                                          message=f"answered {len(scored)} of {len(items)}"))
+            summary = _summary(scored)
             self.store.update_run(
-                run_id, status="done", finished_at=datetime.now(), summary=_summary(scored),
-                items=scored,
+                run_id, status="done", finished_at=datetime.now(), summary=summary, items=scored,
             )
+            self.jobs.emit(Succeeded(run_id, f"{summary['correct']}/{summary['items']} correct",
+                                     result={"summary": summary}))
         except Exception as error:  # a background run always ends in a stored state
             message = error.message if isinstance(error, RefineryError) else str(error)
             self.store.update_run(
                 run_id, status="failed", finished_at=datetime.now(), error=message
             )
+            self.jobs.emit(Failed(run_id, message))
 
     def _answer(self, batch: list[dict], adapter, grounded: bool) -> list[dict]:
         hits = [retrieve(self.documents, item["question"], DOCUMENTS_K) if grounded else []

@@ -263,6 +263,14 @@ class ArenaStore:
         return [_decode_evaluation(row) for row in rows]
 
 
+    def interrupted_evaluations(self, message: str) -> int:
+        """Mark runs a previous process left running as failed (their thread died with it)."""
+        rows = self.db.fetch_all(
+            "UPDATE evaluations SET status = 'failed', finished_at = now(), error = ?"
+            " WHERE status = 'running' RETURNING id", [message])
+        return len(rows)
+
+
 def _decode_evaluation(row: dict) -> dict:
     for key in ("metrics", "items"):
         row[key] = json.loads(row[key]) if row[key] else None

@@ -23,9 +23,22 @@ from pathlib import Path
 
 from core.dataset_rows import normalise_row
 from core.errors import Conflict, InvalidInput, NotFound
+from core.jobs import (
+    TRAINING,
+    Cancelled,
+    Failed,
+    Job,
+    JobBoard,
+    Progressed,
+    Queued,
+    Requeued,
+    Started,
+    Succeeded,
+)
 from core.models import resolve_model_source
 from core.paths import AllowedFolders, looks_like_path
 from core.registry import ModelRegistry
+from core.store.jobs import JobStore
 from core.store.training import ACTIVE, JobRecord, TrainingStore
 from core.training.data import LengthReport, length_report
 from core.training.events import RunFolder, read_events, write_jsonl
@@ -78,8 +91,10 @@ class TrainingRunner:
                  models_dir: Path, default_model: str, datasets=None,
                  poll_interval: float = 0.5, processes: int | None = None,
                  folders: AllowedFolders | None = None, trust_remote_code: bool = False,
-                 retrievers=None) -> None:
+                 retrievers=None, jobs: JobBoard | None = None) -> None:
         self.store = store
+        # every job's lifecycle is reported to the studio's one list of background work
+        self.jobs = jobs or JobBoard(JobStore(store.db))
         self.folders = folders  # where base models and adapters named by a request may live
         self.trust_remote_code = trust_remote_code
         self.registry = registry
@@ -172,6 +187,7 @@ class TrainingRunner:
             metrics={}, error=None, events_offset=0, model_id=None, user_id=user,
         )
         self.store.add(job)
+        self.jobs.emit(Queued(job_id, TRAINING, job.name, user, detail=self._detail(job)))
         self.ensure_started()
         self._schedule()
         return self.get(job_id)
@@ -217,6 +233,10 @@ class TrainingRunner:
         return {"train": series.get("loss", []), "validation": series.get("val_loss", []),
                 "series": series}
 
+    def events(self, job_id: str, *, types: tuple[str, ...] | None = None) -> list[dict]:
+        """The events a job's worker reported, oldest first."""
+        return self.store.events(job_id, types=types)
+
     def log_tail(self, job_id: str, lines: int = 20) -> list[str]:
         job = self.get(job_id)
         texts = []
@@ -235,10 +255,12 @@ class TrainingRunner:
         with self._lock:
             job = self.get(job_id)
             if job.status == "queued":
-                self.store.claim(job_id, from_status="queued", to_status="stopped",
-                                 finished_at=datetime.now())
+                if self.store.claim(job_id, from_status="queued", to_status="stopped",
+                                    finished_at=datetime.now()):
+                    self.jobs.emit(Cancelled(job_id, "stopped before it started"))
             elif job.status == "running":
-                self.store.claim(job_id, from_status="running", to_status="stopping")
+                if self.store.claim(job_id, from_status="running", to_status="stopping"):
+                    self.jobs.emit(Progressed(job_id, message="stopping: saving a checkpoint"))
                 self._signal(job, signal.SIGTERM)
             elif job.status != "stopping":
                 raise Conflict(f"job {job_id} is {job.status}; only a queued or running job stops")
@@ -256,14 +278,19 @@ class TrainingRunner:
             run = RunFolder(Path(job.run_dir))
             run.result_path.unlink(missing_ok=True)
             # progress restarts from the checkpoint, not from where the last worker got to
-            self.store.claim(job_id, from_status=job.status, to_status="queued", error=None,
-                             finished_at=None, pid=None, step=run.resume_step())
+            if self.store.claim(job_id, from_status=job.status, to_status="queued", error=None,
+                                finished_at=None, pid=None, step=run.resume_step()):
+                self.jobs.emit(Requeued(job_id, "queued again; continues from its checkpoint"))
         self.ensure_started()
         self._schedule()
         return self.get(job_id)
 
     def reconcile(self) -> None:
         """On app start: re-attach to live workers of our runs; settle the rest; never relaunch."""
+        known = {job.id for job in self.jobs.list(kinds=(TRAINING,), limit=1_000_000)}
+        for job in self.store.list(limit=1_000_000):  # runs recorded before the one job list
+            if job.id not in known:
+                self.jobs.adopt(self._as_job(job))
         for job in self.store.list(statuses=("running", "stopping")):
             if not pid_runs(job.pid, job.run_dir):
                 self._follow(job)
@@ -401,6 +428,8 @@ class TrainingRunner:
         if not self.store.claim(job.id, from_status="queued", to_status="running", pid=proc.pid,
                                 started_at=datetime.now()):
             proc.terminate()  # someone else settled this job first; never run it twice
+            return
+        self.jobs.emit(Started(job.id))
 
     def _alive(self, job: JobRecord) -> tuple[bool, int | None]:
         proc = self._procs.get(job.id)
@@ -433,6 +462,10 @@ class TrainingRunner:
             elif event["type"] == "eval":
                 metrics.update(metric_fields(event))
         self.store.append_events(job.id, events, offset=offset, metrics=metrics, **fields)
+        if "step" in fields:
+            self.jobs.emit(Progressed(
+                job.id, progress=fields["progress"], eta_s=metrics.get("eta_s"),
+                message=f"step {fields['step']} of {fields['total_steps']}"))
 
     def _settle(self, job: JobRecord, *, exit_code: int | None) -> None:
         """Decide a finished worker's outcome from its exit code, done marker and files."""
@@ -447,16 +480,21 @@ class TrainingRunner:
             model = self._register(job, metrics)
             self.store.update(job.id, status="completed", finished_at=now, progress=1.0,
                               metrics=metrics, model_id=model.id, error=None)
+            self.jobs.emit(Succeeded(job.id, f"registered as {model.id}",
+                                     result={"model_id": model.id, "metrics": metrics}))
             for callback in self.on_registered:
                 callback(job, model)
         elif status == "stopped" or (job.status == "stopping" and exit_code == -signal.SIGTERM):
             # A launcher (torchrun) may exit non-zero on SIGTERM; a worker stopped before it
             # set up its handler dies of the signal itself, with nothing to lose but the wait.
-            self.store.update(job.id, status="stopped", finished_at=now,
-                              metrics={**job.metrics, **result.get("metrics", {})})
+            metrics = {**job.metrics, **result.get("metrics", {})}
+            self.store.update(job.id, status="stopped", finished_at=now, metrics=metrics)
+            self.jobs.emit(Cancelled(job.id, "stopped; resume continues from its checkpoint",
+                                     result={"metrics": metrics}))
         else:
-            self.store.update(job.id, status="failed", finished_at=now,
-                              error=result.get("message") or self._death(run, exit_code))
+            error = result.get("message") or self._death(run, exit_code)
+            self.store.update(job.id, status="failed", finished_at=now, error=error)
+            self.jobs.emit(Failed(job.id, error, result={"metrics": job.metrics}))
 
     def _death(self, run: RunFolder, exit_code: int | None) -> str:
         if exit_code is None:
@@ -471,6 +509,22 @@ class TrainingRunner:
             tail = []
         crashed = exit_code is not None and exit_code > 0
         return f"{reason}: {' | '.join(tail)}" if crashed and tail else reason
+
+    @staticmethod
+    def _detail(job: JobRecord) -> dict:
+        return {"training_kind": job.kind, "dataset_id": job.dataset_id,
+                "dataset_version": job.dataset_version}
+
+    def _as_job(self, job: JobRecord) -> Job:
+        """A training record in the one job shape (for runs recorded before the job list)."""
+        status = {"completed": "succeeded", "stopped": "cancelled", "stopping": "running"}
+        return Job(
+            id=job.id, kind=TRAINING, name=job.name, status=status.get(job.status, job.status),
+            user_id=job.user_id, progress=job.progress, eta_s=None, message=job.status,
+            error=job.error, interrupted=False, detail=self._detail(job),
+            result={"model_id": job.model_id, "metrics": job.metrics} if job.model_id else {},
+            created_at=job.created_at, started_at=job.started_at, finished_at=job.finished_at,
+            updated_at=datetime.now())
 
     def _register(self, job: JobRecord, metrics: dict):
         if job.kind == "embedding" and self.retrievers is not None:
