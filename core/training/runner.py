@@ -26,6 +26,7 @@ from core.errors import Conflict, InvalidInput, NotFound
 from core.models import resolve_model_source
 from core.paths import AllowedFolders, looks_like_path
 from core.registry import ModelRegistry
+from core.settings import child_environment, process_variable
 from core.store.training import ACTIVE, JobRecord, TrainingStore
 from core.training.data import LengthReport, length_report
 from core.training.events import RunFolder, read_events, write_jsonl
@@ -90,7 +91,7 @@ class TrainingRunner:
         self.retrievers = retrievers  # services.retrievers: embedding runs' base and registry
         self.poll_interval = poll_interval
         # Data-parallel worker processes per job (torchrun); one per GPU on a multi-GPU machine.
-        self.processes = processes or int(os.environ.get("REFINERY_TRAIN_PROCESSES", "1"))
+        self.processes = processes or int(process_variable("REFINERY_TRAIN_PROCESSES", "1"))
         self._procs: dict[str, subprocess.Popen] = {}
         self._lock = threading.RLock()
         self._wake = threading.Event()
@@ -385,8 +386,8 @@ class TrainingRunner:
 
     def _launch(self, job: JobRecord) -> None:
         run = RunFolder(Path(job.run_dir))
-        env = {**os.environ, "PYTHONPATH": os.pathsep.join(
-            [str(ROOT), *filter(None, [os.environ.get("PYTHONPATH")])])}
+        env = child_environment(PYTHONPATH=os.pathsep.join(
+            [str(ROOT), *filter(None, [process_variable("PYTHONPATH")])]))
         command = ["-m", "core.training.worker", str(run.path)]
         if self.processes > 1:
             command = ["-m", "torch.distributed.run", "--standalone",

@@ -19,6 +19,7 @@ import traceback
 from pathlib import Path
 
 from core.models import check_safetensors
+from core.settings import process_variable
 from core.training.cpu_speed import speed_up_cpu_training
 from core.training.data import IGNORE, collate, encode_rows, step_plan
 from core.training.distributed import Ranks, close_ranks, init_ranks, sum_across, sum_gradients
@@ -47,7 +48,7 @@ class SilentEvents:
 
 
 def limit_memory() -> None:
-    megabytes = int(os.environ.get(MEMORY_LIMIT_ENV, "0") or 0)
+    megabytes = int(process_variable(MEMORY_LIMIT_ENV, "0"))
     if megabytes > 0:
         import resource
 
@@ -64,8 +65,8 @@ def configure_threads() -> None:
     import torch
 
     cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
-    per_process = max(1, (cores or 1) // int(os.environ.get("LOCAL_WORLD_SIZE", "1")))
-    torch.set_num_threads(int(os.environ.get("REFINERY_TRAIN_THREADS", per_process)))
+    per_process = max(1, (cores or 1) // int(process_variable("LOCAL_WORLD_SIZE", "1")))
+    torch.set_num_threads(int(process_variable("REFINERY_TRAIN_THREADS", str(per_process))))
 
 
 def load_base(spec: TrainingSpec, model_path: str, device: str, *, trust_remote_code: bool = False):
@@ -159,8 +160,8 @@ class Trainer(StepLoop):
 
         super().__init__(run, events, stop, ranks)
         self.device = f"cuda:{ranks.local_rank}" if torch.cuda.is_available() else "cpu"
-        self.nan_at = int(os.environ.get(DEBUG_NAN_ENV, "0") or 0)
-        self.hold_at = int(os.environ.get(DEBUG_HOLD_ENV, "0") or 0)
+        self.nan_at = int(process_variable(DEBUG_NAN_ENV, "0"))
+        self.hold_at = int(process_variable(DEBUG_HOLD_ENV, "0"))
 
     def prepare(self) -> None:
         import torch
