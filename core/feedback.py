@@ -4,9 +4,13 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import datetime
+from pathlib import Path
+
+import pandas as pd
 
 from core.errors import InvalidInput, NotFound
 from core.store.chatlog import ChatLog, RatingRecord
+from core.store.chatlog import InteractionFilter as InteractionFilter  # the UI's filter type
 from core.store.curation import CurationFilter, CurationStore
 
 MAX_TAGS = 20
@@ -108,6 +112,22 @@ class FeedbackService:
                 return self.curation.set_include(flt, True)
             case _:
                 return self.curation.set_include(flt, False)
+
+    def turn(self, response_id: str) -> dict | None:
+        return self.log.get_turn(response_id)
+
+    def rating(self, response_id: str, rater: str) -> RatingRecord | None:
+        return self.log.get_rating(response_id, rater)
+
+    def turns(self, flt: InteractionFilter) -> pd.DataFrame:
+        """The logged turns (rated or not) matching the filter, newest first."""
+        return self.log.query(flt)
+
+    def count_turns(self, flt: InteractionFilter) -> int:
+        return self.log.count(flt)
+
+    def export_turns(self, flt: InteractionFilter, path: Path, fmt: str) -> Path:
+        return self.log.export(flt, path, fmt)
 
     def rate(self, feedback: Feedback) -> RatingRecord:
         if not self.log.turn_exists(feedback.response_id):

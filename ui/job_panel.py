@@ -9,8 +9,8 @@ import gradio as gr
 
 from core.errors import RefineryError
 from core.services import Services
-from core.store.training import ACTIVE
 from core.training.estimate import Estimate, estimate
+from core.training.runner import ACTIVE
 from core.training.spec import TrainingSpec
 from ui.charts import loss_figure
 from ui.live import Live

@@ -30,6 +30,7 @@ from core.settings import child_environment, process_variable
 from core.store.training import ACTIVE, JobRecord, TrainingStore
 from core.training.data import LengthReport, length_report
 from core.training.events import RunFolder, read_events, write_jsonl
+from core.training.lora import TRAINED_IDS_FILE
 from core.training.preference import check_preference_model
 from core.training.spec import (
     KINDS,
@@ -38,7 +39,6 @@ from core.training.spec import (
     incremental_update,
     recipe_spec,
 )
-from core.training.worker import TRAINED_IDS_FILE
 
 ROOT = Path(__file__).resolve().parents[2]
 MAX_ROWS = 1_000_000

@@ -148,7 +148,7 @@ def build_chat_tab(services: Services, user: gr.Textbox) -> None:
         index = conv["selected"]
         old = None
         if index is not None:
-            old = services.log.get_rating(conv["reply_ids"][index], rater)
+            old = services.feedback.rating(conv["reply_ids"][index], rater)
         return (
             selected_label(conv),
             str(old.rating) if old and old.rating else None,

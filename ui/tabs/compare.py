@@ -200,7 +200,7 @@ def build_compare_tab(services: Services, user: gr.Textbox) -> None:
             return
         record = update.comparison
         for side in texts:
-            turn = services.log.get_turn(getattr(record, f"{side}_interaction_id"))
+            turn = services.feedback.turn(getattr(record, f"{side}_interaction_id"))
             texts[side] = answer_card(turn["response"], update.sources)
         done = {"id": record.id, "left": record.left_interaction_id,
                 "right": record.right_interaction_id, "blind": record.blind}

@@ -13,8 +13,8 @@ from core.dataset_formats import EXPORT_FORMATS
 from core.dataset_rows import KINDS
 from core.datasets import BuildSpec
 from core.errors import RefineryError
+from core.feedback import CurationFilter
 from core.services import Services
-from core.store.curation import CurationFilter
 from core.training.spec import RECIPES
 from ui.charts import dataset_stats_figure
 from ui.live import Live

@@ -9,9 +9,9 @@ import pandas as pd
 
 from core.errors import RefineryError
 from core.explain import ExplainSettings, Explanation
+from core.feedback import InteractionFilter
 from core.reports import Section, write_report
 from core.services import Services
-from core.store.chatlog import InteractionFilter
 from ui.charts import attribution_figure
 from ui.live import Live
 from ui.tabs.explain_feedback import build_feedback_model_view
@@ -24,7 +24,7 @@ def model_choices(services: Services) -> list[str]:
 
 
 def turn_choices(services: Services, limit: int = 200) -> list[tuple[str, str]]:
-    frame = services.log.query(InteractionFilter(limit=limit))
+    frame = services.feedback.turns(InteractionFilter(limit=limit))
     frame = frame.drop_duplicates("response_id")
     return [(f"{str(r.created_at)[:16]} · {r.prompt[:70]}", r.response_id)
             for r in frame.itertuples()]
@@ -97,7 +97,7 @@ def build_explain_tab(services: Services, live: Live) -> None:
         build_feedback_model_view(services)
 
     def load_turn(response_id):
-        turn_row = services.log.get_turn(response_id) if response_id else None
+        turn_row = services.feedback.turn(response_id) if response_id else None
         if turn_row is None:
             return gr.update(), gr.update()
         return turn_row["prompt"], turn_row["response"]

@@ -56,7 +56,7 @@ def build_feedback_model_view(services: Services) -> None:
     def explain_turn(fitted, response_id):
         if fitted is None:
             return "⚠️ Train the classifier first.", None, None
-        row = services.log.get_turn(response_id) if response_id else None
+        row = services.feedback.turn(response_id) if response_id else None
         if row is None:
             return "⚠️ Choose a rated turn.", None, None
         text = f"{row['prompt']} \n {row['response']}"

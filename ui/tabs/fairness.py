@@ -13,7 +13,6 @@ from core.probes import DEFAULT_TEMPLATES, DEFAULT_TERMS, ProbeSpec, format_grou
 from core.probes import run_probes as run_probe_set
 from core.reports import Section, write_report
 from core.services import Services
-from core.store.fairness import SENSITIVE_COLUMNS
 from ui.charts import group_metric_figure, probe_figure
 from ui.tabs.explain import model_choices
 from ui.uploads import uploaded_file
@@ -76,7 +75,7 @@ def build_fairness_tab(services: Services, page: gr.Blocks) -> None:
             upload = uploaded_file(label="Evaluation set: prompt, reference?, label? + any columns",
                                    file_types=[".csv"], visible=False)
         with gr.Row():
-            features = gr.CheckboxGroup(list(SENSITIVE_COLUMNS), value=["rater"],
+            features = gr.CheckboxGroup(list(services.fairness.features), value=["rater"],
                                         label="Sensitive features (groups = their combinations)")
             tuned = gr.Dropdown([], label="Fine-tuned model (optional)", allow_custom_value=True)
             n_boot = gr.Slider(0, 1000, value=200, step=50, label="Bootstrap resamples")
@@ -126,7 +125,7 @@ def build_fairness_tab(services: Services, page: gr.Blocks) -> None:
             return (gr.update(visible=True), gr.update(choices=names, value=names[:1]),
                     gr.update(choices=model_choices(services)[1:], value=None))
         models = sorted(services.fairness.turns()["model"].unique().tolist())
-        return (gr.update(visible=False), gr.update(choices=list(SENSITIVE_COLUMNS),
+        return (gr.update(visible=False), gr.update(choices=list(services.fairness.features),
                                                     value=["rater"]),
                 gr.update(choices=models, value=None))
 

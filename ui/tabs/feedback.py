@@ -6,9 +6,8 @@ import gradio as gr
 import pandas as pd
 
 from core.errors import RefineryError
-from core.feedback import BulkAction, parse_tags
+from core.feedback import BulkAction, CurationFilter, parse_tags
 from core.services import Services
-from core.store.curation import CurationFilter
 from ui.cards import answer_cards
 from ui.live import Live
 from ui.readable import cell

@@ -7,8 +7,8 @@ from datetime import datetime
 
 import gradio as gr
 
+from core.feedback import InteractionFilter
 from core.services import Services
-from core.store.chatlog import InteractionFilter
 from ui.cards import answer_cards
 from ui.readable import cell
 
@@ -86,8 +86,8 @@ def build_logs_tab(services: Services) -> None:
             flt = make_filter(*values)
         except ValueError as error:
             return f"⚠️ {error}", None, None
-        total = services.log.count(flt)
-        rows = services.log.query(flt)
+        total = services.feedback.count_turns(flt)
+        rows = services.feedback.turns(flt)
         frame = rows[[c for c in SHOWN if c in rows.columns]].map(cell)
         pages = max(1, -(-total // PAGE_SIZE))
         return (f"{total:,} row(s) · page {int(values[-1] or 1)} of {pages}",
@@ -97,7 +97,8 @@ def build_logs_tab(services: Services) -> None:
         def run(*values):
             flt = make_filter(*values)
             name = f"interactions-{time.strftime('%Y%m%d-%H%M%S')}.{fmt}"
-            return str(services.log.export(flt, services.settings.data_dir / "exports" / name, fmt))
+            folder = services.settings.data_dir / "exports"
+            return str(services.feedback.export_turns(flt, folder / name, fmt))
 
         return run
 
