@@ -16,7 +16,7 @@ from core.services import Services
 from ui.charts import leaderboard_figure, win_rate_figure
 from ui.identity import user_name
 from ui.markup import as_text, short_id, short_model, sources_markdown
-from ui.tabs.knowledge import scores_markdown
+from ui.scores import scores_markdown
 
 STARS = ["1", "2", "3", "4", "5"]
 VOTES = {"⬅️ Left is better": "left", "Right is better ➡️": "right", "🤝 Tie": "tie",

@@ -13,14 +13,11 @@ from core.feedback import InteractionFilter
 from core.reports import Section, write_report
 from core.services import Services
 from ui.charts import attribution_figure
+from ui.choices import model_choices
+from ui.feedback_model_view import build_feedback_model_view
 from ui.live import Live
-from ui.tabs.explain_feedback import build_feedback_model_view
 
 METHODS = {"SHAP (Partition)": "shap", "LIME": "lime"}
-
-
-def model_choices(services: Services) -> list[str]:
-    return ["base", *(record.id for record in services.registry.list())]
 
 
 def turn_choices(services: Services, limit: int = 200) -> list[tuple[str, str]]:

@@ -14,7 +14,7 @@ from core.probes import run_probes as run_probe_set
 from core.reports import Section, write_report
 from core.services import Services
 from ui.charts import group_metric_figure, probe_figure
-from ui.tabs.explain import model_choices
+from ui.choices import model_choices
 from ui.uploads import uploaded_file
 
 SOURCES = ["Logged turns", "Evaluation set (CSV)"]

@@ -10,8 +10,7 @@ from core.feedback import BulkAction, CurationFilter, parse_tags
 from core.services import Services
 from ui.cards import answer_cards
 from ui.live import Live
-from ui.readable import cell
-from ui.tabs.logs import to_datetime
+from ui.readable import cell, to_datetime
 
 PAGE_SIZE = 50
 ANY = "any"

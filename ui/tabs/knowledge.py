@@ -10,6 +10,7 @@ import pandas as pd
 from core.errors import InvalidInput, RefineryError
 from core.knowledge.check import BuildRequest
 from core.services import Services
+from ui.scores import scores_markdown
 from ui.uploads import uploaded_file
 
 ITEM_COLUMNS = ["id", "question", "reference", "source", "origin"]
@@ -17,13 +18,6 @@ RUN_COLUMNS = ["id", "created_at", "kind", "model", "grounded", "status", "done"
                "correct", "fact_match", "token_f1", "trigger", "error"]
 ANSWER_COLUMNS = ["question", "reference", "answer", "match", "f1"]
 POLL_S = 1.0
-
-
-def scores_markdown(services: Services, models: list[str] | None = None) -> str:
-    """One line per model: "knows X/N of your facts (grounded Y/N), general Z/M"."""
-    scores = services.knowledge_scores
-    rows = scores.table() if models is None else [scores.of(m) for m in models]
-    return "\n".join(f"- **{row['model']}**: {row['line']}" for row in rows)
 
 
 def check_choices(services: Services) -> list[tuple[str, str]]:

@@ -3,14 +3,13 @@
 from __future__ import annotations
 
 import time
-from datetime import datetime
 
 import gradio as gr
 
 from core.feedback import InteractionFilter
 from core.services import Services
 from ui.cards import answer_cards
-from ui.readable import cell
+from ui.readable import cell, to_datetime
 
 PAGE_SIZE = 50
 THUMBS = {"any": None, "up": "up", "down": "down", "no thumb": "none"}
@@ -31,14 +30,6 @@ SHOWN = [
     "conversation_id",
     "response_id",
 ]
-
-
-def to_datetime(value) -> datetime | None:
-    if value in (None, ""):
-        return None
-    if isinstance(value, (int, float)):
-        return datetime.fromtimestamp(value)
-    return value if isinstance(value, datetime) else datetime.fromisoformat(str(value))
 
 
 def make_filter(

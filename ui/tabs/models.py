@@ -7,11 +7,11 @@ import pandas as pd
 
 from core.errors import RefineryError
 from core.services import Services
+from ui.choices import adapter_choices
 from ui.identity import user_name
 from ui.live import Live
 from ui.readable import frame, named
-from ui.tabs.knowledge import scores_markdown
-from ui.tabs.train import adapter_choices
+from ui.scores import scores_markdown
 
 COLUMNS = ["promoted", "name", "dataset", "val loss", "perplexity", "train loss", "rank", "lr",
            "epochs", "duration", "created", "base model", "id"]

@@ -8,28 +8,17 @@ import gradio as gr
 from core.errors import InvalidInput, RefineryError
 from core.services import Services
 from core.training.spec import PRESETS, TrainingSpec
+from ui.choices import KINDS, adapter_choices, dataset_choices
 from ui.identity import user_name
 from ui.job_panel import JobPanel, estimate_for, estimate_text
 from ui.live import Live
-from ui.readable import named
 
-KINDS = ("sft", "text", "preference")
 HYPERPARAMETERS = ("lora_rank", "lora_alpha", "lora_dropout", "learning_rate", "warmup_ratio",
                    "schedule", "epochs", "batch_size", "grad_accumulation", "max_length",
                    "weight_decay", "seed", "checkpoint_every", "max_steps", "precision",
                    "dpo_beta")
 INTEGERS = ("lora_rank", "batch_size", "grad_accumulation", "max_length", "seed",
             "checkpoint_every")
-
-
-def dataset_choices(services: Services, kinds=KINDS) -> list[tuple[str, str]]:
-    return [(f"{d.name} v{d.version} · {d.kind} · {d.train_count} train / "
-             f"{d.validation_count} val", d.id)
-            for d in services.datasets.list() if d.kind in kinds]
-
-
-def adapter_choices(services: Services) -> list[tuple[str, str]]:
-    return [(named(m.name, m.id), m.id) for m in services.registry.list()]
 
 
 def build_train_tab(services: Services, live: Live, user: gr.Textbox) -> None:

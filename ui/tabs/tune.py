@@ -11,10 +11,10 @@ from core.errors import RefineryError
 from core.services import Services
 from core.training.search import SearchSpec
 from ui.charts import parameter_figure
+from ui.choices import KINDS, dataset_choices
 from ui.job_panel import JobPanel, estimate_for, estimate_text
 from ui.live import Live
 from ui.readable import cell, short_id
-from ui.tabs.train import KINDS, dataset_choices
 
 EXAMPLE_SPACE = {"learning_rate": [1e-4, 1e-3], "lora_rank": [4, 32]}
 REFRESH_S = 3.0
