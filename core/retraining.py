@@ -27,7 +27,7 @@ from core.generation import GenerationOptions
 from core.modelspec import BASE
 from core.store.curation import CurationFilter
 from core.store.retraining import CycleRecord, RetrainingStore
-from core.training.spec import TrainingSpec
+from core.training.spec import INCREMENTAL, TrainingSpec
 
 FOLLOW_UPS = ("blind", "experiment")
 AUTOMATION = "automation"  # the user name on everything the automation does
@@ -298,7 +298,7 @@ class RetrainingService:
             options = dict(self.policy().training)
             if cycle.parent_adapter:
                 options["init_adapter"] = cycle.parent_adapter
-                preset = "incremental update"
+                preset = INCREMENTAL
             else:
                 preset = None
             spec = self.training.make_spec(options, dataset_id=cycle.dataset_id, preset=preset)

@@ -33,7 +33,10 @@ from core.training.events import RunFolder, read_events, write_jsonl
 from core.training.lora import TRAINED_IDS_FILE
 from core.training.preference import check_preference_model
 from core.training.spec import (
+    DEFAULT,
+    INCREMENTAL,
     KINDS,
+    QUICK_TEST,
     RECIPES,
     TrainingSpec,
     incremental_update,
@@ -118,11 +121,11 @@ class TrainingRunner:
                      preset: str | None) -> TrainingSpec:
         if dataset_id:
             options["dataset_id"] = dataset_id
-        if preset in (None, "", "default"):
+        if preset in (None, "", DEFAULT):
             return TrainingSpec.from_dict(options)
-        if preset == "quick test":
+        if preset == QUICK_TEST:
             return TrainingSpec.from_dict({**options, "max_steps": 5, "eval_every": 1})
-        if preset == "incremental update":
+        if preset == INCREMENTAL:
             parent = options.pop("init_adapter", None)
             if not parent:
                 raise InvalidInput("the incremental update preset needs an adapter to continue")

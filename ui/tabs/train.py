@@ -7,7 +7,7 @@ import gradio as gr
 
 from core.errors import InvalidInput, RefineryError
 from core.services import Services
-from core.training.spec import PRESETS, TrainingSpec
+from core.training.spec import DEFAULT, INCREMENTAL, PRESETS, TrainingSpec
 from ui.choices import KINDS, adapter_choices, dataset_choices
 from ui.identity import user_name
 from ui.job_panel import JobPanel, estimate_for, estimate_text
@@ -30,7 +30,7 @@ def build_train_tab(services: Services, live: Live, user: gr.Textbox) -> None:
             dataset = gr.Dropdown(dataset_choices(services), label="Dataset version", scale=3)
         with gr.Row():
             preset = gr.Dropdown([(f"{k} — {v}", k) for k, v in PRESETS.items()],
-                                 value="default", label="Preset",
+                                 value=DEFAULT, label="Preset",
                                  info="teach documents / learn corrections: train on a dataset "
                                       "built with the recipe of the same name")
             parent = gr.Dropdown(adapter_choices(services), value=None,
@@ -72,7 +72,7 @@ def build_train_tab(services: Services, live: Live, user: gr.Textbox) -> None:
             for name in INTEGERS:
                 options[name] = int(options[name] or 0)
             options["base_model"] = (base or "").strip() or services.models.name
-            if preset_name == "incremental update":
+            if preset_name == INCREMENTAL:
                 options["init_adapter"] = parent_id
             return runner.make_spec(options, dataset_id=dataset_id, preset=preset_name)
 
