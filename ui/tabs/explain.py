@@ -7,13 +7,13 @@ import threading
 import gradio as gr
 import pandas as pd
 
-from core.errors import RefineryError
 from core.explain import ExplainSettings, Explanation
 from core.feedback import InteractionFilter
 from core.reports import Section, write_report
 from core.services import Services
 from ui.charts import attribution_figure
 from ui.choices import model_choices
+from ui.errors import message_of, problem
 from ui.feedback_model_view import build_feedback_model_view
 from ui.live import Live
 
@@ -117,8 +117,8 @@ def build_explain_tab(services: Services, live: Live) -> None:
                 results.append(services.explainer.explain(
                     prompt_text, own, model=spec, settings=settings, progress=report,
                     cancel=stop_event))
-        except RefineryError as error:
-            return [f"⚠️ {error.message}", results, *blank_sides(results)]
+        except Exception as error:  # the explanations made so far still show
+            return [problem(message_of(error)), results, *blank_sides(results)]
         return ["Done.", results, *blank_sides(results)]
 
     def blank_sides(results):

@@ -5,10 +5,10 @@ from __future__ import annotations
 import gradio as gr
 import pandas as pd
 
-from core.errors import RefineryError
 from core.feedback import BulkAction, CurationFilter, parse_tags
 from core.services import Services
 from ui.cards import answer_cards
+from ui.errors import problem, shows_errors
 from ui.live import Live
 from ui.readable import cell, to_datetime
 
@@ -125,16 +125,13 @@ def build_feedback_tab(services: Services, live: Live) -> gr.State:
         has_correction, grounded, included, date_from, date_to,
     ]  # fmt: skip
 
+    @shows_errors(lambda m: (problem(m), None, None, *[gr.skip()] * 5), expected=(ValueError,))
     def show(*values):
         *fields, page_number = values
-        try:
-            flt = make_filter(*fields)
-            result = services.feedback.page(
-                flt, page=max(int(page_number or 1), 1), page_size=PAGE_SIZE
-            )
-        except (RefineryError, ValueError) as error:
-            problem = f"⚠️ {getattr(error, 'message', error)}"
-            return problem, None, None, *[gr.skip()] * 5
+        flt = make_filter(*fields)
+        result = services.feedback.page(
+            flt, page=max(int(page_number or 1), 1), page_size=PAGE_SIZE
+        )
         frame = result.rows[[c for c in SHOWN if c in result.rows.columns]].map(cell)
         text_ = f"{result.total:,} rated row(s) · page {result.page} of {result.pages}"
         fresh = services.feedback.curation.choices()
@@ -150,29 +147,25 @@ def build_feedback_tab(services: Services, live: Live) -> gr.State:
             return chosen
         return " ".join(dict.fromkeys([*selected_ids(chosen), str(row[-1])]))
 
+    @shows_errors(problem)
     def act(flt: CurationFilter, chosen: str, scope_: str, action_: str, value_: str):
-        try:
-            ids = selected_ids(chosen)
-            if scope_ == "selected rows":
-                if not ids:
-                    return "⚠️ select rows first (click them in the table)"
-                flt = CurationFilter(response_ids=ids)
-            name = ACTIONS[action_]
-            bulk = BulkAction(
-                action=name,
-                tags=parse_tags(value_) if name.endswith("tags") else None,
-                label=value_ if name == "set_label" else None,
-            )
-            rows = services.feedback.bulk(bulk, flt)
-        except RefineryError as error:
-            return f"⚠️ {error.message}"
+        ids = selected_ids(chosen)
+        if scope_ == "selected rows":
+            if not ids:
+                return "⚠️ select rows first (click them in the table)"
+            flt = CurationFilter(response_ids=ids)
+        name = ACTIONS[action_]
+        bulk = BulkAction(
+            action=name,
+            tags=parse_tags(value_) if name.endswith("tags") else None,
+            label=value_ if name == "set_label" else None,
+        )
+        rows = services.feedback.bulk(bulk, flt)
         return f"✅ {action_}: {rows:,} row(s) changed."
 
+    @shows_errors(lambda m: (problem(m), "", gr.update(choices=[]), None, None))
     def check(flt: CurationFilter, field_: str):
-        try:
-            result = services.quality.report(flt, field=field_)
-        except RefineryError as error:
-            return f"⚠️ {error.message}", "", gr.update(choices=[]), None, None
+        result = services.quality.report(flt, field=field_)
         lines = [
             f"Checked {result.rows_checked:,} row(s)"
             + (" (the newest only)" if result.truncated else "")

@@ -9,6 +9,7 @@ import gradio as gr
 from core.feedback import InteractionFilter
 from core.services import Services
 from ui.cards import answer_cards
+from ui.errors import problem, shows_errors
 from ui.readable import cell, to_datetime
 
 PAGE_SIZE = 50
@@ -72,11 +73,9 @@ def build_logs_tab(services: Services) -> None:
 
     filters = [text, min_rating, max_rating, thumb, date_from, date_to, page]
 
+    @shows_errors(lambda m: (problem(m), None, None), expected=(ValueError,))
     def show(*values):
-        try:
-            flt = make_filter(*values)
-        except ValueError as error:
-            return f"⚠️ {error}", None, None
+        flt = make_filter(*values)
         total = services.feedback.count_turns(flt)
         rows = services.feedback.turns(flt)
         frame = rows[[c for c in SHOWN if c in rows.columns]].map(cell)

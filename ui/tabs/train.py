@@ -5,10 +5,11 @@ from __future__ import annotations
 
 import gradio as gr
 
-from core.errors import InvalidInput, RefineryError
+from core.errors import InvalidInput
 from core.services import Services
 from core.training.spec import DEFAULT, INCREMENTAL, PRESETS, TrainingSpec
 from ui.choices import KINDS, adapter_choices, dataset_choices
+from ui.errors import problem, shows_errors
 from ui.identity import user_name
 from ui.job_panel import JobPanel, estimate_for, estimate_text
 from ui.live import Live
@@ -76,27 +77,23 @@ def build_train_tab(services: Services, live: Live, user: gr.Textbox) -> None:
                 options["init_adapter"] = parent_id
             return runner.make_spec(options, dataset_id=dataset_id, preset=preset_name)
 
+        @shows_errors(problem)
         def estimated(base, dataset_id, preset_name, parent_id, *values):
             if not dataset_id:
                 return ""
-            try:
-                return estimate_text(estimate_for(services, make_spec(
-                    base, dataset_id, preset_name, parent_id, values)))
-            except RefineryError as error:
-                return f"⚠️ {error.message}"
+            return estimate_text(estimate_for(services, make_spec(
+                base, dataset_id, preset_name, parent_id, values)))
 
+        @shows_errors(panel.failed)
         def begin(request: gr.Request, name, base, dataset_id, preset_name, parent_id,
                   *values):
-            try:
-                spec = make_spec(base, dataset_id, preset_name, parent_id, values)
-                found = estimate_for(services, spec)
-                if not found.kept:
-                    raise InvalidInput(found.problem())
-                dataset = services.datasets.get(dataset_id)
-                record = runner.submit(spec, name=f"{preset_name} · {dataset.name} "
-                                       f"v{dataset.version}", user=user_name(name, request))
-            except RefineryError as error:
-                return panel.failed(error.message)
+            spec = make_spec(base, dataset_id, preset_name, parent_id, values)
+            found = estimate_for(services, spec)
+            if not found.kept:
+                raise InvalidInput(found.problem())
+            dataset = services.datasets.get(dataset_id)
+            record = runner.submit(spec, name=f"{preset_name} · {dataset.name} "
+                                   f"v{dataset.version}", user=user_name(name, request))
             return panel.started(record)
 
         inputs = [base_model, dataset, preset, parent, *knobs]
