@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import hashlib
 import re
 import threading
 from collections.abc import Callable, Iterator
@@ -23,7 +22,7 @@ from core.generation import (
     prompt_budget,
 )
 from core.grounding import ground
-from core.models import ModelService
+from core.models import ModelService, adapter_fingerprint
 from core.paths import AllowedFolders, looks_like_path
 from core.store.arena import ArenaStore
 
@@ -55,14 +54,6 @@ class ResolvedModel:
         if self.adapter_dir is None:
             return self.version
         return f"{self.version}+{adapter_fingerprint(self.adapter_dir)}"
-
-
-def adapter_fingerprint(folder: Path) -> str:
-    """A short hash of the adapter's weights, so a retrained adapter never hits a stale cache."""
-    digest = hashlib.sha1()
-    for path in sorted(folder.glob("adapter_model.*")):
-        digest.update(path.read_bytes())
-    return digest.hexdigest()[:12]
 
 
 def token_overlap(a: str, b: str) -> float:

@@ -23,7 +23,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from core.generation import GenerationOptions
-from core.models import LoadedModel
+from core.models import LoadedModel, adapter_fingerprint
 
 log = logging.getLogger(__name__)
 
@@ -48,8 +48,6 @@ class OnnxBuilds:
     def folder(self, adapter_dir: Path | None) -> Path:
         if adapter_dir is None:
             return self.root / self.source.name
-        from core.modelspec import adapter_fingerprint
-
         return self.root / f"{self.source.name}+{adapter_fingerprint(Path(adapter_dir))}"
 
     def model(self, adapter_dir: Path | None):
