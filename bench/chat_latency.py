@@ -64,12 +64,8 @@ def make_adapter(model_source: str, folder: Path) -> Path:
 
 def measure(engine: str, model: str, cache_dir: Path, adapter: Path, tokens: int) -> dict:
     """One engine's figures, in this (fresh) process."""
-    from core.generation import (
-        GenerationOptions,
-        GenerationStream,
-        fit_to_context,
-        generate_batch,
-    )
+    from core.engines.run import GenerationStream, generate_batch
+    from core.generation import GenerationOptions, fit_to_context
     from core.models import ModelService
 
     service = ModelService(model, cache_dir=cache_dir, engine=engine)

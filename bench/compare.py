@@ -68,7 +68,8 @@ def make_adapter(model_dir: Path, target: Path) -> None:
 
 def build(mode: str, model_dir: Path, adapter_dir: Path, max_new_tokens: int):
     """Load what `mode` needs; return a function generating every answer once."""
-    from core.generation import GenerationOptions, GenerationStream, fit_to_context
+    from core.engines.run import GenerationStream
+    from core.generation import GenerationOptions, fit_to_context
     from core.models import ModelService, load_model
     from core.modelspec import AnswerPair, AnswerStream, ModelResolver, ResolvedModel
     from core.store import MIGRATIONS

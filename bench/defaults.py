@@ -15,7 +15,8 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from bench.chat_latency import PROMPTS  # noqa: E402
-from core.generation import GenerationStream, fit_to_context  # noqa: E402
+from core.engines.run import GenerationStream  # noqa: E402
+from core.generation import fit_to_context  # noqa: E402
 from core.generation_defaults import model_folder, resolve_defaults  # noqa: E402
 from core.models import load_model  # noqa: E402
 from core.settings import Settings  # noqa: E402

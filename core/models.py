@@ -32,14 +32,6 @@ class LoadedModel:
     engine: object = None  # core.engines: what generates with it (None: transformers)
 
 
-def adapter_fingerprint(folder: Path) -> str:
-    """A short hash of the adapter's weights, so a retrained adapter never hits a stale cache."""
-    digest = hashlib.sha1()
-    for path in sorted(folder.glob("adapter_model.*")):
-        digest.update(path.read_bytes())
-    return digest.hexdigest()[:12]
-
-
 def bundled_gguf_path() -> Path:
     """Locate the GGUF file of the bundled package without importing it (its __init__ needs llm)."""
     spec = importlib.util.find_spec(BUNDLED_PACKAGE)

@@ -10,19 +10,19 @@ from pathlib import Path
 
 import numpy as np
 
+from core.adapter_files import adapter_fingerprint
+from core.engines.run import GenerationStream, engine_of
 from core.errors import InvalidInput, NotFound
 from core.generation import (
     GenerationOptions,
     GenerationResult,
-    GenerationStream,
     PreparedPrompt,
-    engine_of,
     fit_to_context,
     prepare_prompt,
     prompt_budget,
 )
 from core.grounding import ground
-from core.models import ModelService, adapter_fingerprint
+from core.models import ModelService
 from core.paths import AllowedFolders, looks_like_path
 from core.store.arena import ArenaStore
 

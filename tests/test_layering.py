@@ -14,11 +14,25 @@ def parsed(path: Path) -> ast.Module:
     return ast.parse(path.read_text(), filename=str(path))
 
 
+def runtime_nodes(tree: ast.AST):
+    """Every node but the bodies of `if TYPE_CHECKING:` (imports for annotations only)."""
+    for node in ast.iter_child_nodes(tree):
+        test = node.test if isinstance(node, ast.If) else None
+        if test is not None and "TYPE_CHECKING" in (getattr(test, "id", None),
+                                                    getattr(test, "attr", None)):
+            for branch in node.orelse:
+                yield branch
+                yield from runtime_nodes(branch)
+            continue
+        yield node
+        yield from runtime_nodes(node)
+
+
 def imported_names(tree: ast.Module) -> set[str]:
-    """Every absolute import, module-level or inside a function, as dotted names: `from a.b
-    import c` gives both a.b and a.b.c (c may be a module)."""
+    """Every absolute import run at some point (module level or inside a function), as dotted
+    names: `from a.b import c` gives both a.b and a.b.c (c may be a module)."""
     names = set()
-    for node in ast.walk(tree):
+    for node in runtime_nodes(tree):
         if isinstance(node, ast.Import):
             names |= {alias.name for alias in node.names}
         elif isinstance(node, ast.ImportFrom) and node.module and node.level == 0:
@@ -113,6 +127,9 @@ def test_the_graph_rules_catch_a_violation():
     assert cycles(graph) == [["core.a", "core.b", "core.c"]]
     assert "core.b" in reachable(graph, "core.d")
     assert cycles(import_graph({"core.a": source("import core.b\n"), "core.b": source("")})) == []
+    typed = "from typing import TYPE_CHECKING\nif TYPE_CHECKING:\n    import core.a\n"
+    assert cycles(import_graph({"core.a": source("import core.b\n"),
+                                "core.b": source(typed)})) == []
 
 
 def test_core_never_imports_gradio_or_ui():

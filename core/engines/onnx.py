@@ -21,9 +21,13 @@ from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-from core.generation import GenerationOptions
-from core.models import LoadedModel, adapter_fingerprint
+from core.adapter_files import adapter_fingerprint
+
+if TYPE_CHECKING:  # annotations only: models and generation run engines, not the reverse
+    from core.generation import GenerationOptions
+    from core.models import LoadedModel
 
 log = logging.getLogger(__name__)
 
