@@ -113,6 +113,10 @@ class FeedbackService:
             case _:
                 return self.curation.set_include(flt, False)
 
+    def choices(self) -> dict:
+        """The raters, model versions, labels and tags the rated turns hold (filter menus)."""
+        return self.curation.choices()
+
     def turn(self, response_id: str) -> dict | None:
         return self.log.get_turn(response_id)
 

@@ -79,7 +79,7 @@ def event_line(event: dict) -> str:
 
 
 def log_text(services: Services, job) -> str:
-    events = services.training.store.events(job.id, types=LOG_TYPES)
+    events = services.training.events(job.id, LOG_TYPES)
     lines = [event_line(event) for event in events[-30:]]
     if job.error:
         lines.append(f"error: {job.error}")

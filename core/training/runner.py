@@ -221,6 +221,9 @@ class TrainingRunner:
         return {"train": series.get("loss", []), "validation": series.get("val_loss", []),
                 "series": series}
 
+    def events(self, job_id: str, types: tuple[str, ...]) -> list[dict]:
+        return self.store.events(job_id, types=types)
+
     def log_tail(self, job_id: str, lines: int = 20) -> list[str]:
         job = self.get(job_id)
         texts = []

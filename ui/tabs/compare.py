@@ -43,7 +43,7 @@ def side_metrics(turn) -> str:
 
 def model_label(services: Services, spec: str) -> str:
     """A short name for a compared model: an adapter's registered name before its id."""
-    entry = services.registry.store.get(spec) if spec else None
+    entry = services.registry.find(spec) if spec else None
     if entry is not None and entry.name and entry.name != spec:
         return f"{entry.name} ({short_id(spec)})"
     return short_id(spec)

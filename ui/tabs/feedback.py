@@ -71,7 +71,7 @@ def agreement_text(agreement) -> str:
 
 def build_feedback_tab(services: Services, live: Live) -> gr.State:
     """Returns the current selection (a CurationFilter) for the Datasets tab."""
-    choices = services.feedback.curation.choices()
+    choices = services.feedback.choices()
     with gr.Tab("Feedback", id="feedback") as tab:
         with gr.Row():
             text = gr.Textbox(label="Text in prompt, answer or correction", scale=3)
@@ -134,7 +134,7 @@ def build_feedback_tab(services: Services, live: Live) -> gr.State:
         )
         frame = result.rows[[c for c in SHOWN if c in result.rows.columns]].map(cell)
         text_ = f"{result.total:,} rated row(s) · page {result.page} of {result.pages}"
-        fresh = services.feedback.curation.choices()
+        fresh = services.feedback.choices()
         menus = [
             gr.update(choices=[ANY, *fresh[key]]) for key in ("raters", "model_versions", "labels")
         ]
