@@ -22,6 +22,8 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
+from core.settings import Settings  # noqa: E402
+
 PROMPTS = [
     "What is the capital of France?",
     "Explain what a LoRA adapter is in two sentences.",
@@ -62,12 +64,8 @@ def make_adapter(model_source: str, folder: Path) -> Path:
 
 def measure(engine: str, model: str, cache_dir: Path, adapter: Path, tokens: int) -> dict:
     """One engine's figures, in this (fresh) process."""
-    from core.generation import (
-        GenerationOptions,
-        GenerationStream,
-        fit_to_context,
-        generate_batch,
-    )
+    from core.engines.run import GenerationStream, generate_batch
+    from core.generation import GenerationOptions, fit_to_context
     from core.models import ModelService
 
     service = ModelService(model, cache_dir=cache_dir, engine=engine)
@@ -124,13 +122,12 @@ def main() -> None:
     from core.engines import onnx_installed
 
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--model", default="smollm2")
-    parser.add_argument("--cache-dir", default=str(Path("data/runtime/models").resolve()))
+    Settings.add_arguments(parser, only=("model", "cache_dir"))
     parser.add_argument("--max-new-tokens", type=int, default=64)
     parser.add_argument("--adapter", help="a LoRA adapter folder (default: a random one)")
     parser.add_argument("--only", help=argparse.SUPPRESS)  # child process: one engine, JSON
     args = parser.parse_args()
-    cache_dir = Path(args.cache_dir)
+    cache_dir = Settings.from_args(args).models_dir
     if args.only:
         figures = measure(args.only, args.model, cache_dir, Path(args.adapter),
                           args.max_new_tokens)

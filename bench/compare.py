@@ -26,6 +26,8 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
+from core.settings import Settings  # noqa: E402
+
 TIMED = ("pair", "two")
 PROMPTS = [
     "What is the capital of France?",
@@ -66,7 +68,8 @@ def make_adapter(model_dir: Path, target: Path) -> None:
 
 def build(mode: str, model_dir: Path, adapter_dir: Path, max_new_tokens: int):
     """Load what `mode` needs; return a function generating every answer once."""
-    from core.generation import GenerationOptions, GenerationStream, fit_to_context
+    from core.engines.run import GenerationStream
+    from core.generation import GenerationOptions, fit_to_context
     from core.models import ModelService, load_model
     from core.modelspec import AnswerPair, AnswerStream, ModelResolver, ResolvedModel
     from core.store import MIGRATIONS
@@ -142,8 +145,7 @@ def spawn(role: str, model_dir: Path, adapter_dir: Path, max_new_tokens: int, re
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--model", default="smollm2")
-    parser.add_argument("--cache-dir", default=str(ROOT / "data/runtime/models"))
+    Settings.add_arguments(parser, only=("model", "cache_dir"))
     parser.add_argument("--max-new-tokens", type=int, default=32)
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--child")
@@ -157,7 +159,8 @@ def main() -> None:
         return
     from core.models import resolve_model_source
 
-    model_dir = Path(resolve_model_source(args.model, Path(args.cache_dir)))
+    settings = Settings.from_args(args)
+    model_dir = Path(resolve_model_source(settings.model, settings.models_dir))
     with tempfile.TemporaryDirectory() as scratch:
         adapter_dir = Path(scratch) / "adapter"
         make_adapter(model_dir, adapter_dir)

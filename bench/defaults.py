@@ -15,7 +15,8 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from bench.chat_latency import PROMPTS  # noqa: E402
-from core.generation import GenerationStream, fit_to_context  # noqa: E402
+from core.engines.run import GenerationStream  # noqa: E402
+from core.generation import fit_to_context  # noqa: E402
 from core.generation_defaults import model_folder, resolve_defaults  # noqa: E402
 from core.models import load_model  # noqa: E402
 from core.settings import Settings  # noqa: E402
@@ -35,13 +36,12 @@ def answer(loaded, prompt: str, options, seed: int):
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--model", default="smollm2")
-    parser.add_argument("--cache-dir", default=str(Path("data/runtime/models").resolve()))
+    Settings.add_arguments(parser, only=("model", "cache_dir"))
     parser.add_argument("--max-new-tokens", type=int, default=Settings().default_max_new_tokens)
     parser.add_argument("--seeds", type=int, default=5, help="draws per temperature for Paris")
     parser.add_argument("--prompts", type=int, default=len(PROMPTS), help="how many prompts")
     args = parser.parse_args()
-    cache = Path(args.cache_dir)
+    cache = Settings.from_args(args).models_dir
     loaded = load_model(args.model, cache_dir=cache)
     defaults = resolve_defaults(model_folder(args.model, cache), max_new_tokens=args.max_new_tokens)
     print(f"defaults: temperature {defaults.temperature}, top_p {defaults.top_p}, "

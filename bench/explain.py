@@ -20,6 +20,7 @@ from tqdm import tqdm  # noqa: E402
 from core.explain import ExplainService, ExplainSettings  # noqa: E402
 from core.models import ModelService  # noqa: E402
 from core.modelspec import ModelResolver  # noqa: E402
+from core.settings import Settings  # noqa: E402
 from core.store import open_database  # noqa: E402
 from core.store.arena import ArenaStore  # noqa: E402
 from core.store.explain import ExplanationCache  # noqa: E402
@@ -32,14 +33,13 @@ PROMPT = (
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--model", default="smollm2")
-    parser.add_argument("--cache-dir", default=str(Path("data/runtime/models").resolve()))
+    Settings.add_arguments(parser, only=("model", "cache_dir"))
     parser.add_argument("--max-evals", type=int, default=ExplainSettings.max_evals)
     args = parser.parse_args()
     import lime.lime_text  # noqa: F401  (imported once per process, like in the app)
     import shap  # noqa: F401
 
-    models = ModelService(args.model, cache_dir=Path(args.cache_dir))
+    models = ModelService(args.model, cache_dir=Settings.from_args(args).models_dir)
     with tempfile.TemporaryDirectory() as scratch:
         db = open_database(Path(scratch) / "bench.duckdb")
         service = ExplainService(ModelResolver(models, ArenaStore(db)), ExplanationCache(db))

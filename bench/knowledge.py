@@ -110,8 +110,7 @@ def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--data-dir", type=Path, default=None,
                         help="a fresh studio data dir (default: a temporary folder)")
-    parser.add_argument("--cache-dir", type=Path, default=None,
-                        help="converted models (default: <data-dir>/models)")
+    Settings.add_arguments(parser, only=("model", "cache_dir"))
     parser.add_argument("--quick", action="store_true",
                         help="12 facts scored, 8 corrections, 12 general questions, no written "
                              "questions: a smoke run")
@@ -127,7 +126,8 @@ def main(argv: list[str] | None = None) -> None:
     written = args.written_questions
     if written is None:
         written = 0 if args.quick else 1
-    services = build_services(Settings(data_dir=data_dir, cache_dir=args.cache_dir))
+    args.data_dir = data_dir
+    services = build_services(Settings.from_args(args))
     bench = Bench(services, {"epochs": args.epochs} if args.epochs else None)
     facts = load_facts()
     scored = facts[::4][:12] if args.quick else facts

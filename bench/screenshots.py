@@ -41,17 +41,17 @@ CHATS = [  # prompt, rater, stars, thumb, correction, tags
 def main() -> None:
     from playwright.sync_api import sync_playwright
 
+    from core.settings import Settings
     from tests.e2e.conftest import CHROMIUM_ARGS, VIEWPORT, ensure_chromium
     from tests.e2e.loop import Loop
     from tests.e2e.served import ServedApp
 
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--model", default="smollm2")
+    Settings.add_arguments(parser, only=("model", "cache_dir"))
     parser.add_argument("--out", type=Path, default=ROOT / "docs" / "screenshots")
-    parser.add_argument("--cache-dir", type=Path, default=ROOT / "data" / "runtime" / "models",
-                        help="converted-model cache to reuse")  # fmt: skip
     args = parser.parse_args()
-    os.environ["REFINERY_CACHE_DIR"] = str(args.cache_dir)
+    settings = Settings.from_args(args)
+    os.environ["REFINERY_CACHE_DIR"] = str(settings.models_dir)  # the served studio reuses it
     with tempfile.TemporaryDirectory() as folder, sync_playwright() as playwright:
         docs = Path(folder) / "docs"
         docs.mkdir()
@@ -60,7 +60,7 @@ def main() -> None:
         browser = playwright.chromium.launch(
             executable_path=str(ensure_chromium()), headless=True, args=CHROMIUM_ARGS
         )
-        with ServedApp(Path(folder) / "data", args.model) as app:
+        with ServedApp(Path(folder) / "data", settings.model) as app:
             page = browser.new_context(viewport=VIEWPORT).new_page()
             page.goto(app.url + "/")
             loop = Loop(page, app.api, shots=args.out, long_ms=1_800_000)  # a busy CPU

@@ -194,7 +194,7 @@ def validation_loss(model_path: str, adapter: str, validation) -> float:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
-    parser.add_argument("--model", default="smollm2")
+    Settings.add_arguments(parser, only=("model", "cache_dir"))
     parser.add_argument("--steps", type=int, default=4)
     parser.add_argument("--validation-rows", type=int, default=16)
     parser.add_argument("--baseline-run", type=Path, help=argparse.SUPPRESS)
@@ -208,7 +208,7 @@ def main() -> None:
     if args.baseline_run:  # the child process of baseline()
         train_baseline(RunFolder(args.baseline_run), bf16=args.bf16)
         return
-    model_path = resolve_model_source(args.model, Settings().models_dir)
+    model_path = resolve_model_source(args.model, Settings.from_args(args).models_dir)
     base = TrainingSpec(base_model=model_path, max_steps=args.steps, eval_every=args.steps,
                         checkpoint_every=args.steps, warmup_ratio=0.1)
     step_rows = base.batch_size * base.grad_accumulation  # one epoch of `steps` steps

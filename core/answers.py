@@ -6,8 +6,9 @@ from __future__ import annotations
 import threading
 from collections.abc import Callable
 
+from core.engines.run import generate_batch
 from core.errors import RefineryError
-from core.generation import GenerationOptions, generate_batch, prepare_prompt
+from core.generation import GenerationOptions, prepare_prompt
 from core.models import ModelService
 from core.modelspec import ResolvedModel
 

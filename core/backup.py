@@ -166,14 +166,13 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     restore.add_argument("--force", action="store_true",
                          help="replace the store and files of a non-empty data dir")
     for command in (export, restore):
-        command.add_argument("--data-dir", type=Path,
-                             default=Path(os.environ.get("REFINERY_DATA_DIR", "data/runtime")))
+        Settings.add_arguments(command, groups=("data",))
     return parser.parse_args(argv)
 
 
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
-    data_dir = Settings(data_dir=args.data_dir).data_dir
+    data_dir = Settings.from_args(args).data_dir
     if args.command == "export" and not (data_dir / STORE_FILES[0]).is_file():
         print(f"{PROGRAM}: {data_dir} holds no Refinery store to back up", file=sys.stderr)
         return 2  # checked before the lock, which would create the folder

@@ -7,10 +7,10 @@ from collections.abc import Iterator
 from dataclasses import asdict, dataclass, field, replace
 from datetime import datetime
 
+from core.engines.run import GenerationStream
 from core.errors import InvalidInput, NotFound
 from core.generation import (
     GenerationOptions,
-    GenerationStream,
     check_limits,
     fit_to_context,
     prompt_budget,

@@ -6,7 +6,6 @@ prompts with reference answers; it reports progress, can be cancelled, and is st
 
 from __future__ import annotations
 
-import argparse
 import csv
 import json
 import math
@@ -351,50 +350,3 @@ def before_after(runs: list[dict]) -> list[dict]:
             row["better"] = (row["change"] > 0) == HIGHER_IS_BETTER.get(metric, True)
         table.append(row)
     return table
-
-
-def main(argv: list[str] | None = None) -> int:
-    """CLI: python -m core.evaluation --model ID (--dataset ID | --file set.jsonl)."""
-    from tqdm import tqdm
-
-    from core.services import build_services
-    from core.settings import Settings
-
-    parser = argparse.ArgumentParser(prog="python -m core.evaluation")
-    parser.add_argument("--model", required=True, help="base, base+fewshot or an adapter id")
-    source = parser.add_mutually_exclusive_group(required=True)
-    source.add_argument("--dataset", help="a dataset id (its validation split is used)")
-    source.add_argument("--file", type=Path, help="a .jsonl/.json/.csv of prompts + references")
-    parser.add_argument("--data-dir", default="data/runtime")
-    parser.add_argument("--base-model", default="smollm2")
-    parser.add_argument("--max-new-tokens", type=int, default=64)
-    parser.add_argument("--limit", type=int)
-    args = parser.parse_args(argv)
-    services = build_services(Settings(data_dir=Path(args.data_dir), model=args.base_model))
-    try:
-        request = EvalRequest(
-            model=args.model,
-            dataset_id=args.dataset,
-            rows=read_eval_file(args.file) if args.file else None,
-            source_name=args.file.name if args.file else "upload",
-            max_new_tokens=args.max_new_tokens,
-            limit=args.limit,
-        )
-        with tqdm(desc="evaluating", unit="item") as bar:
-
-            def advance(done: int, total: int) -> None:
-                bar.total = total
-                bar.update(done - bar.n)
-
-            run = services.evaluations.run(request, progress=advance)
-    except RefineryError as error:
-        print(f"evaluation: {error.message}")
-        return 2
-    finally:
-        services.close()
-    print(json.dumps({"id": run["id"], "status": run["status"], **run["metrics"]}, indent=2))
-    return 0
-
-
-if __name__ == "__main__":
-    raise SystemExit(main())

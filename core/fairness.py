@@ -21,6 +21,7 @@ from core.errors import InvalidInput
 from core.evaluation import exact_match, token_f1
 from core.models import ModelService
 from core.modelspec import ResolvedModel
+from core.store.fairness import SENSITIVE_COLUMNS
 
 # outcome column -> (label, how its value per group is summarised)
 METRICS = {
@@ -311,6 +312,7 @@ class FairnessService:
     models: ModelService
     data: object  # core.store.fairness.FairnessData
     resolve: Callable[[str | None], ResolvedModel]
+    features: tuple[str, ...] = SENSITIVE_COLUMNS  # the turn columns a report can group by
 
     def turns(self) -> pd.DataFrame:
         return self.data.turns()

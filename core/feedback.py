@@ -4,6 +4,9 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import datetime
+from pathlib import Path
+
+import pandas as pd
 
 from core.errors import InvalidInput, NotFound
 from core.store.chatlog import ChatLog, RatingRecord
@@ -109,6 +112,27 @@ class FeedbackService:
                 return self.curation.set_include(flt, True)
             case _:
                 return self.curation.set_include(flt, False)
+
+    def choices(self) -> dict:
+        """The raters, model versions, labels and tags the rated turns hold (filter menus)."""
+        return self.curation.choices()
+
+    def turn(self, response_id: str) -> dict | None:
+        return self.log.get_turn(response_id)
+
+    def rating(self, response_id: str, rater: str) -> RatingRecord | None:
+        return self.log.get_rating(response_id, rater)
+
+    def turns(self, flt: TurnFilter, *, limit: int | None = 100, offset: int = 0
+              ) -> pd.DataFrame:
+        """The logged turns (rated or not) matching the filter, newest first."""
+        return self.log.query(flt, limit=limit, offset=offset)
+
+    def count_turns(self, flt: TurnFilter) -> int:
+        return self.log.count(flt)
+
+    def export_turns(self, flt: TurnFilter, path: Path, fmt: str) -> Path:
+        return self.log.export(flt, path, fmt)
 
     def rate(self, feedback: Feedback) -> RatingRecord:
         if not self.log.turn_exists(feedback.response_id):

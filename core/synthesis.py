@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import re
 
-from core.generation import GenerationOptions, fit_to_context, generate_batch
+from core.engines.run import generate_batch
+from core.generation import GenerationOptions, fit_to_context
 from core.models import LoadedModel, ModelService
 
 QUESTION_PROMPT = (

@@ -19,6 +19,7 @@ from argon2 import PasswordHasher
 
 from core.auth import check_name, read_users_file
 from core.errors import InvalidInput, RefineryError
+from core.settings import Settings
 
 MIN_PASSWORD_CHARS = 8
 
@@ -74,11 +75,7 @@ def main(argv: list[str] | None = None, stdin=None) -> int:
         sub = commands.add_parser(command)
         if command != "list":
             sub.add_argument("name")
-        sub.add_argument(
-            "--file",
-            default=os.environ.get("REFINERY_USERS_FILE"),
-            help="JSON or YAML users file (default: $REFINERY_USERS_FILE)",
-        )
+        Settings.add_arguments(sub, only=("users_file",), rename={"users_file": "--file"})
     args = parser.parse_args(argv)
     path = Path(args.file).expanduser() if args.file else None
     try:

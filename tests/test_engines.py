@@ -6,13 +6,9 @@ from pathlib import Path
 import pytest
 
 from core.chat import ChatRequest
+from core.engines.run import GenerationStream, generate_batch
 from core.engines.transformers_engine import TRANSFORMERS
-from core.generation import (
-    GenerationOptions,
-    GenerationStream,
-    fit_to_context,
-    generate_batch,
-)
+from core.generation import GenerationOptions, fit_to_context
 from core.models import ModelService, load_model
 from core.repetition import RepetitionGuard
 from tests.tiny_adapters import make_tiny_adapter

@@ -4,13 +4,9 @@ import threading
 
 import pytest
 
+from core.engines.run import GenerationStream
 from core.errors import InvalidInput
-from core.generation import (
-    GenerationOptions,
-    GenerationStream,
-    fit_to_context,
-    render_messages,
-)
+from core.generation import GenerationOptions, fit_to_context, render_messages
 from core.models import load_model
 from core.turn_filter import TurnFilter
 from tests.tiny_models import make_tiny_llama

@@ -118,8 +118,9 @@ def test_a_finished_training_run_gets_both_scores(services):
 
 
 def test_tabs_show_what_each_model_knows(client, services):
+    from ui.scores import scores_markdown
     from ui.tabs.dashboard import views
-    from ui.tabs.knowledge import items_frame, scores_markdown, table_rows
+    from ui.tabs.knowledge import items_frame, table_rows
 
     assert client.get("/").status_code == 200  # the page with the Knowledge tab builds
     assert scores_markdown(services) == "- **base**: no knowledge check yet, general not run"

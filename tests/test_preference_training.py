@@ -6,9 +6,9 @@ import pytest
 
 from core.errors import InvalidInput
 from core.training.data import IGNORE
+from core.training.lora import DEBUG_HOLD_ENV
 from core.training.preference import encode_pair, fit_pair
 from core.training.spec import TrainingSpec
-from core.training.worker import DEBUG_HOLD_ENV
 from tests.tiny_models import make_tiny_t5, make_tokenizer
 from tests.training_helpers import PAIRS, wait_for
 

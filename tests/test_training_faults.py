@@ -14,8 +14,8 @@ import httpx
 import pytest
 
 from core.training.events import RunFolder
+from core.training.lora import DEBUG_HOLD_ENV
 from core.training.runner import pid_runs
-from core.training.worker import DEBUG_HOLD_ENV
 from tests.test_app_process import free_port, start_app, wait_until_up
 from tests.training_helpers import chat_rows, wait_final, wait_for
 

@@ -9,8 +9,8 @@ import threading
 import pytest
 
 from core.errors import Conflict, InvalidInput
+from core.training.lora import DEBUG_NAN_ENV
 from core.training.spec import TrainingSpec
-from core.training.worker import DEBUG_NAN_ENV
 from tests.training_helpers import chat_rows, wait_final, wait_for
 
 FAST = {"learning_rate": 1e-2, "batch_size": 2, "grad_accumulation": 1, "warmup_ratio": 0.0}

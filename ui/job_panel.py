@@ -16,6 +16,7 @@ from core.services import Services
 from core.training.estimate import Estimate, estimate
 from core.training.spec import TrainingSpec
 from ui.charts import loss_figure
+from ui.errors import problem, shows_errors
 from ui.live import Live
 from ui.readable import named, short_id
 
@@ -145,21 +146,19 @@ class JobPanel:
         jobs = sorted(self.jobs(), key=lambda j: (j.status != RUNNING, j.status not in ACTIVE))
         return jobs[0].id if jobs else None
 
+    @shows_errors(lambda m, panel, *_: panel.failed(m), with_inputs=True)
     def view(self, job_id: str | None, shown=None, *, force: bool = False):
         """Outputs for `job_id` (the running or newest job when None)."""
         job_id = job_id or self.newest()
         if not job_id:
             return (gr.skip(),) * 6
-        try:
-            job = self.services.jobs.get(job_id)
-            record = self.services.training.get(job_id)
-            key = [job.id, job.status, job.message, record.step, job.error]
-            if key == shown and not force:
-                return (gr.skip(),) * 6
-            history = self.services.training.history(job_id)
-            log = log_text(self.services, record)
-        except RefineryError as error:
-            return gr.skip(), f"⚠️ {error.message}", gr.skip(), gr.skip(), gr.skip(), gr.skip()
+        job = self.services.jobs.get(job_id)
+        record = self.services.training.get(job_id)
+        key = [job.id, job.status, job.message, record.step, job.error]
+        if key == shown and not force:
+            return (gr.skip(),) * 6
+        history = self.services.training.history(job_id)
+        log = log_text(self.services, record)
         return (gr.update(choices=self.choices(), value=job_id), status_text(job, record),
                 loss_figure(history), log, job_id, key)
 
@@ -167,16 +166,14 @@ class JobPanel:
         return self.view(record.id, force=True)
 
     def failed(self, message: str):
-        return gr.skip(), f"⚠️ {message}", gr.skip(), gr.skip(), gr.skip(), gr.skip()
+        return gr.skip(), problem(message), gr.skip(), gr.skip(), gr.skip(), gr.skip()
 
     def wire(self) -> None:
+        @shows_errors(self.failed)
         def act(action, job_id):
-            try:
-                if not job_id:
-                    raise RefineryError("pick a job first")
-                action(job_id)
-            except RefineryError as error:
-                return self.failed(error.message)
+            if not job_id:
+                raise RefineryError("pick a job first")
+            action(job_id)
             return self.view(job_id, force=True)
 
         runner = self.services.training

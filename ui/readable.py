@@ -68,3 +68,11 @@ def frame(rows: list[dict], columns: list[str], *, ids: tuple[str, ...] = ()) ->
     data = [{column: short_id(row.get(column)) if column in ids else cell(row.get(column))
              for column in columns} for row in rows]
     return pd.DataFrame(data, columns=columns)
+
+
+def to_datetime(value) -> datetime | None:
+    if value in (None, ""):
+        return None
+    if isinstance(value, (int, float)):
+        return datetime.fromtimestamp(value)
+    return value if isinstance(value, datetime) else datetime.fromisoformat(str(value))

@@ -21,9 +21,13 @@ from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-from core.generation import GenerationOptions
-from core.models import LoadedModel
+from core.adapter_files import adapter_fingerprint
+
+if TYPE_CHECKING:  # annotations only: models and generation run engines, not the reverse
+    from core.generation import GenerationOptions
+    from core.models import LoadedModel
 
 log = logging.getLogger(__name__)
 
@@ -48,8 +52,6 @@ class OnnxBuilds:
     def folder(self, adapter_dir: Path | None) -> Path:
         if adapter_dir is None:
             return self.root / self.source.name
-        from core.modelspec import adapter_fingerprint
-
         return self.root / f"{self.source.name}+{adapter_fingerprint(Path(adapter_dir))}"
 
     def model(self, adapter_dir: Path | None):

@@ -8,7 +8,7 @@ import time
 from collections.abc import Callable, Iterable, Iterator
 from contextlib import closing
 from dataclasses import dataclass, field
-from typing import Protocol
+from typing import TYPE_CHECKING, Protocol
 
 from core.generation import (
     GenerationOptions,
@@ -17,8 +17,10 @@ from core.generation import (
     eos_ids,
     finish_reason,
 )
-from core.models import LoadedModel
 from core.repetition import RepetitionGuard
+
+if TYPE_CHECKING:  # annotations only: the model service picks engines, not the reverse
+    from core.models import LoadedModel
 
 
 class TokenSteps(Protocol):

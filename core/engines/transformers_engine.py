@@ -7,10 +7,13 @@ import threading
 from collections.abc import Callable, Iterator
 from contextlib import ExitStack
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 from core.cpu_threads import one_thread
-from core.generation import GenerationOptions
-from core.models import LoadedModel
+
+if TYPE_CHECKING:  # annotations only: models and generation run engines, not the reverse
+    from core.generation import GenerationOptions
+    from core.models import LoadedModel
 
 # Below this size a decoding step on a CPU is many tiny products, faster on one thread
 # (core/cpu_threads.py); the prompt itself is still processed on every core.

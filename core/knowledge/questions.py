@@ -11,7 +11,8 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 
-from core.generation import GenerationOptions, fit_to_context, generate_batch
+from core.engines.run import generate_batch
+from core.generation import GenerationOptions, fit_to_context
 from core.knowledge.scoring import fact_match, normalise
 
 ASK = (

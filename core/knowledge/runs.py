@@ -12,8 +12,9 @@ import threading
 import uuid
 from datetime import datetime
 
+from core.engines.run import generate_batch
 from core.errors import InvalidInput, NotFound, RefineryError
-from core.generation import GenerationOptions, fit_to_context, generate_batch, prompt_budget
+from core.generation import GenerationOptions, fit_to_context, prompt_budget
 from core.grounding import ground, retrieve
 from core.jobs import KNOWLEDGE, Failed, JobBoard, Progressed, Queued, Started, Succeeded
 from core.knowledge.check import KnowledgeService

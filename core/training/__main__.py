@@ -9,11 +9,11 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import sys
 import time
 from pathlib import Path
 
+from core.settings import Settings, process_variable
 from core.training.spec import PRESETS
 
 FINAL = ("completed", "stopped", "failed")
@@ -21,9 +21,7 @@ FINAL = ("completed", "stopped", "failed")
 
 def parse(argv: list[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(prog="python -m core.training", description=__doc__)
-    parser.add_argument("--data-dir", default=os.environ.get("REFINERY_DATA_DIR", "data/runtime"))
-    parser.add_argument("--model", default=os.environ.get("REFINERY_MODEL", "smollm2"),
-                        help="base model: 'smollm2', a local folder or a cached hub id")
+    Settings.add_arguments(parser, groups=("data", "model"))
     commands = parser.add_subparsers(dest="command", required=True)
     train = commands.add_parser("train", help="train a LoRA adapter and register it")
     source = train.add_mutually_exclusive_group(required=True)
@@ -92,10 +90,9 @@ def main(argv: list[str] | None = None) -> int:
     args = parse(argv)
     from core.errors import RefineryError
     from core.services import build_services
-    from core.settings import Settings
 
     try:
-        services = build_services(Settings(data_dir=Path(args.data_dir), model=args.model))
+        services = build_services(Settings.from_args(args))
     except Exception as error:  # DuckDB refuses a file another process holds
         print(f"cannot open {args.data_dir}: {error}\n(is the studio running on it? use its "
               "REST API: POST /api/v1/training/jobs)", file=sys.stderr)
@@ -108,7 +105,7 @@ def main(argv: list[str] | None = None) -> int:
             job = runner.submit(spec, train=read_rows(args.train_file),
                                 validation=read_rows(args.validation_file),
                                 kind=None if args.dataset else args.kind, name=args.name,
-                                user=os.environ.get("USER", "cli"))
+                                user=process_variable("USER", "cli"))
             print(f"job {job.id}: {job.status} (run folder {job.run_dir})", file=sys.stderr)
             return 0 if args.detach else follow(runner, job.id)
         if args.command == "list":

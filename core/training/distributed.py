@@ -8,8 +8,9 @@ adapter. With WORLD_SIZE unset this is one plain process.
 
 from __future__ import annotations
 
-import os
 from dataclasses import dataclass
+
+from core.settings import process_variable
 
 
 @dataclass(frozen=True)
@@ -28,14 +29,14 @@ class Ranks:
 
 
 def init_ranks() -> Ranks:
-    world = int(os.environ.get("WORLD_SIZE", "1"))
+    world = int(process_variable("WORLD_SIZE", "1"))
     if world <= 1:
         return Ranks()
     import torch
     import torch.distributed as dist
 
     dist.init_process_group("nccl" if torch.cuda.is_available() else "gloo")
-    local = int(os.environ.get("LOCAL_RANK", "0"))
+    local = int(process_variable("LOCAL_RANK", "0"))
     if torch.cuda.is_available():
         torch.cuda.set_device(local)
     return Ranks(dist.get_rank(), world, local)

@@ -20,7 +20,7 @@ from dataclasses import dataclass
 from core.errors import InvalidInput
 from core.training.data import IGNORE, Example, collate, split_chat
 from core.training.distributed import sum_across, sum_gradients
-from core.training.worker import Trainer, label_logits
+from core.training.lora import Trainer, label_logits
 
 
 @dataclass(frozen=True)

@@ -38,19 +38,23 @@ from core.jobs import (
 from core.models import resolve_model_source
 from core.paths import AllowedFolders, looks_like_path
 from core.registry import ModelRegistry
+from core.settings import child_environment, process_variable
 from core.store.jobs import JobStore
 from core.store.training import ACTIVE, JobRecord, TrainingStore
 from core.training.data import LengthReport, length_report
 from core.training.events import RunFolder, read_events, write_jsonl
+from core.training.lora import TRAINED_IDS_FILE
 from core.training.preference import check_preference_model
 from core.training.spec import (
+    DEFAULT,
+    INCREMENTAL,
     KINDS,
+    QUICK_TEST,
     RECIPES,
     TrainingSpec,
     incremental_update,
     recipe_spec,
 )
-from core.training.worker import TRAINED_IDS_FILE
 
 ROOT = Path(__file__).resolve().parents[2]
 MAX_ROWS = 1_000_000
@@ -105,7 +109,7 @@ class TrainingRunner:
         self.retrievers = retrievers  # services.retrievers: embedding runs' base and registry
         self.poll_interval = poll_interval
         # Data-parallel worker processes per job (torchrun); one per GPU on a multi-GPU machine.
-        self.processes = processes or int(os.environ.get("REFINERY_TRAIN_PROCESSES", "1"))
+        self.processes = processes or int(process_variable("REFINERY_TRAIN_PROCESSES", "1"))
         self._procs: dict[str, subprocess.Popen] = {}
         self._lock = threading.RLock()
         self._wake = threading.Event()
@@ -132,11 +136,11 @@ class TrainingRunner:
                      preset: str | None) -> TrainingSpec:
         if dataset_id:
             options["dataset_id"] = dataset_id
-        if preset in (None, "", "default"):
+        if preset in (None, "", DEFAULT):
             return TrainingSpec.from_dict(options)
-        if preset == "quick test":
+        if preset == QUICK_TEST:
             return TrainingSpec.from_dict({**options, "max_steps": 5, "eval_every": 1})
-        if preset == "incremental update":
+        if preset == INCREMENTAL:
             parent = options.pop("init_adapter", None)
             if not parent:
                 raise InvalidInput("the incremental update preset needs an adapter to continue")
@@ -412,8 +416,8 @@ class TrainingRunner:
 
     def _launch(self, job: JobRecord) -> None:
         run = RunFolder(Path(job.run_dir))
-        env = {**os.environ, "PYTHONPATH": os.pathsep.join(
-            [str(ROOT), *filter(None, [os.environ.get("PYTHONPATH")])])}
+        env = child_environment(PYTHONPATH=os.pathsep.join(
+            [str(ROOT), *filter(None, [process_variable("PYTHONPATH")])]))
         command = ["-m", "core.training.worker", str(run.path)]
         if self.processes > 1:
             command = ["-m", "torch.distributed.run", "--standalone",

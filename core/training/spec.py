@@ -113,12 +113,14 @@ def incremental_update(spec: TrainingSpec, *, init_adapter: str) -> TrainingSpec
     )
 
 
+# The preset names: the CLI, the API, the Train tab and retraining all spell them from here.
+DEFAULT, QUICK_TEST, INCREMENTAL = "default", "quick test", "incremental update"
 TEACH, CORRECT = "teach documents", "learn corrections"
 RECIPES = (TEACH, CORRECT)  # presets that go with a dataset built by the recipe of that name
 PRESETS = {
-    "default": "LoRA r16/α32 on all linear layers, lr 2e-4 cosine, 3 epochs",
-    "quick test": "a few steps to check the pipeline end to end",
-    "incremental update": "continue an existing adapter on only new examples, 10x lower lr",
+    DEFAULT: "LoRA r16/α32 on all linear layers, lr 2e-4 cosine, 3 epochs",
+    QUICK_TEST: "a few steps to check the pipeline end to end",
+    INCREMENTAL: "continue an existing adapter on only new examples, 10x lower lr",
     TEACH: "learn the documents' facts: several questions per fact, grounded variants, "
            "general replay; lr 1e-3, enough passes for small data",
     CORRECT: "make corrected answers stick under reworded questions: many passes over "

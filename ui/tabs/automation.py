@@ -8,9 +8,10 @@ from dataclasses import replace
 import gradio as gr
 import pandas as pd
 
-from core.errors import InvalidInput, RefineryError
+from core.errors import InvalidInput
 from core.retraining import FOLLOW_UPS, RetrainingPolicy
 from core.services import Services
+from ui.errors import problem, shows_errors
 from ui.identity import user_name
 from ui.readable import frame
 
@@ -116,20 +117,16 @@ def build_automation_tab(services: Services, page: gr.Blocks, user: gr.Textbox) 
     def load():
         return (*policy_values(retraining.policy()), *state_views(services))
 
+    @shows_errors(lambda m: (problem(m), *state_views(services)))
     def save_policy(request: gr.Request, name, *values):
-        try:
-            policy = make_policy(retraining.policy(), *values)
-            retraining.set_policy(policy, user=user_name(name, request))
-        except RefineryError as error:
-            return (f"⚠️ {error.message}", *state_views(services))
+        policy = make_policy(retraining.policy(), *values)
+        retraining.set_policy(policy, user=user_name(name, request))
         return ("Saved.", *state_views(services))
 
+    @shows_errors(lambda m: (problem(m), *state_views(services)))
     def check_now(request: gr.Request, name):
-        try:
-            outcome = retraining.run_now(pd.Timestamp.now().to_pydatetime(),
-                                         user=user_name(name, request))
-        except RefineryError as error:
-            return (f"⚠️ {error.message}", *state_views(services))
+        outcome = retraining.run_now(pd.Timestamp.now().to_pydatetime(),
+                                     user=user_name(name, request))
         verb = "Started a cycle" if outcome["started"] else "No cycle started"
         return (f"{verb}: {outcome['reason']}", *state_views(services))
 
@@ -140,14 +137,12 @@ def build_automation_tab(services: Services, page: gr.Blocks, user: gr.Textbox) 
         return pair["comparison_id"], pair["prompt"], pair["left"], pair["right"], ""
 
     def vote(choice):
+        @shows_errors(problem)
         def handler(request: gr.Request, comparison_id, name):
             if not comparison_id:
                 return "⚠️ load a pair first"
-            try:
-                record = services.arena.vote(comparison_id, choice,
-                                             voter=user_name(name, request))
-            except RefineryError as error:
-                return f"⚠️ {error.message}"
+            record = services.arena.vote(comparison_id, choice,
+                                         voter=user_name(name, request))
             return (f"Thanks. Left was **{record.left_model}**, right was "
                     f"**{record.right_model}**. Click *Next pair* to continue.")
         return handler

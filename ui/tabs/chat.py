@@ -8,16 +8,17 @@ import uuid
 import gradio as gr
 
 from core.chat import ChatRequest
-from core.errors import RefineryError
 from core.feedback import Feedback, parse_tags
 from core.generation import GenerationOptions
 from core.grounding import mark_citations
 from core.services import Services
+from ui.errors import problem, shows_errors
 from ui.identity import user_name
 from ui.markup import as_text, as_text_messages, short_id, short_model, sources_markdown
 
 STARS = ["1", "2", "3", "4", "5"]
 NO_SOURCES = "_Sources of the selected answer appear here when it was grounded on documents._"
+WAITING = (gr.update(),) * 7  # the rating form stays until the answer exists
 
 
 def new_conversation() -> dict:
@@ -148,7 +149,7 @@ def build_chat_tab(services: Services, user: gr.Textbox) -> None:
         index = conv["selected"]
         old = None
         if index is not None:
-            old = services.log.get_rating(conv["reply_ids"][index], rater)
+            old = services.feedback.rating(conv["reply_ids"][index], rater)
         return (
             selected_label(conv),
             str(old.rating) if old and old.rating else None,
@@ -159,41 +160,38 @@ def build_chat_tab(services: Services, user: gr.Textbox) -> None:
             sources_text(conv),
         )
 
+    @shows_errors(lambda m, text, conv, *_: (shown_messages(conv), text, problem(m), conv,
+                                              *WAITING), with_inputs=True)
     def respond(
         text, conv, system, max_new, temp, top, rater, model, grounded, penalty, stop_loops,
         request: gr.Request,
     ):
         messages = conv["messages"]
-        waiting = (gr.update(),) * 7  # the form stays until the answer exists
-        try:
-            chat_request = ChatRequest(
-                prompt=text,
-                history=messages,
-                system_prompt=system or None,
-                options=GenerationOptions(
-                    max_new_tokens=int(max_new), temperature=float(temp), top_p=float(top),
-                    repetition_penalty=float(penalty),
-                    repeat_ngram_limit=GenerationOptions.repeat_ngram_limit if stop_loops else 0,
-                ),
-                conversation_id=conv["id"],
-                user=user_name(rater, request),
-                model=model or None,
-                use_documents=bool(grounded),
-            )
-            stop_event = stops[request.session_hash] = threading.Event()
-            shown = [
-                *messages,
-                {"role": "user", "content": text},
-                {"role": "assistant", "content": ""},
-            ]
-            yield shown_messages(conv, shown), "", "_Generating…_", conv, *waiting
-            for update in services.chat.stream(chat_request, stop_event=stop_event):
-                shown[-1]["content"] = update.text
-                if update.turn is None:
-                    yield shown_messages(conv, shown), "", "_Generating…_", conv, *waiting
-        except RefineryError as error:
-            yield (shown_messages(conv), text, f"⚠️ {as_text(error.message)}", conv, *waiting)
-            return
+        chat_request = ChatRequest(
+            prompt=text,
+            history=messages,
+            system_prompt=system or None,
+            options=GenerationOptions(
+                max_new_tokens=int(max_new), temperature=float(temp), top_p=float(top),
+                repetition_penalty=float(penalty),
+                repeat_ngram_limit=GenerationOptions.repeat_ngram_limit if stop_loops else 0,
+            ),
+            conversation_id=conv["id"],
+            user=user_name(rater, request),
+            model=model or None,
+            use_documents=bool(grounded),
+        )
+        stop_event = stops[request.session_hash] = threading.Event()
+        shown = [
+            *messages,
+            {"role": "user", "content": text},
+            {"role": "assistant", "content": ""},
+        ]
+        yield shown_messages(conv, shown), "", "_Generating…_", conv, *WAITING
+        for update in services.chat.stream(chat_request, stop_event=stop_event):
+            shown[-1]["content"] = update.text
+            if update.turn is None:
+                yield shown_messages(conv, shown), "", "_Generating…_", conv, *WAITING
         index = len(shown) - 1
         conv["messages"] = shown
         conv["reply_ids"][index] = update.turn.id
@@ -219,16 +217,14 @@ def build_chat_tab(services: Services, user: gr.Textbox) -> None:
         conv["selected"] = index
         return conv, *form(conv, user_name(rater, request))
 
+    @shows_errors(problem)
     def store(conv, rater, **fields) -> str:
         index = conv["selected"]
         if index is None:
             return "⚠️ There is no answer to rate yet."
-        try:
-            services.feedback.rate(
-                Feedback(response_id=conv["reply_ids"][index], user=rater, **fields)
-            )
-        except RefineryError as error:
-            return f"⚠️ {as_text(error.message)}"
+        services.feedback.rate(
+            Feedback(response_id=conv["reply_ids"][index], user=rater, **fields)
+        )
         return f"✅ Saved for answer #{index // 2 + 1}."
 
     def save_rating(

@@ -8,15 +8,15 @@ import gradio as gr
 import pandas as pd
 
 from core.arena import CompareRequest
-from core.errors import RefineryError
 from core.feedback import Feedback
 from core.generation import GenerationOptions
 from core.grounding import mark_citations
 from core.services import Services
 from ui.charts import leaderboard_figure, win_rate_figure
+from ui.errors import problem, shows_errors
 from ui.identity import user_name
 from ui.markup import as_text, short_id, short_model, sources_markdown
-from ui.tabs.knowledge import scores_markdown
+from ui.scores import scores_markdown
 
 STARS = ["1", "2", "3", "4", "5"]
 VOTES = {"⬅️ Left is better": "left", "Right is better ➡️": "right", "🤝 Tie": "tie",
@@ -43,7 +43,7 @@ def side_metrics(turn) -> str:
 
 def model_label(services: Services, spec: str) -> str:
     """A short name for a compared model: an adapter's registered name before its id."""
-    entry = services.registry.store.get(spec) if spec else None
+    entry = services.registry.find(spec) if spec else None
     if entry is not None and entry.name and entry.name != spec:
         return f"{entry.name} ({short_id(spec)})"
     return short_id(spec)
@@ -87,6 +87,10 @@ def results(services: Services):
             board_rows(services, ratings), leaderboard_figure(board) if ratings else None)
 
 
+RESET = (None, None, "", None, None, "")  # each side's stars, thumb and saved note
+BLANK = ("", "", "", "", "### Left", "### Right")
+
+
 def answer_card(text: str, sources) -> str:
     """An answer as wrapped Markdown text, with [n] markers when it was grounded."""
     return as_text(mark_citations(text, sources) if sources else text)
@@ -95,12 +99,10 @@ def answer_card(text: str, sources) -> str:
 def knowledge_line(services: Services, model_a, model_b) -> None:
     """Read-only: what each side knows of the team's facts (latest knowledge check runs)."""
 
+    @shows_errors(problem)
     def line(a, b):
         known = [m for m in dict.fromkeys((a, b)) if m and m != "base+fewshot"]
-        try:
-            return scores_markdown(services, known)
-        except RefineryError as error:
-            return f"⚠️ {error.message}"
+        return scores_markdown(services, known)
 
     view = gr.Markdown(line(model_a.value, model_b.value))
     model_a.change(line, [model_a, model_b], view)
@@ -172,35 +174,30 @@ def build_compare_tab(services: Services, user: gr.Textbox) -> None:
                 rollback = gr.Button("Roll back last promotion")
             log = gr.Dataframe(label="Promotions and rollbacks")
 
+    @shows_errors(lambda m: (*BLANK, problem(m), {}, gr.update(), *RESET))
     def compare(a, b, is_blind, name, text, tokens, temp, grounded, system_text,
                 request: gr.Request):
-        reset = (None, None, "", None, None, "")  # each side's stars, thumb and saved note
-        blank = ("", "", "", "", "### Left", "### Right")
-        try:
-            ask = CompareRequest(prompt=text, model_a=a or "", model_b=b or "", blind=is_blind,
-                                 user=user_name(name, request), use_documents=bool(grounded),
-                                 system_prompt=(system_text or "").strip() or None,
-                                 options=GenerationOptions(max_new_tokens=int(tokens),
-                                                           temperature=float(temp)))
-            stop_event = stops[request.session_hash] = threading.Event()
-            texts, info = {"left": "", "right": ""}, {"left": "", "right": ""}
-            titles = (["### Left", "### Right"] if is_blind else
-                      [f"### {as_text(model_label(services, m or ''))}" for m in (a, b)])
-            hidden = gr.update(value="", visible=False)
-            yield *texts.values(), *info.values(), *titles, "_Generating…_", {}, hidden, *reset
-            for update in services.arena.stream(ask, stop_event=stop_event):
-                texts[update.side] = as_text(update.text)
-                if update.turn is not None:
-                    info[update.side] = side_metrics(update.turn)
-                if update.comparison is None:
-                    yield (*texts.values(), *info.values(), *titles, "_Generating…_", {},
-                           gr.update(), *reset)
-        except RefineryError as error:
-            yield *blank, f"⚠️ {as_text(error.message)}", {}, gr.update(), *reset
-            return
+        ask = CompareRequest(prompt=text, model_a=a or "", model_b=b or "", blind=is_blind,
+                             user=user_name(name, request), use_documents=bool(grounded),
+                             system_prompt=(system_text or "").strip() or None,
+                             options=GenerationOptions(max_new_tokens=int(tokens),
+                                                       temperature=float(temp)))
+        stop_event = stops[request.session_hash] = threading.Event()
+        texts, info = {"left": "", "right": ""}, {"left": "", "right": ""}
+        titles = (["### Left", "### Right"] if is_blind else
+                  [f"### {as_text(model_label(services, m or ''))}" for m in (a, b)])
+        hidden = gr.update(value="", visible=False)
+        yield *texts.values(), *info.values(), *titles, "_Generating…_", {}, hidden, *RESET
+        for update in services.arena.stream(ask, stop_event=stop_event):
+            texts[update.side] = as_text(update.text)
+            if update.turn is not None:
+                info[update.side] = side_metrics(update.turn)
+            if update.comparison is None:
+                yield (*texts.values(), *info.values(), *titles, "_Generating…_", {},
+                       gr.update(), *RESET)
         record = update.comparison
         for side in texts:
-            turn = services.log.get_turn(getattr(record, f"{side}_interaction_id"))
+            turn = services.feedback.turn(getattr(record, f"{side}_interaction_id"))
             texts[side] = answer_card(turn["response"], update.sources)
         done = {"id": record.id, "left": record.left_interaction_id,
                 "right": record.right_interaction_id, "blind": record.blind}
@@ -209,35 +206,31 @@ def build_compare_tab(services: Services, user: gr.Textbox) -> None:
             value=sources_markdown("**Sources both answers were given**", update.sources),
             visible=bool(update.sources),
         )
-        yield *texts.values(), *info.values(), *titles, note, done, sources, *reset
+        yield *texts.values(), *info.values(), *titles, note, done, sources, *RESET
 
     def stop_generation(request: gr.Request):
         if event := stops.get(request.session_hash):
             event.set()
 
     def rate(side):
+        @shows_errors(problem)
         def handler(current, name, star, thumb_value, request: gr.Request):
             if not current:
                 return "⚠️ Compare first."
-            try:
-                rater = user_name(name, request)
-                services.feedback.rate(Feedback(response_id=current[side], user=rater,
-                                                rating=int(star) if star else None,
-                                                thumb=thumb_value or None))
-            except RefineryError as error:
-                return f"⚠️ {as_text(error.message)}"
+            rater = user_name(name, request)
+            services.feedback.rate(Feedback(response_id=current[side], user=rater,
+                                            rating=int(star) if star else None,
+                                            thumb=thumb_value or None))
             return "✅ Saved (joins the feedback log)."
         return handler
 
     def vote(label):
+        @shows_errors(lambda m: (problem(m), gr.update(), gr.update()))
         def handler(current, name, request: gr.Request):
             if not current:
                 return "⚠️ Compare first.", gr.update(), gr.update()
-            try:
-                voter = user_name(name, request)
-                record = services.arena.vote(current["id"], VOTES[label], voter=voter)
-            except RefineryError as error:
-                return f"⚠️ {as_text(error.message)}", gr.update(), gr.update()
+            voter = user_name(name, request)
+            record = services.arena.vote(current["id"], VOTES[label], voter=voter)
             left, right = (model_label(services, m) for m in (record.left_model,
                                                                record.right_model))
             return (f"✅ Vote saved: **{VOTES[label]}**. Left was **{as_text(left)}** "
@@ -246,31 +239,25 @@ def build_compare_tab(services: Services, user: gr.Textbox) -> None:
                     f"### Left: {as_text(left)}", f"### Right: {as_text(right)}")
         return handler
 
+    @shows_errors(lambda m: (problem(m), gr.update(interactive=False)))
     def evidence(who, against, a_level, votes_needed):
-        try:
-            gate = services.arena.gate(who or "", against or "", alpha=float(a_level),
-                                       min_votes=int(votes_needed))
-        except RefineryError as error:
-            return f"⚠️ {as_text(error.message)}", gr.update(interactive=False)
+        gate = services.arena.gate(who or "", against or "", alpha=float(a_level),
+                                   min_votes=int(votes_needed))
         mark = "✅" if gate.allowed else "⛔"
         return f"{mark} {gate.reason}", gr.update(interactive=gate.allowed)
 
+    @shows_errors(lambda m: (problem(m), gr.update(interactive=False), history()))
     def do_promote(who, against, a_level, votes_needed, name, request: gr.Request):
-        try:
-            services.arena.promote(who or "", against or "",
-                                   user=user_name(name, request),
-                                   alpha=float(a_level), min_votes=int(votes_needed))
-            message = f"✅ Promoted **{who}**: the Chat tab now serves it."
-        except RefineryError as error:
-            message = f"⚠️ {as_text(error.message)}"
+        services.arena.promote(who or "", against or "",
+                               user=user_name(name, request),
+                               alpha=float(a_level), min_votes=int(votes_needed))
+        message = f"✅ Promoted **{who}**: the Chat tab now serves it."
         return message, gr.update(interactive=False), history()
 
+    @shows_errors(lambda m: (problem(m), history()))
     def do_rollback(name, request: gr.Request):
-        try:
-            row = services.arena.rollback(user=user_name(name, request))
-            message = f"↩️ Rolled back **{row['previous']}**; now serving **{row['model']}**."
-        except RefineryError as error:
-            message = f"⚠️ {as_text(error.message)}"
+        row = services.arena.rollback(user=user_name(name, request))
+        message = f"↩️ Rolled back **{row['previous']}**; now serving **{row['model']}**."
         return message, history()
 
     def history():

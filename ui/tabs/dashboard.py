@@ -5,9 +5,9 @@ from __future__ import annotations
 import gradio as gr
 import pandas as pd
 
-from core.errors import RefineryError
 from core.services import Services
 from ui.charts import ratings_figure
+from ui.errors import problem, shows_errors
 from ui.readable import frame, when
 
 REFRESH_S = 30
@@ -65,12 +65,10 @@ def drift_table(drift: dict) -> pd.DataFrame:
     return frame(drift["alerts"], ["kind", "message"])
 
 
+@shows_errors(lambda m: (problem(m), *[gr.skip()] * 8))
 def views(services: Services):
     """Every output of the tab, from one summary."""
-    try:
-        summary = services.dashboard.summary()
-    except RefineryError as error:
-        return (f"⚠️ {error.message}", *[gr.skip()] * 8)
+    summary = services.dashboard.summary()
     runs = summary["runs"]["recent"]
     for run in runs:
         run["progress"] = f"{run['progress']:.0%}"

@@ -12,11 +12,11 @@ from core.augment import Augmentation
 from core.dataset_formats import EXPORT_FORMATS
 from core.dataset_rows import KINDS
 from core.datasets import BuildSpec
-from core.errors import RefineryError
 from core.services import Services
 from core.training.spec import RECIPES
 from core.turn_filter import TurnFilter
 from ui.charts import dataset_stats_figure
+from ui.errors import problem, shows_errors, warn
 from ui.live import Live
 from ui.readable import frame, named, short_id
 from ui.uploads import uploaded_file
@@ -135,28 +135,26 @@ def build_datasets_tab(services: Services, live: Live,
         listed, ids, docs = choices()
         return listed, gr.update(choices=ids), gr.update(choices=docs)
 
+    @shows_errors(lambda m: (problem(m), gr.skip(), gr.skip(), gr.skip()))
     def make(flt, name_, kind_, seed_, fraction_, min_, docs, synth, typo, syn, para, recipe_,
              written_, progress):
-        try:
-            spec = BuildSpec(
-                name=name_, kind=kind_, selection=flt, seed=int(seed_ or 0),
-                validation_fraction=float(fraction_), min_rating=int(min_),
-                document_ids=tuple(docs or ()), synthetic_qa=int(synth or 0),
-                augmentation=Augmentation(
-                    perturb=int(typo or 0), synonym=int(syn or 0), paraphrase=int(para or 0)
-                ),
-                recipe=recipe_ or "", written_questions=int(written_ or 0),
-            )  # fmt: skip
-            if spec.synthetic:
-                job = services.dataset_jobs.start(spec)
-                return (f"⏳ the base model writes rows in the background: job **{job.id}** "
-                        f"(progress: GET /api/v1/datasets/jobs/{job.id}); press Refresh list "
-                        "when it is done", gr.skip(), gr.skip(), gr.skip())
-            dataset = services.datasets.build(
-                spec, progress=lambda f, message: progress(f, desc=message)
-            )
-        except RefineryError as error:
-            return f"⚠️ {error.message}", gr.skip(), gr.skip(), gr.skip()
+        spec = BuildSpec(
+            name=name_, kind=kind_, selection=flt, seed=int(seed_ or 0),
+            validation_fraction=float(fraction_), min_rating=int(min_),
+            document_ids=tuple(docs or ()), synthetic_qa=int(synth or 0),
+            augmentation=Augmentation(
+                perturb=int(typo or 0), synonym=int(syn or 0), paraphrase=int(para or 0)
+            ),
+            recipe=recipe_ or "", written_questions=int(written_ or 0),
+        )  # fmt: skip
+        if spec.synthetic:
+            job = services.dataset_jobs.start(spec)
+            return (f"⏳ the base model writes rows in the background: job **{job.id}** "
+                    f"(progress: GET /api/v1/datasets/jobs/{job.id}); press Refresh list "
+                    "when it is done", gr.skip(), gr.skip(), gr.skip())
+        dataset = services.datasets.build(
+            spec, progress=lambda f, message: progress(f, desc=message)
+        )
         listed, ids, docs_ = choices()
         source = "your documents" if kind_ == "text" else json.dumps(flt.to_dict())
         message = f"✅ built from {source}: " + stats_text(dataset)
@@ -165,13 +163,11 @@ def build_datasets_tab(services: Services, live: Live,
     def make_with_progress(*values, progress=gr.Progress()):  # noqa: B008 (gradio's idiom)
         return make(*values, progress)
 
+    @shows_errors(lambda m: (problem(m), None, None, None, None))
     def show(dataset_id: str):
         if not dataset_id:
             return "", None, None, None, None
-        try:
-            dataset = services.datasets.get(dataset_id)
-        except RefineryError as error:
-            return f"⚠️ {error.message}", None, None, None, None
+        dataset = services.datasets.get(dataset_id)
         return (
             stats_text(dataset),
             dataset_stats_figure(dataset.stats),
@@ -180,25 +176,20 @@ def build_datasets_tab(services: Services, live: Live,
             dataset.lineage,
         )
 
+    @shows_errors(warn(None))
     def export_file(dataset_id: str, fmt_: str):
         if not dataset_id:
             return None
-        try:
-            return str(services.datasets.export(dataset_id, fmt_))
-        except RefineryError as error:
-            gr.Warning(error.message)
-            return None
+        return str(services.datasets.export(dataset_id, fmt_))
 
+    @shows_errors(lambda m: (problem(m), gr.skip(), gr.skip()))
     def import_file(path: str | None, name_: str, seed_, fraction_):
         if not path:
             return "⚠️ choose a file first", gr.skip(), gr.skip()
-        try:
-            dataset = services.datasets.import_file(
-                Path(path).read_bytes(), Path(path).name, name=name_ or None,
-                seed=int(seed_ or 0), validation_fraction=float(fraction_),
-            )  # fmt: skip
-        except RefineryError as error:
-            return f"⚠️ {error.message}", gr.skip(), gr.skip()
+        dataset = services.datasets.import_file(
+            Path(path).read_bytes(), Path(path).name, name=name_ or None,
+            seed=int(seed_ or 0), validation_fraction=float(fraction_),
+        )  # fmt: skip
         listed, ids, _ = choices()
         return (
             f"✅ imported **{dataset.name} v{dataset.version}**: " + stats_text(dataset),

@@ -10,8 +10,8 @@ import pandas as pd
 from core.chunking import ChunkSpec
 from core.document_service import IncomingFile
 from core.documents import SUFFIXES
-from core.errors import RefineryError
 from core.services import Services
+from ui.errors import problem, shows_errors
 from ui.live import Live
 from ui.readable import frame, named
 from ui.uploads import uploaded_file
@@ -93,60 +93,51 @@ def build_documents_tab(services: Services, live: Live) -> None:
         keep = selected if selected in {value for _, value in choices} else None
         return documents_frame(services), gr.update(choices=choices, value=keep)
 
+    @shows_errors(lambda m: (problem(m), *overview()))
     def run_ingest(paths, size_value, overlap_value, progress=gr.Progress()):  # noqa: B008
         if not paths:
             return "⚠️ Choose one or more files first.", *overview()
-        try:
-            chunk_spec = ChunkSpec(size=int(size_value), overlap=int(overlap_value))
-            outcome = services.documents.ingest(
-                [IncomingFile(Path(p).name, Path(p)) for p in paths],
-                spec=chunk_spec,
-                progress=lambda fraction, message: progress(fraction, desc=message),
-            )
-        except RefineryError as error:
-            return f"⚠️ {error.message}", *overview()
+        chunk_spec = ChunkSpec(size=int(size_value), overlap=int(overlap_value))
+        outcome = services.documents.ingest(
+            [IncomingFile(Path(p).name, Path(p)) for p in paths],
+            spec=chunk_spec,
+            progress=lambda fraction, message: progress(fraction, desc=message),
+        )
         ok = sum(result.ok for result in outcome)
         lines = [f"{ok} of {len(outcome)} file(s) ingested."]
         return "\n".join([*lines, *(result.line() for result in outcome)]), *overview()
 
+    @shows_errors(lambda m: (None, problem(m)))
     def show(document_id):
         if not document_id:
             return None, ""
-        try:
-            rows = services.documents.preview(document_id, limit=PREVIEW_ROWS)
-        except RefineryError as error:
-            return None, f"⚠️ {error.message}"
+        rows = services.documents.preview(document_id, limit=PREVIEW_ROWS)
         more = f" (first {PREVIEW_ROWS})" if len(rows) == PREVIEW_ROWS else ""
         return preview_frame(rows), f"{len(rows)} chunk(s){more}."
 
+    @shows_errors(lambda m, document_id, *_: (problem(m), None, *overview(document_id)),
+                  with_inputs=True)
     def run_rechunk(document_id, size_value, overlap_value, progress=gr.Progress()):  # noqa: B008
         if not document_id:
             return "⚠️ Pick a document first.", None, *overview()
-        try:
-            progress(0.1, desc="re-chunking and embedding")
-            count = services.documents.rechunk(
-                document_id, ChunkSpec(size=int(size_value), overlap=int(overlap_value))
-            )
-        except RefineryError as error:
-            return f"⚠️ {error.message}", None, *overview(document_id)
+        progress(0.1, desc="re-chunking and embedding")
+        count = services.documents.rechunk(
+            document_id, ChunkSpec(size=int(size_value), overlap=int(overlap_value))
+        )
         chunks, _ = show(document_id)
         return f"✅ Re-chunked into {count} chunk(s).", chunks, *overview(document_id)
 
+    @shows_errors(lambda m: (problem(m), None, *overview()))
     def run_delete(document_id):
         if not document_id:
             return "⚠️ Pick a document first.", None, *overview()
-        try:
-            name = services.documents.get(document_id).name
-            services.documents.delete(document_id)
-        except RefineryError as error:
-            return f"⚠️ {error.message}", None, *overview()
+        name = services.documents.get(document_id).name
+        services.documents.delete(document_id)
         return f"🗑️ Deleted {name}.", None, *overview()
 
+    @shows_errors(lambda m: (None, problem(m)))
     def run_search(text, count):
-        try:
-            found = services.documents.search(text, k=int(count))
-        except RefineryError as error:
-            return None, f"⚠️ {error.message}"
+        found = services.documents.search(text, k=int(count))
         found_frame = pd.DataFrame(
             [
                 {

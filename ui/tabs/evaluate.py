@@ -8,11 +8,12 @@ from pathlib import Path
 import gradio as gr
 import pandas as pd
 
-from core.errors import InvalidInput, RefineryError
+from core.errors import InvalidInput
 from core.evaluation import EvalRequest, before_after, read_eval_file
 from core.experiments import ExperimentSpec
 from core.services import Services
 from ui.charts import evaluation_figure, experiment_figure
+from ui.errors import message_of, problem, shows_errors
 from ui.live import Live
 from ui.uploads import uploaded_file
 
@@ -109,8 +110,8 @@ def build_evaluate_tab(services: Services, live: Live) -> None:
                 runs.append(services.evaluations.run(ask, progress=advance, cancel=stop_event))
                 if runs[-1]["status"] != "done":
                     break
-        except RefineryError as error:
-            return f"⚠️ {error.message}", *run_table(runs), gr.update()
+        except Exception as error:  # the runs finished so far still show
+            return problem(message_of(error)), *run_table(runs), gr.update()
         states = ", ".join(f"{run['model']}: {run['status']}" for run in runs)
         failed = [run["error"] for run in runs if run.get("error")]
         message = f"Finished ({states})." + (f" ⚠️ {failed[0]}" if failed else "")
@@ -134,24 +135,20 @@ def build_evaluate_tab(services: Services, live: Live) -> None:
                 gr.update(choices=run_choices()), gr.update(choices=names),
                 gr.update(choices=names), gr.update(choices=experiment_choices(services)))
 
+    @shows_errors(lambda m: (problem(m), gr.update()))
     def start_experiment(label, a, b, share, rated, duration, deciding, level):
-        try:
-            record = services.experiments.create(ExperimentSpec(
-                name=label or "", model_a=a or "", model_b=b or "", split_b=float(share),
-                end_rated_turns=int(rated) or None, duration_hours=float(duration) or None,
-                metric=deciding, alpha=float(level)))
-        except RefineryError as error:
-            return f"⚠️ {error.message}", gr.update()
+        record = services.experiments.create(ExperimentSpec(
+            name=label or "", model_a=a or "", model_b=b or "", split_b=float(share),
+            end_rated_turns=int(rated) or None, duration_hours=float(duration) or None,
+            metric=deciding, alpha=float(level)))
         return (f"✅ Experiment **{record.name}** runs: the Chat tab now serves each user "
                 f"their arm.", gr.update(choices=experiment_choices(services), value=record.id))
 
+    @shows_errors(lambda m: (problem(m), None, None))
     def experiment_results(experiment_id):
         if not experiment_id:
             return "⚠️ Choose an experiment.", None, None
-        try:
-            result = services.experiments.results(experiment_id)
-        except RefineryError as error:
-            return f"⚠️ {error.message}", None, None
+        result = services.experiments.results(experiment_id)
         p_value = result["p_value"]
         shown = "n/a" if p_value is None else f"{p_value:.4g}"
         message = (f"**Recommendation: {result['recommendation']}** · "
@@ -160,11 +157,9 @@ def build_evaluate_tab(services: Services, live: Live) -> None:
         frame = pd.DataFrame(result["arms"].values(), columns=ARM_COLUMNS).round(3)
         return message, frame, experiment_figure(result["arms"])
 
+    @shows_errors(lambda m: (problem(m), gr.update()))
     def stop_experiment(experiment_id):
-        try:
-            record = services.experiments.stop(experiment_id or "")
-        except RefineryError as error:
-            return f"⚠️ {error.message}", gr.update()
+        record = services.experiments.stop(experiment_id or "")
         return f"Experiment **{record.name}** ended.", gr.update(
             choices=experiment_choices(services), value=record.id)
 

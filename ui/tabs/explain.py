@@ -7,24 +7,21 @@ import threading
 import gradio as gr
 import pandas as pd
 
-from core.errors import RefineryError
 from core.explain import ExplainSettings, Explanation
 from core.reports import Section, write_report
 from core.services import Services
 from core.turn_filter import TurnFilter
 from ui.charts import attribution_figure
+from ui.choices import model_choices
+from ui.errors import message_of, problem
+from ui.feedback_model_view import build_feedback_model_view
 from ui.live import Live
-from ui.tabs.explain_feedback import build_feedback_model_view
 
 METHODS = {"SHAP (Partition)": "shap", "LIME": "lime"}
 
 
-def model_choices(services: Services) -> list[str]:
-    return ["base", *(record.id for record in services.registry.list())]
-
-
 def turn_choices(services: Services, limit: int = 200) -> list[tuple[str, str]]:
-    frame = services.log.query(TurnFilter(), limit=limit)
+    frame = services.feedback.turns(TurnFilter(), limit=limit)
     frame = frame.drop_duplicates("response_id")
     return [(f"{str(r.created_at)[:16]} · {r.prompt[:70]}", r.response_id)
             for r in frame.itertuples()]
@@ -97,7 +94,7 @@ def build_explain_tab(services: Services, live: Live) -> None:
         build_feedback_model_view(services)
 
     def load_turn(response_id):
-        turn_row = services.log.get_turn(response_id) if response_id else None
+        turn_row = services.feedback.turn(response_id) if response_id else None
         if turn_row is None:
             return gr.update(), gr.update()
         return turn_row["prompt"], turn_row["response"]
@@ -120,8 +117,8 @@ def build_explain_tab(services: Services, live: Live) -> None:
                 results.append(services.explainer.explain(
                     prompt_text, own, model=spec, settings=settings, progress=report,
                     cancel=stop_event))
-        except RefineryError as error:
-            return [f"⚠️ {error.message}", results, *blank_sides(results)]
+        except Exception as error:  # the explanations made so far still show
+            return [problem(message_of(error)), results, *blank_sides(results)]
         return ["Done.", results, *blank_sides(results)]
 
     def blank_sides(results):

@@ -7,15 +7,15 @@ import threading
 import gradio as gr
 import pandas as pd
 
-from core.errors import InvalidInput, RefineryError
+from core.errors import InvalidInput
 from core.fairness import METRICS, FairnessSettings
 from core.probes import DEFAULT_TEMPLATES, DEFAULT_TERMS, ProbeSpec, format_groups, parse_groups
 from core.probes import run_probes as run_probe_set
 from core.reports import Section, write_report
 from core.services import Services
-from core.store.fairness import SENSITIVE_COLUMNS
 from ui.charts import group_metric_figure, probe_figure
-from ui.tabs.explain import model_choices
+from ui.choices import model_choices
+from ui.errors import problem, shows_errors, warn
 from ui.uploads import uploaded_file
 
 SOURCES = ["Logged turns", "Evaluation set (CSV)"]
@@ -76,7 +76,7 @@ def build_fairness_tab(services: Services, page: gr.Blocks) -> None:
             upload = uploaded_file(label="Evaluation set: prompt, reference?, label? + any columns",
                                    file_types=[".csv"], visible=False)
         with gr.Row():
-            features = gr.CheckboxGroup(list(SENSITIVE_COLUMNS), value=["rater"],
+            features = gr.CheckboxGroup(list(services.fairness.features), value=["rater"],
                                         label="Sensitive features (groups = their combinations)")
             tuned = gr.Dropdown([], label="Fine-tuned model (optional)", allow_custom_value=True)
             n_boot = gr.Slider(0, 1000, value=200, step=50, label="Bootstrap resamples")
@@ -126,28 +126,26 @@ def build_fairness_tab(services: Services, page: gr.Blocks) -> None:
             return (gr.update(visible=True), gr.update(choices=names, value=names[:1]),
                     gr.update(choices=model_choices(services)[1:], value=None))
         models = sorted(services.fairness.turns()["model"].unique().tolist())
-        return (gr.update(visible=False), gr.update(choices=list(SENSITIVE_COLUMNS),
+        return (gr.update(visible=False), gr.update(choices=list(services.fairness.features),
                                                     value=["rater"]),
                 gr.update(choices=models, value=None))
 
+    @shows_errors(lambda m: [problem(m), {}, "", *[table_update(None)] * 3,
+                            *[gr.update(visible=False)] * len(plots)])
     def build(kind, file, chosen, tuned_model, boot, request: gr.Request,
               progress=gr.Progress()):  # noqa: B008 (gradio idiom)
         stop_event = stops[request.session_hash] = threading.Event()
         settings = FairnessSettings(n_boot=int(boot))
-        try:
-            if kind == SOURCES[0]:
-                report = services.fairness.turns_report(
-                    chosen, tuned_model=tuned_model or None, settings=settings)
-            else:
-                if file is None:
-                    raise InvalidInput("upload an evaluation set (CSV) first")
-                report, _ = services.fairness.eval_report(
-                    read_csv(file), chosen, tuned=tuned_model or None, settings=settings,
-                    progress=lambda d, t: progress(d / t, desc=f"answering {d}/{t}"),
-                    cancel=stop_event)
-        except RefineryError as error:
-            return [f"⚠️ {error.message}", {}, "", *[table_update(None)] * 3,
-                    *[gr.update(visible=False)] * len(plots)]
+        if kind == SOURCES[0]:
+            report = services.fairness.turns_report(
+                chosen, tuned_model=tuned_model or None, settings=settings)
+        else:
+            if file is None:
+                raise InvalidInput("upload an evaluation set (CSV) first")
+            report, _ = services.fairness.eval_report(
+                read_csv(file), chosen, tuned=tuned_model or None, settings=settings,
+                progress=lambda d, t: progress(d / t, desc=f"answering {d}/{t}"),
+                cancel=stop_event)
         result = report.to_dict()
         texts = [disparity_text("Base", result["base"]["disparities"])]
         if report.tuned is not None:
@@ -176,18 +174,16 @@ def build_fairness_tab(services: Services, page: gr.Blocks) -> None:
                              title="Bias report", sections=[section])
         return [str(p) for p in paths], "Exported."
 
+    @shows_errors(lambda m: (problem(m), {}, *[table_update(None)] * 2,
+                            gr.update(visible=False), table_update(None)))
     def run_probes(template_text, term_text, ref, chosen_models, request: gr.Request,
                    progress=gr.Progress()):  # noqa: B008 (gradio idiom)
         stop_event = stops[request.session_hash] = threading.Event()
-        try:
-            spec = ProbeSpec(templates=template_text.splitlines(),
-                             groups=parse_groups(term_text), reference=ref.strip() or None)
-            targets = [services.explainer.target(m) for m in (chosen_models or ["base"])]
-            report = run_probe_set(services.models, targets, spec, cancel=stop_event,
-                                   progress=lambda d, t: progress(d / t, desc=f"{d}/{t} answers"))
-        except RefineryError as error:
-            return (f"⚠️ {error.message}", {}, *[table_update(None)] * 2,
-                    gr.update(visible=False), table_update(None))
+        spec = ProbeSpec(templates=template_text.splitlines(),
+                         groups=parse_groups(term_text), reference=ref.strip() or None)
+        targets = [services.explainer.target(m) for m in (chosen_models or ["base"])]
+        report = run_probe_set(services.models, targets, spec, cancel=stop_event,
+                               progress=lambda d, t: progress(d / t, desc=f"{d}/{t} answers"))
         flagged = int(report.gaps["flagged"].sum())
         data = report.to_dict()
         return (f"{flagged} gap(s) above their threshold.", data,
@@ -213,12 +209,9 @@ def build_fairness_tab(services: Services, page: gr.Blocks) -> None:
             stops[request.session_hash].set()
         return "Cancelling ..."
 
+    @shows_errors(warn(gr.update(), gr.update(), gr.update()))
     def safe_choose(kind, file):
-        try:
-            return choose_source(kind, file)
-        except RefineryError as error:
-            gr.Warning(error.message)
-            return gr.update(), gr.update(), gr.update()
+        return choose_source(kind, file)
 
     source.change(safe_choose, [source, upload], [upload, features, tuned])
     upload.change(safe_choose, [source, upload], [upload, features, tuned])

@@ -5,14 +5,13 @@ from __future__ import annotations
 import gradio as gr
 import pandas as pd
 
-from core.errors import RefineryError
 from core.feedback import BulkAction, parse_tags
 from core.services import Services
 from core.turn_filter import TurnFilter
 from ui.cards import answer_cards
+from ui.errors import problem, shows_errors
 from ui.live import Live
-from ui.readable import cell
-from ui.tabs.logs import to_datetime
+from ui.readable import cell, to_datetime
 
 PAGE_SIZE = 50
 ANY = "any"
@@ -73,7 +72,7 @@ def agreement_text(agreement) -> str:
 
 def build_feedback_tab(services: Services, live: Live) -> gr.State:
     """Returns the current selection (a TurnFilter) for the Datasets tab."""
-    choices = services.feedback.curation.choices()
+    choices = services.feedback.choices()
     with gr.Tab("Feedback", id="feedback") as tab:
         with gr.Row():
             text = gr.Textbox(label="Text in prompt, answer or correction", scale=3)
@@ -127,19 +126,16 @@ def build_feedback_tab(services: Services, live: Live) -> gr.State:
         has_correction, grounded, included, date_from, date_to,
     ]  # fmt: skip
 
+    @shows_errors(lambda m: (problem(m), None, None, *[gr.skip()] * 5), expected=(ValueError,))
     def show(*values):
         *fields, page_number = values
-        try:
-            flt = make_filter(*fields)
-            result = services.feedback.page(
-                flt, page=max(int(page_number or 1), 1), page_size=PAGE_SIZE
-            )
-        except (RefineryError, ValueError) as error:
-            problem = f"⚠️ {getattr(error, 'message', error)}"
-            return problem, None, None, *[gr.skip()] * 5
+        flt = make_filter(*fields)
+        result = services.feedback.page(
+            flt, page=max(int(page_number or 1), 1), page_size=PAGE_SIZE
+        )
         frame = result.rows[[c for c in SHOWN if c in result.rows.columns]].map(cell)
         text_ = f"{result.total:,} rated row(s) · page {result.page} of {result.pages}"
-        fresh = services.feedback.curation.choices()
+        fresh = services.feedback.choices()
         menus = [
             gr.update(choices=[ANY, *fresh[key]]) for key in ("raters", "model_versions", "labels")
         ]
@@ -152,29 +148,25 @@ def build_feedback_tab(services: Services, live: Live) -> gr.State:
             return chosen
         return " ".join(dict.fromkeys([*selected_ids(chosen), str(row[-1])]))
 
+    @shows_errors(problem)
     def act(flt: TurnFilter, chosen: str, scope_: str, action_: str, value_: str):
-        try:
-            ids = selected_ids(chosen)
-            if scope_ == "selected rows":
-                if not ids:
-                    return "⚠️ select rows first (click them in the table)"
-                flt = TurnFilter(response_ids=ids)
-            name = ACTIONS[action_]
-            bulk = BulkAction(
-                action=name,
-                tags=parse_tags(value_) if name.endswith("tags") else None,
-                label=value_ if name == "set_label" else None,
-            )
-            rows = services.feedback.bulk(bulk, flt)
-        except RefineryError as error:
-            return f"⚠️ {error.message}"
+        ids = selected_ids(chosen)
+        if scope_ == "selected rows":
+            if not ids:
+                return "⚠️ select rows first (click them in the table)"
+            flt = TurnFilter(response_ids=ids)
+        name = ACTIONS[action_]
+        bulk = BulkAction(
+            action=name,
+            tags=parse_tags(value_) if name.endswith("tags") else None,
+            label=value_ if name == "set_label" else None,
+        )
+        rows = services.feedback.bulk(bulk, flt)
         return f"✅ {action_}: {rows:,} row(s) changed."
 
+    @shows_errors(lambda m: (problem(m), "", gr.update(choices=[]), None, None))
     def check(flt: TurnFilter, field_: str):
-        try:
-            result = services.quality.report(flt, field=field_)
-        except RefineryError as error:
-            return f"⚠️ {error.message}", "", gr.update(choices=[]), None, None
+        result = services.quality.report(flt, field=field_)
         lines = [
             f"Checked {result.rows_checked:,} row(s)"
             + (" (the newest only)" if result.truncated else "")

@@ -7,9 +7,11 @@ import time
 import gradio as gr
 import pandas as pd
 
-from core.errors import InvalidInput, RefineryError
+from core.errors import InvalidInput
 from core.knowledge.check import BuildRequest
 from core.services import Services
+from ui.errors import problem, shows_errors
+from ui.scores import scores_markdown
 from ui.uploads import uploaded_file
 
 ITEM_COLUMNS = ["id", "question", "reference", "source", "origin"]
@@ -17,13 +19,6 @@ RUN_COLUMNS = ["id", "created_at", "kind", "model", "grounded", "status", "done"
                "correct", "fact_match", "token_f1", "trigger", "error"]
 ANSWER_COLUMNS = ["question", "reference", "answer", "match", "f1"]
 POLL_S = 1.0
-
-
-def scores_markdown(services: Services, models: list[str] | None = None) -> str:
-    """One line per model: "knows X/N of your facts (grounded Y/N), general Z/M"."""
-    scores = services.knowledge_scores
-    rows = scores.table() if models is None else [scores.of(m) for m in models]
-    return "\n".join(f"- **{row['model']}**: {row['line']}" for row in rows)
 
 
 def check_choices(services: Services) -> list[tuple[str, str]]:
@@ -115,12 +110,10 @@ def build_knowledge_tab(services: Services) -> None:
                 gr.update(choices=[(d["name"], d["id"]) for d in services.documents.list()]),
                 *show(check_id))
 
+    @shows_errors(lambda m: (gr.update(), problem(m), *[gr.skip()] * 4))
     def start_build(label, chosen, count, progress=gr.Progress()):  # noqa: B008
-        try:
-            started = knowledge.start_build(BuildRequest(
-                name=label or "", document_ids=tuple(chosen or ()), max_items=int(count or 0)))
-        except RefineryError as error:
-            return gr.update(), f"⚠️ {error.message}", *[gr.skip()] * 4
+        started = knowledge.start_build(BuildRequest(
+            name=label or "", document_ids=tuple(chosen or ()), max_items=int(count or 0)))
         while (current := knowledge.get(started["id"]))["status"] == "building":
             progress(current["progress"], desc=current["message"] or "writing questions")
             time.sleep(POLL_S)
@@ -129,49 +122,41 @@ def build_knowledge_tab(services: Services) -> None:
         return (gr.update(choices=check_choices(services), value=current["id"]),
                 *show(current["id"], note))
 
+    @shows_errors(lambda m, action, check_id, *_: (gr.update(), *show(check_id, problem(m))),
+                  with_inputs=True)
     def act(action, check_id, *args):
-        try:
-            if not check_id:
-                raise InvalidInput("choose a knowledge check")
-            result = action(check_id, *args)
-        except RefineryError as error:
-            return gr.update(), *show(check_id, f"⚠️ {error.message}")
+        if not check_id:
+            raise InvalidInput("choose a knowledge check")
+        result = action(check_id, *args)
         target = result["id"] if isinstance(result, dict) else None
         note = (f"Saved as **v{result['version']}**." if target else "Deleted.")
         return gr.update(choices=check_choices(services), value=target), *show(target, note)
 
+    @shows_errors(lambda m: (gr.update(), problem(m), *[gr.skip()] * 4), expected=(OSError,))
     def import_check(file):
         if not file:
             return gr.skip(), *[gr.skip()] * 5
-        try:
-            with open(file, "rb") as handle:
-                made = knowledge.import_file(handle.read(), file.rsplit("/", 1)[-1])
-        except (RefineryError, OSError) as error:
-            message = error.message if isinstance(error, RefineryError) else str(error)
-            return gr.update(), f"⚠️ {message}", *[gr.skip()] * 4
+        with open(file, "rb") as handle:
+            made = knowledge.import_file(handle.read(), file.rsplit("/", 1)[-1])
         return (gr.update(choices=check_choices(services), value=made["id"]),
                 *show(made["id"], f"Imported {made['item_count']} items."))
 
+    @shows_errors(lambda m: (None, problem(m)))
     def export_check(check_id, chosen_format):
-        try:
-            text, filename = knowledge.export(check_id or "", chosen_format)
-        except RefineryError as error:
-            return None, f"⚠️ {error.message}"
+        text, filename = knowledge.export(check_id or "", chosen_format)
         folder = services.settings.data_dir / "exports" / "knowledge"
         folder.mkdir(parents=True, exist_ok=True)
         (folder / filename).write_text(text, encoding="utf-8")
         return str(folder / filename), f"Exported {filename}."
 
+    @shows_errors(lambda m, check_id, *_: show(check_id, problem(m)), with_inputs=True)
     def start_runs(check_id, chosen_model, chosen, with_general,
                    progress=gr.Progress()):  # noqa: B008
-        try:
-            if not check_id:
-                raise InvalidInput("choose a knowledge check")
-            ids = runs.start(check_id, model=chosen_model,
-                             grounded=tuple(g == "grounded" for g in chosen or ()),
-                             general=bool(with_general))
-        except RefineryError as error:
-            return show(check_id, f"⚠️ {error.message}")
+        if not check_id:
+            raise InvalidInput("choose a knowledge check")
+        ids = runs.start(check_id, model=chosen_model,
+                         grounded=tuple(g == "grounded" for g in chosen or ()),
+                         general=bool(with_general))
         while not all(runs.get(i)["status"] in ("done", "failed") for i in ids):
             done = sum(runs.get(i)["done"] for i in ids)
             total = sum(runs.get(i)["total"] for i in ids)

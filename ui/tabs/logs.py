@@ -3,15 +3,14 @@
 from __future__ import annotations
 
 import time
-from datetime import datetime
 
 import gradio as gr
 
-from core.errors import RefineryError
 from core.services import Services
 from core.turn_filter import TurnFilter
 from ui.cards import answer_cards
-from ui.readable import cell
+from ui.errors import problem, shows_errors
+from ui.readable import cell, to_datetime
 
 PAGE_SIZE = 50
 THUMBS = {"any": None, "up": "up", "down": "down", "no thumb": "none"}
@@ -32,14 +31,6 @@ SHOWN = [
     "conversation_id",
     "response_id",
 ]
-
-
-def to_datetime(value) -> datetime | None:
-    if value in (None, ""):
-        return None
-    if isinstance(value, (int, float)):
-        return datetime.fromtimestamp(value)
-    return value if isinstance(value, datetime) else datetime.fromisoformat(str(value))
 
 
 def make_filter(text, min_rating, max_rating, thumb, date_from, date_to, page=1) -> TurnFilter:
@@ -78,14 +69,12 @@ def build_logs_tab(services: Services) -> None:
 
     filters = [text, min_rating, max_rating, thumb, date_from, date_to, page]
 
+    @shows_errors(lambda m: (problem(m), None, None), expected=(ValueError,))
     def show(*values):
-        try:
-            flt = make_filter(*values)
-        except (ValueError, RefineryError) as error:
-            return f"⚠️ {error}", None, None
-        total = services.log.count(flt)
+        flt = make_filter(*values)
+        total = services.feedback.count_turns(flt)
         offset = (max(int(values[-1] or 1), 1) - 1) * PAGE_SIZE
-        rows = services.log.query(flt, limit=PAGE_SIZE, offset=offset)
+        rows = services.feedback.turns(flt, limit=PAGE_SIZE, offset=offset)
         frame = rows[[c for c in SHOWN if c in rows.columns]].map(cell)
         pages = max(1, -(-total // PAGE_SIZE))
         return (f"{total:,} row(s) · page {int(values[-1] or 1)} of {pages}",
@@ -95,7 +84,8 @@ def build_logs_tab(services: Services) -> None:
         def run(*values):
             flt = make_filter(*values)
             name = f"interactions-{time.strftime('%Y%m%d-%H%M%S')}.{fmt}"
-            return str(services.log.export(flt, services.settings.data_dir / "exports" / name, fmt))
+            folder = services.settings.data_dir / "exports"
+            return str(services.feedback.export_turns(flt, folder / name, fmt))
 
         return run
 

@@ -7,11 +7,12 @@ import pandas as pd
 
 from core.errors import RefineryError
 from core.services import Services
+from ui.choices import adapter_choices
+from ui.errors import problem, shows_errors
 from ui.identity import user_name
 from ui.live import Live
 from ui.readable import frame, named
-from ui.tabs.knowledge import scores_markdown
-from ui.tabs.train import adapter_choices
+from ui.scores import scores_markdown
 
 COLUMNS = ["promoted", "name", "dataset", "val loss", "perplexity", "train loss", "rank", "lr",
            "epochs", "duration", "created", "base model", "id"]
@@ -76,20 +77,16 @@ def build_models_tab(services: Services, live: Live, user: gr.Textbox) -> None:
 
         outputs = [served, table, model, history, message, knows]
 
+        @shows_errors(lambda m: refreshed(problem(m)))
         def run(action, *args):
-            try:
-                note = action(*args)
-            except RefineryError as error:
-                return refreshed(f"⚠️ {error.message}")
+            note = action(*args)
             return refreshed(note)
 
+        @shows_errors(lambda m: {"error": m})
         def pick(model_id):
             if not model_id:
                 return None
-            try:
-                return registry.get(model_id).__dict__ | {"created_at": None}
-            except RefineryError as error:
-                return {"error": error.message}
+            return registry.get(model_id).__dict__ | {"created_at": None}
 
         def need(model_id):
             if not model_id:

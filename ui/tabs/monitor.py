@@ -5,9 +5,9 @@ from __future__ import annotations
 import gradio as gr
 
 from core.drift import DriftReport
-from core.errors import RefineryError
 from core.services import Services
 from ui.charts import rolling_figure, topics_figure
+from ui.errors import problem, shows_errors
 from ui.markup import as_text
 
 LABELS = {
@@ -89,16 +89,13 @@ def build_monitor_tab(services: Services) -> None:
                 with gr.Accordion("All evidence (JSON)", open=False):
                     evidence = gr.JSON()
 
+    @shows_errors(lambda m: (problem(m), None, None, None, None), expected=(TypeError, ValueError))
     def run(base, recent, prompt_base, prompt_recent, level, progress=gr.Progress()):  # noqa: B008
         progress(0.1, desc="Embedding prompts and testing the windows")
-        try:
-            report = services.drift.check(
-                baseline=int(base), window=int(recent), prompt_baseline=int(prompt_base),
-                prompt_window=int(prompt_recent), alpha=float(level),
-            )
-        except (RefineryError, TypeError, ValueError) as error:
-            message = error.message if isinstance(error, RefineryError) else str(error)
-            return f"⚠️ {as_text(message)}", None, None, None, None
+        report = services.drift.check(
+            baseline=int(base), window=int(recent), prompt_baseline=int(prompt_base),
+            prompt_window=int(prompt_recent), alpha=float(level),
+        )
         ratings = report.ratings
         return (
             alerts_markdown(report),

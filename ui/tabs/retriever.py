@@ -6,11 +6,12 @@ from __future__ import annotations
 import gradio as gr
 import pandas as pd
 
-from core.errors import InvalidInput, RefineryError
+from core.errors import InvalidInput
 from core.retrievers import EMBEDDING_DEFAULTS
 from core.services import Services
 from core.training.spec import EMBEDDING_LOSSES
 from ui.charts import evaluation_figure
+from ui.errors import problem, shows_errors, warn
 from ui.identity import user_name
 from ui.job_panel import JobPanel, estimate_for, estimate_text
 from ui.live import Live
@@ -80,44 +81,36 @@ def build_retriever_tab(services: Services, live: Live, user: gr.Textbox) -> Non
                 "eval_every": int(each or 0) or None,
             }, dataset_id=dataset_id)
 
+        @shows_errors(problem)
         def estimated(*values):
             if not values[0]:
                 return ""
-            try:
-                return estimate_text(estimate_for(services, make_spec(*values)))
-            except RefineryError as error:
-                return f"⚠️ {error.message}"
+            return estimate_text(estimate_for(services, make_spec(*values)))
 
+        @shows_errors(panel.failed)
         def begin(request: gr.Request, name, *values):
-            try:
-                spec = make_spec(*values)
-                dataset = services.datasets.get(spec.dataset_id)
-                record = runner.submit(spec, name=f"retriever · {values[1]} · {dataset.name} "
-                                       f"v{dataset.version}", user=user_name(name, request))
-            except RefineryError as error:
-                return panel.failed(error.message)
+            spec = make_spec(*values)
+            dataset = services.datasets.get(spec.dataset_id)
+            record = runner.submit(spec, name=f"retriever · {values[1]} · {dataset.name} "
+                                   f"v{dataset.version}", user=user_name(name, request))
             return panel.started(record)
 
+        @shows_errors(warn(gr.skip(), gr.skip()))
         def pick(retriever_id):
-            try:
-                return evaluation_views(services, retriever_id)
-            except RefineryError as error:
-                gr.Warning(error.message)
-                return gr.skip(), gr.skip()
+            return evaluation_views(services, retriever_id)
 
+        @shows_errors(lambda m: (problem(m), served_text(services),
+                                     gr.update(choices=retriever_choices(services))))
         def switch(action, retriever_id, name, progress):
             report = lambda f, text: progress(f, desc=text)  # noqa: E731
-            try:
-                if action == "promote":
-                    if not retriever_id:
-                        raise InvalidInput("pick a retriever first")
-                    record = retrievers.promote(retriever_id, user=name, progress=report)
-                    message = f"✅ promoted **{record.id}**; the chunk store was re-embedded."
-                else:
-                    record = retrievers.rollback(user=name, progress=report)
-                    message = f"✅ rolled back; **{record.id}** serves document search again."
-            except RefineryError as error:
-                message = f"⚠️ {error.message}"
+            if action == "promote":
+                if not retriever_id:
+                    raise InvalidInput("pick a retriever first")
+                record = retrievers.promote(retriever_id, user=name, progress=report)
+                message = f"✅ promoted **{record.id}**; the chunk store was re-embedded."
+            else:
+                record = retrievers.rollback(user=name, progress=report)
+                message = f"✅ rolled back; **{record.id}** serves document search again."
             return (message, served_text(services),
                     gr.update(choices=retriever_choices(services)))
 

@@ -5,9 +5,9 @@ from __future__ import annotations
 import gradio as gr
 import pandas as pd
 
-from core.errors import RefineryError
 from core.routing import RouteSpec
 from core.services import Services
+from ui.errors import problem, shows_errors
 from ui.markup import as_text
 
 COLUMNS = ["id", "adapter", "kind", "patterns", "threshold", "added"]
@@ -71,30 +71,24 @@ def build_routing_tab(services: Services) -> None:
         return (routes_table(services), gr.update(choices=adapter_choices(services)),
                 gr.update(choices=route_choices(services), value=None))
 
+    @shows_errors(lambda m: (problem(m), *refresh()))
     def add_route(model_id, route_kind, pattern_text, level):
-        try:
-            record = services.routing.add(RouteSpec(
-                model_id=model_id or "", kind=route_kind, patterns=parse_patterns(pattern_text),
-                threshold=float(level),
-            ))
-        except RefineryError as error:
-            return f"⚠️ {as_text(error.message)}", *refresh()
+        record = services.routing.add(RouteSpec(
+            model_id=model_id or "", kind=route_kind, patterns=parse_patterns(pattern_text),
+            threshold=float(level),
+        ))
         return f"✅ Added route {record.id} to {as_text(record.model_id)}.", *refresh()
 
+    @shows_errors(lambda m: (problem(m), *refresh()))
     def remove_route(route_id):
         if not route_id:
             return "⚠️ Pick a route to remove.", *refresh()
-        try:
-            services.routing.remove(route_id)
-        except RefineryError as error:
-            return f"⚠️ {as_text(error.message)}", *refresh()
+        services.routing.remove(route_id)
         return f"✅ Removed route {route_id}.", *refresh()
 
+    @shows_errors(problem)
     def show_preview(text):
-        try:
-            route = services.routing.preview(text)
-        except RefineryError as error:
-            return f"⚠️ {as_text(error.message)}"
+        route = services.routing.preview(text)
         return f"→ **{as_text(route.model_id)}** (route: `{route.reason.replace('`', chr(39))}`)"
 
     outputs = [status, table, adapter, chosen]

@@ -5,9 +5,9 @@ from __future__ import annotations
 
 import gradio as gr
 
-from core.errors import RefineryError
 from core.loop_state import plural
 from core.services import Services
+from ui.errors import problem, shows_errors
 from ui.live import Live
 
 COUNTS = (("documents", "document"), ("chunks", "chunk"), ("turns", "chat turn"),
@@ -30,12 +30,10 @@ def counts_markdown(counts: dict) -> str:
     return " · ".join(plural(counts[key], label) for key, label in COUNTS)
 
 
+@shows_errors(lambda m: (problem(m), gr.skip(), gr.skip(), gr.skip()))
 def views(services: Services):
     """(counts, next-step sentence, button, stage key) from the store's counts."""
-    try:
-        state = services.dashboard.loop()
-    except RefineryError as error:
-        return f"⚠️ {error.message}", gr.skip(), gr.skip(), gr.skip()
+    state = services.dashboard.loop()
     step = state["next"]
     return (counts_markdown(state["counts"]), f"### Next: {step['sentence']}",
             gr.update(value=f"{step['action']} →"), step["stage"])

@@ -5,31 +5,21 @@ from __future__ import annotations
 
 import gradio as gr
 
-from core.errors import InvalidInput, RefineryError
+from core.errors import InvalidInput
 from core.services import Services
-from core.training.spec import PRESETS, TrainingSpec
+from core.training.spec import DEFAULT, INCREMENTAL, PRESETS, TrainingSpec
+from ui.choices import KINDS, adapter_choices, dataset_choices
+from ui.errors import problem, shows_errors
 from ui.identity import user_name
 from ui.job_panel import JobPanel, estimate_for, estimate_text
 from ui.live import Live
-from ui.readable import named
 
-KINDS = ("sft", "text", "preference")
 HYPERPARAMETERS = ("lora_rank", "lora_alpha", "lora_dropout", "learning_rate", "warmup_ratio",
                    "schedule", "epochs", "batch_size", "grad_accumulation", "max_length",
                    "weight_decay", "seed", "checkpoint_every", "max_steps", "precision",
                    "dpo_beta")
 INTEGERS = ("lora_rank", "batch_size", "grad_accumulation", "max_length", "seed",
             "checkpoint_every")
-
-
-def dataset_choices(services: Services, kinds=KINDS) -> list[tuple[str, str]]:
-    return [(f"{d.name} v{d.version} · {d.kind} · {d.train_count} train / "
-             f"{d.validation_count} val", d.id)
-            for d in services.datasets.list() if d.kind in kinds]
-
-
-def adapter_choices(services: Services) -> list[tuple[str, str]]:
-    return [(named(m.name, m.id), m.id) for m in services.registry.list()]
 
 
 def build_train_tab(services: Services, live: Live, user: gr.Textbox) -> None:
@@ -41,7 +31,7 @@ def build_train_tab(services: Services, live: Live, user: gr.Textbox) -> None:
             dataset = gr.Dropdown(dataset_choices(services), label="Dataset version", scale=3)
         with gr.Row():
             preset = gr.Dropdown([(f"{k} — {v}", k) for k, v in PRESETS.items()],
-                                 value="default", label="Preset",
+                                 value=DEFAULT, label="Preset",
                                  info="teach documents / learn corrections: train on a dataset "
                                       "built with the recipe of the same name")
             parent = gr.Dropdown(adapter_choices(services), value=None,
@@ -83,31 +73,27 @@ def build_train_tab(services: Services, live: Live, user: gr.Textbox) -> None:
             for name in INTEGERS:
                 options[name] = int(options[name] or 0)
             options["base_model"] = (base or "").strip() or services.models.name
-            if preset_name == "incremental update":
+            if preset_name == INCREMENTAL:
                 options["init_adapter"] = parent_id
             return runner.make_spec(options, dataset_id=dataset_id, preset=preset_name)
 
+        @shows_errors(problem)
         def estimated(base, dataset_id, preset_name, parent_id, *values):
             if not dataset_id:
                 return ""
-            try:
-                return estimate_text(estimate_for(services, make_spec(
-                    base, dataset_id, preset_name, parent_id, values)))
-            except RefineryError as error:
-                return f"⚠️ {error.message}"
+            return estimate_text(estimate_for(services, make_spec(
+                base, dataset_id, preset_name, parent_id, values)))
 
+        @shows_errors(panel.failed)
         def begin(request: gr.Request, name, base, dataset_id, preset_name, parent_id,
                   *values):
-            try:
-                spec = make_spec(base, dataset_id, preset_name, parent_id, values)
-                found = estimate_for(services, spec)
-                if not found.kept:
-                    raise InvalidInput(found.problem())
-                dataset = services.datasets.get(dataset_id)
-                record = runner.submit(spec, name=f"{preset_name} · {dataset.name} "
-                                       f"v{dataset.version}", user=user_name(name, request))
-            except RefineryError as error:
-                return panel.failed(error.message)
+            spec = make_spec(base, dataset_id, preset_name, parent_id, values)
+            found = estimate_for(services, spec)
+            if not found.kept:
+                raise InvalidInput(found.problem())
+            dataset = services.datasets.get(dataset_id)
+            record = runner.submit(spec, name=f"{preset_name} · {dataset.name} "
+                                   f"v{dataset.version}", user=user_name(name, request))
             return panel.started(record)
 
         inputs = [base_model, dataset, preset, parent, *knobs]

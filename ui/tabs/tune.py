@@ -11,10 +11,11 @@ from core.errors import RefineryError
 from core.services import Services
 from core.training.search import SearchSpec
 from ui.charts import parameter_figure
+from ui.choices import KINDS, dataset_choices
+from ui.errors import problem, shows_errors
 from ui.job_panel import JobPanel, estimate_for, estimate_text
 from ui.live import Live
 from ui.readable import cell, short_id
-from ui.tabs.train import KINDS, dataset_choices
 
 EXAMPLE_SPACE = {"learning_rate": [1e-4, 1e-3], "lora_rank": [4, 32]}
 REFRESH_S = 3.0
@@ -64,48 +65,40 @@ def build_tune_tab(services: Services, live: Live) -> None:
         panel = JobPanel(services, live, kinds=KINDS, hint="Each trial's training job shows "
                          "here once the search starts.")
 
+        @shows_errors(lambda m: (gr.update(), problem(m), gr.skip(), gr.skip()))
         def show(search_id):
             if not search_id:
                 return gr.skip(), gr.skip(), gr.skip(), gr.skip()
-            try:
-                search = searches.get(search_id)
-            except RefineryError as error:
-                return gr.update(), f"⚠️ {error.message}", gr.skip(), gr.skip()
+            search = searches.get(search_id)
             return (gr.update(choices=[s.id for s in searches.list()], value=search.id),
                     summary(search), gr.update(value=trials_frame(search), visible=True),
                     parameter_figure(search.trials, list(search.spec.space)))
 
+        @shows_errors(problem, expected=(ValueError,))
         def estimated(dataset_id, fixed_text, budget):
             if not dataset_id:
                 return ""
-            try:
-                base = services.training.make_spec(json.loads(fixed_text or "{}"),
-                                                   dataset_id=dataset_id)
-                return (f"Each of {int(budget or 0)} trials — "
-                        + estimate_text(estimate_for(services, base)))
-            except (RefineryError, ValueError) as error:
-                return f"⚠️ {getattr(error, 'message', error)}"
+            base = services.training.make_spec(json.loads(fixed_text or "{}"),
+                                               dataset_id=dataset_id)
+            return (f"Each of {int(budget or 0)} trials — "
+                    + estimate_text(estimate_for(services, base)))
 
+        @shows_errors(lambda m: (gr.update(), problem(m), gr.skip(), gr.skip()))
         def begin(dataset_id, method_name, budget, space_text, fixed_text):
+            if not dataset_id:
+                raise RefineryError("pick a dataset version first")
             try:
-                if not dataset_id:
-                    raise RefineryError("pick a dataset version first")
-                try:
-                    space_value, options = json.loads(space_text), json.loads(fixed_text or "{}")
-                except ValueError as error:
-                    raise RefineryError(f"not valid JSON: {error}") from error
-                base = services.training.make_spec(options, dataset_id=dataset_id)
-                spec = SearchSpec(method=method_name, space=space_value, trials=int(budget))
-                search = searches.start(base, spec)
-            except RefineryError as error:
-                return gr.update(), f"⚠️ {error.message}", gr.skip(), gr.skip()
+                space_value, options = json.loads(space_text), json.loads(fixed_text or "{}")
+            except ValueError as error:
+                raise RefineryError(f"not valid JSON: {error}") from error
+            base = services.training.make_spec(options, dataset_id=dataset_id)
+            spec = SearchSpec(method=method_name, space=space_value, trials=int(budget))
+            search = searches.start(base, spec)
             return show(search.id)
 
+        @shows_errors(lambda m: (gr.update(), problem(m), gr.skip(), gr.skip()))
         def halt(search_id):
-            try:
-                searches.stop(search_id)
-            except RefineryError as error:
-                return gr.update(), f"⚠️ {error.message}", gr.skip(), gr.skip()
+            searches.stop(search_id)
             return show(search_id)
 
         outputs = [current, status, table, chart]

@@ -5,10 +5,10 @@ from __future__ import annotations
 import gradio as gr
 import pandas as pd
 
-from core.errors import RefineryError
 from core.feedback_model import labelled_turns, train_feedback_model
 from core.services import Services
 from ui.charts import feedback_words_figure
+from ui.errors import problem, shows_errors
 
 
 def highlighted_weights(text: str, weights: list[tuple[str, float]]) -> list[tuple[str, float]]:
@@ -37,12 +37,10 @@ def build_feedback_model_view(services: Services) -> None:
                                  interactive=False)
         model = gr.State(None)
 
+    @shows_errors(lambda m: (None, problem(m), None, None, gr.update()))
     def fit():
         turns = services.fairness.turns()
-        try:
-            fitted = train_feedback_model(turns)
-        except RefineryError as error:
-            return None, f"⚠️ {error.message}", None, None, gr.update()
+        fitted = train_feedback_model(turns)
         rated = labelled_turns(turns).drop_duplicates("response_id")
         options = [(f"{'👎' if r.down else '👍'} {r.prompt[:70]}", r.response_id)
                    for r in rated.itertuples()]
@@ -56,7 +54,7 @@ def build_feedback_model_view(services: Services) -> None:
     def explain_turn(fitted, response_id):
         if fitted is None:
             return "⚠️ Train the classifier first.", None, None
-        row = services.log.get_turn(response_id) if response_id else None
+        row = services.feedback.turn(response_id) if response_id else None
         if row is None:
             return "⚠️ Choose a rated turn.", None, None
         text = f"{row['prompt']} \n {row['response']}"
