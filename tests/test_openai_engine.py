@@ -12,7 +12,8 @@ from dataclasses import replace
 import httpx
 import pytest
 
-from core.generation import GenerationOptions, generate_batch, prepare_prompt
+from core.engines.run import generate_batch
+from core.generation import GenerationOptions, prepare_prompt
 from core.registry import ModelRegistry
 from core.settings import Settings, parse_settings
 from core.store import open_database
