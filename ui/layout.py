@@ -61,12 +61,12 @@ def build_app(services: Services) -> gr.Blocks:
             build_documents_tab(services, live)
             build_chat_tab(services, user)
             with gr.Tab("Curate", id="stage-curate"), gr.Tabs() as stages["stage-curate"]:
-                selection = build_feedback_tab(services, live)
+                selection = build_feedback_tab(services, live, user)
                 build_datasets_tab(services, live, selection)
                 build_logs_tab(services)
             with gr.Tab("Training", id="stage-train"), gr.Tabs() as stages["stage-train"]:
                 build_train_tab(services, live, user)
-                build_tune_tab(services, live)
+                build_tune_tab(services, live, user)
                 build_retriever_tab(services, live, user)
             with gr.Tab("Compare & evaluate", id="stage-compare"), \
                     gr.Tabs() as stages["stage-compare"]:

@@ -47,6 +47,7 @@ class SearchBody(Strict):
     space: dict[str, list[float]]  # grid: values; bayesian: [low, high]
     trials: int = 8
     seed: int = 0
+    user: str = "anonymous"
 
 
 class RenameBody(Strict):
@@ -121,12 +122,13 @@ def build_training_router(services: Services) -> APIRouter:
         return job_json(runner.resume(job_id))
 
     @router.post("/training/searches", status_code=201)
-    def create_search(body: SearchBody) -> dict:
+    def create_search(body: SearchBody, http: Request) -> dict:
         base = runner.make_spec(body.config, dataset_id=body.dataset_id)
         spec = SearchSpec(method=body.method, space=body.space, trials=body.trials,
                           seed=body.seed)
         return services.searches.start(base, spec, train=body.train, validation=body.validation,
-                                       kind=body.kind).to_dict()
+                                       kind=body.kind,
+                                       user=request_user(http, body.user)).to_dict()
 
     @router.get("/training/searches/{search_id}")
     def get_search(search_id: str) -> dict:

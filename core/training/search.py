@@ -15,6 +15,7 @@ import uuid
 from dataclasses import dataclass, field, replace
 from datetime import datetime
 
+from core.auth import ANONYMOUS
 from core.errors import InvalidInput, NotFound
 from core.training.spec import TrainingSpec
 
@@ -70,6 +71,7 @@ class Search:
     status: str = "running"
     trials: list[dict] = field(default_factory=list)  # {job_id, params, status, val_loss}
     error: str | None = None
+    user: str = ANONYMOUS  # who started it; every trial's job is recorded under this name
 
     @property
     def best(self) -> dict | None:
@@ -79,7 +81,7 @@ class Search:
     def to_dict(self) -> dict:
         return {"id": self.id, "method": self.spec.method, "space": self.spec.space,
                 "budget": self.spec.trials, "status": self.status, "trials": self.trials,
-                "best": self.best, "error": self.error,
+                "best": self.best, "error": self.error, "user": self.user,
                 "created_at": self.created_at.isoformat()}
 
 
@@ -93,9 +95,9 @@ class SearchService:
         self._stop: dict[str, threading.Event] = {}
 
     def start(self, base: TrainingSpec, spec: SearchSpec, *, train=None, validation=None,
-              kind: str | None = None) -> Search:
+              kind: str | None = None, user: str = ANONYMOUS) -> Search:
         self.runner.resolve_data(base, train, validation, kind)  # bad data fails here, at once
-        search = Search(uuid.uuid4().hex[:10], spec, base, datetime.now())
+        search = Search(uuid.uuid4().hex[:10], spec, base, datetime.now(), user=user)
         self._searches[search.id] = search
         self._stop[search.id] = threading.Event()
         data = {"train": train, "validation": validation, "kind": kind}
@@ -126,7 +128,7 @@ class SearchService:
     def _trial(self, search: Search, params: dict, data: dict) -> float | None:
         spec = replace(search.base, name=f"search {search.id} #{len(search.trials) + 1}", **{
             name: SEARCHABLE[name](value) for name, value in params.items()})
-        job = self.runner.submit(spec, **data, name=spec.name)
+        job = self.runner.submit(spec, **data, name=spec.name, user=search.user)
         trial = {"job_id": job.id, "params": params, "status": job.status, "val_loss": None}
         search.trials.append(trial)
         while (record := self.runner.get(job.id)).status not in ("completed", "stopped",

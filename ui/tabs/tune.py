@@ -11,6 +11,7 @@ from core.errors import RefineryError
 from core.services import Services
 from core.training.search import SearchSpec
 from ui.charts import parameter_figure
+from ui.identity import user_name
 from ui.job_panel import JobPanel, estimate_for, estimate_text
 from ui.live import Live
 from ui.readable import cell, short_id
@@ -30,8 +31,8 @@ def trials_frame(search) -> pd.DataFrame:
 
 def summary(search) -> str:
     best = search.best
-    text = (f"Search `{search.id}` · {search.spec.method} · **{search.status}** · "
-            f"{len(search.trials)}/{search.spec.trials} trials")
+    text = (f"Search `{search.id}` by {search.user} · {search.spec.method} · "
+            f"**{search.status}** · {len(search.trials)}/{search.spec.trials} trials")
     if best:
         params = ", ".join(f"{k} {cell(v)}" for k, v in best["params"].items())
         text += (f"\n\nBest: val loss **{best['val_loss']:.4f}** with {params}; its "
@@ -39,7 +40,7 @@ def summary(search) -> str:
     return text + (f"\n\n⚠️ {search.error}" if search.error else "")
 
 
-def build_tune_tab(services: Services, live: Live) -> None:
+def build_tune_tab(services: Services, live: Live, user: gr.Textbox) -> None:
     searches = services.searches
     with gr.Tab("Tune", id="tune"):
         gr.Markdown("Search learning rate, LoRA rank, epochs and dropout. Each trial is a "
@@ -86,7 +87,8 @@ def build_tune_tab(services: Services, live: Live) -> None:
             except (RefineryError, ValueError) as error:
                 return f"⚠️ {getattr(error, 'message', error)}"
 
-        def begin(dataset_id, method_name, budget, space_text, fixed_text):
+        def begin(name, dataset_id, method_name, budget, space_text, fixed_text,
+                  request: gr.Request):
             try:
                 if not dataset_id:
                     raise RefineryError("pick a dataset version first")
@@ -96,7 +98,7 @@ def build_tune_tab(services: Services, live: Live) -> None:
                     raise RefineryError(f"not valid JSON: {error}") from error
                 base = services.training.make_spec(options, dataset_id=dataset_id)
                 spec = SearchSpec(method=method_name, space=space_value, trials=int(budget))
-                search = searches.start(base, spec)
+                search = searches.start(base, spec, user=user_name(name, request))
             except RefineryError as error:
                 return gr.update(), f"⚠️ {error.message}", gr.skip(), gr.skip()
             return show(search.id)
@@ -109,7 +111,7 @@ def build_tune_tab(services: Services, live: Live) -> None:
             return show(search_id)
 
         outputs = [current, status, table, chart]
-        start.click(begin, [dataset, method, trials, space, fixed], outputs)
+        start.click(begin, [user, dataset, method, trials, space, fixed], outputs)
         stop.click(halt, current, outputs)
         current.input(show, current, outputs)
         for box in (dataset, fixed, trials):
