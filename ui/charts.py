@@ -102,9 +102,10 @@ def loss_figure(history: dict, *, title: str = "") -> go.Figure:
     figure = go.Figure()
     train = history.get("train") or []
     val = history.get("validation") or []
-    if train:
+    if train:  # a short run's few points need markers (one point draws no line)
         figure.add_trace(go.Scatter(x=[s for s, _ in train], y=[v for _, v in train],
-                                    mode="lines", name="training loss"))
+                                    mode="lines" if len(train) > 30 else "lines+markers",
+                                    name="training loss"))
     if val:
         figure.add_trace(go.Scatter(x=[s for s, _ in val], y=[v for _, v in val],
                                     mode="lines+markers", name="validation loss"))
@@ -117,8 +118,12 @@ def loss_figure(history: dict, *, title: str = "") -> go.Figure:
     if any(series.get(key) for key, _, _ in MARGIN_SERIES):
         figure.update_layout(yaxis2={"title": "reward margin", "overlaying": "y",
                                      "side": "right", "showgrid": False})
+    steps = [s for s, _ in train + val]
+    # Steps are whole numbers: a short run gets one tick per step, never "1.5".
+    xaxis = {"dtick": 1} if steps and max(steps) <= 12 else {"tickformat": "d"}
     figure.update_layout(title=title or None, xaxis_title="optimizer step", yaxis_title="loss",
-                         height=340, margin={"l": 40, "r": 10, "t": 40 if title else 10, "b": 40},
+                         xaxis=xaxis, height=340,
+                         margin={"l": 40, "r": 10, "t": 40 if title else 10, "b": 40},
                          legend={"orientation": "h", "y": 1.1})
     return tidy(figure)
 

@@ -72,7 +72,7 @@ def build_app(services: Services) -> gr.Blocks:
                     gr.Tabs() as stages["stage-compare"]:
                 build_compare_tab(services, user)
                 build_evaluate_tab(services, live)
-                build_knowledge_tab(services)
+                build_knowledge_tab(services, live)
             with gr.Tab("Audit", id="stage-audit"), gr.Tabs() as stages["stage-audit"]:
                 build_explain_tab(services, live)
                 build_fairness_tab(services, blocks)

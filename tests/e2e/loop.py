@@ -19,7 +19,7 @@ STAGES = ["Start", "Documents", "Chat", "Curate", "Training", "Compare & evaluat
           "Operate"]
 STAGE_OF = {**dict.fromkeys(["Feedback", "Datasets", "Logs"], "Curate"),
             **dict.fromkeys(["Train", "Tune", "Retriever"], "Training"),
-            **dict.fromkeys(["Compare", "Evaluate"], "Compare & evaluate"),
+            **dict.fromkeys(["Compare", "Evaluate", "Knowledge"], "Compare & evaluate"),
             **dict.fromkeys(["Explain", "Bias", "Monitor"], "Audit"),
             **dict.fromkeys(["Models", "Routing", "Automation", "Dashboard"], "Operate")}
 LONG_MS = 240_000  # a step that trains or explains on a 2-core CPU
@@ -191,7 +191,7 @@ class Loop:
         self.shot("06-compare")
         return voted
 
-    def explain(self, prompt: str) -> Locator:
+    def explain(self, prompt: str, *, shot: str = "07-explain") -> Locator:
         panel = self.open_tab("Explain")
         self.field(panel, "Prompt").fill(prompt)
         self.set_number(panel, "Evaluations per method", 16)
@@ -199,7 +199,7 @@ class Loop:
         done = panel.get_by_text(re.compile(r"^Done\.$"))
         expect(done).to_be_visible(timeout=self.long_ms)
         expect(panel.get_by_text(re.compile(r"SHAP-LIME rank agreement")).first).to_be_visible()
-        self.shot("07-explain", top=done)
+        self.shot(shot, top=done)
         return panel
 
     def bias_report(self) -> Locator:

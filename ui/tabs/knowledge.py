@@ -10,6 +10,7 @@ import pandas as pd
 from core.errors import InvalidInput, RefineryError
 from core.knowledge.check import BuildRequest
 from core.services import Services
+from ui.live import Live
 from ui.uploads import uploaded_file
 
 ITEM_COLUMNS = ["id", "question", "reference", "source", "origin"]
@@ -53,7 +54,7 @@ def table_rows(frame: pd.DataFrame) -> list[dict]:
     return rows
 
 
-def build_knowledge_tab(services: Services) -> None:
+def build_knowledge_tab(services: Services, live: Live) -> None:
     knowledge, runs = services.knowledge, services.knowledge_runs
     model_choices = services.arena.resolver.choices
 
@@ -196,3 +197,7 @@ def build_knowledge_tab(services: Services) -> None:
     export.click(export_check, [check, fmt], [download, status])
     run.click(start_runs, [check, model, grounding, general], views)
     pick.change(answers_of, [pick], [answers])
+    # Scores, checks and models follow the store (a run finished elsewhere, a new adapter).
+    live.on_change(lambda: (scores_markdown(services),
+                            gr.update(choices=check_choices(services)),
+                            gr.update(choices=model_choices())), None, [scores, check, model])
