@@ -123,6 +123,8 @@ def first_question(api: str) -> str:
 def take(loop, api: str, adapter: str, question: str) -> None:
     from playwright.sync_api import expect
 
+    from tests.e2e.conftest import VIEWPORT
+
     start = loop.open_tab("Start")
     expect(start.locator("#next-step")).to_contain_text("Next:")
     loop.shot("01-start")
@@ -132,7 +134,9 @@ def take(loop, api: str, adapter: str, question: str) -> None:
     loop.chat(question, max_new_tokens=48, grounded=True)
     expect(chat.get_by_text(re.compile(r"\[1\]")).first).to_be_visible()
     expect(chat.locator("#chat-sources")).to_contain_text("[1]")
-    loop.shot("02-chat", top=loop.page.get_by_role("tablist").first)  # answer and sources
+    loop.page.set_viewport_size({"width": VIEWPORT["width"], "height": 960})  # and the sources
+    loop.shot("02-chat", top=loop.page.get_by_role("tablist").first)
+    loop.page.set_viewport_size(VIEWPORT)
 
     train = loop.open_tab("Train")
     job = next(j for j in call("GET", f"{api}/training/jobs")["items"]
@@ -143,9 +147,13 @@ def take(loop, api: str, adapter: str, question: str) -> None:
     loop.shot("03-train", top=train.get_by_role("button", name="Stop (save)"))
 
     knowledge = loop.open_tab("Knowledge")
+    checks = call("GET", f"{api}/knowledge-checks")["items"]
+    loop.choose(knowledge, "Knowledge check", checks[0]["name"])  # its runs, newest first
     expect(knowledge.get_by_text(re.compile(r"knows \d+/\d+ of your facts")).first).to_be_visible()
     loop.shot("04-knowledge")
 
+    explain = loop.open_tab("Explain")  # base and the adapter side by side
+    loop.choose(explain, "Second model (optional)", adapter)
     loop.explain(question, shot="05-audit")
 
 

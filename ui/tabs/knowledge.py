@@ -11,20 +11,30 @@ from core.errors import InvalidInput, RefineryError
 from core.knowledge.check import BuildRequest
 from core.services import Services
 from ui.live import Live
+from ui.readable import frame, named
 from ui.uploads import uploaded_file
 
 ITEM_COLUMNS = ["id", "question", "reference", "source", "origin"]
-RUN_COLUMNS = ["id", "created_at", "kind", "model", "grounded", "status", "done", "total",
-               "correct", "fact_match", "token_f1", "trigger", "error"]
+RUN_COLUMNS = ["created_at", "kind", "model", "grounded", "status", "done", "total",
+               "correct", "fact_match", "token_f1", "trigger", "error", "id"]
 ANSWER_COLUMNS = ["question", "reference", "answer", "match", "f1"]
 POLL_S = 1.0
+
+
+def model_name(services: Services, model: str) -> str:
+    """"kettle facts · 16050bcc" for an adapter id; other names as they are."""
+    try:
+        return named(services.registry.get(model).name, model)
+    except RefineryError:
+        return model
 
 
 def scores_markdown(services: Services, models: list[str] | None = None) -> str:
     """One line per model: "knows X/N of your facts (grounded Y/N), general Z/M"."""
     scores = services.knowledge_scores
     rows = scores.table() if models is None else [scores.of(m) for m in models]
-    return "\n".join(f"- **{row['model']}**: {row['line']}" for row in rows)
+    return "\n".join(f"- **{model_name(services, row['model'])}**: {row['line']}"
+                     for row in rows)
 
 
 def check_choices(services: Services) -> list[tuple[str, str]]:
@@ -37,10 +47,11 @@ def items_frame(services: Services, check_id: str | None) -> pd.DataFrame:
     return pd.DataFrame(items, columns=ITEM_COLUMNS)
 
 
-def runs_frame(runs: list[dict]) -> pd.DataFrame:
-    rows = [{**run, **{k: (run["summary"] or {}).get(k) for k in
-                       ("correct", "fact_match", "token_f1")}} for run in runs]
-    return pd.DataFrame(rows, columns=RUN_COLUMNS).round({"fact_match": 3, "token_f1": 3})
+def runs_frame(services: Services, runs: list[dict]) -> pd.DataFrame:
+    rows = [{**run, "model": model_name(services, run["model"]),
+             **{k: (run["summary"] or {}).get(k) for k in ("correct", "fact_match", "token_f1")}}
+            for run in runs]
+    return frame(rows, RUN_COLUMNS, ids=("id",))
 
 
 def table_rows(frame: pd.DataFrame) -> list[dict]:
@@ -103,7 +114,7 @@ def build_knowledge_tab(services: Services, live: Live) -> None:
 
     def show(check_id, note=""):
         listed = run_list(check_id)
-        return (note, items_frame(services, check_id), runs_frame(listed),
+        return (note, items_frame(services, check_id), runs_frame(services, listed),
                 gr.update(choices=[(f"{r['kind']} · {r['model']} · "
                                     f"{'grounded' if r['grounded'] else 'ungrounded'} · "
                                     f"{r['status']}", r["id"]) for r in listed]),
