@@ -63,7 +63,7 @@ def build_app(services: Services) -> gr.Blocks:
             with gr.Tab("Curate", id="stage-curate"), gr.Tabs() as stages["stage-curate"]:
                 selection = build_feedback_tab(services, live, user)
                 build_datasets_tab(services, live, selection)
-                build_logs_tab(services)
+                build_logs_tab(services, live)
             with gr.Tab("Training", id="stage-train"), gr.Tabs() as stages["stage-train"]:
                 build_train_tab(services, live, user)
                 build_tune_tab(services, live, user)

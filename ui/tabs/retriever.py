@@ -66,7 +66,7 @@ def build_retriever_tab(services: Services, live: Live, user: gr.Textbox) -> Non
             promote = gr.Button("Promote (re-embed documents)", variant="primary")
             rollback = gr.Button("Roll back last promotion")
         outcome = gr.Markdown()
-        with gr.Row():
+        with gr.Row(visible=False) as results:  # once a retriever is picked
             table = gr.Dataframe(label="Held-out retrieval, before → after", interactive=False)
             figure = gr.Plot(label="Before and after")
 
@@ -100,10 +100,10 @@ def build_retriever_tab(services: Services, live: Live, user: gr.Textbox) -> Non
 
         def pick(retriever_id):
             try:
-                return evaluation_views(services, retriever_id)
+                return *evaluation_views(services, retriever_id), gr.update(visible=True)
             except RefineryError as error:
                 gr.Warning(error.message)
-                return gr.skip(), gr.skip()
+                return gr.skip(), gr.skip(), gr.skip()
 
         def switch(action, retriever_id, name, progress):
             report = lambda f, text: progress(f, desc=text)  # noqa: E731
@@ -133,7 +133,7 @@ def build_retriever_tab(services: Services, live: Live, user: gr.Textbox) -> Non
         start.click(begin, [user, *inputs], panel.outputs)
         for box in (dataset, epochs, batch):
             box.change(estimated, inputs, panel.estimate, show_progress="hidden")
-        retriever.input(pick, retriever, [table, figure])
+        retriever.input(pick, retriever, [table, figure, results])
         promote.click(promote_with_progress, [retriever, user], [outcome, served, retriever])
         rollback.click(rollback_with_progress, user, [outcome, served, retriever])
         live.on_change(lambda: (gr.update(choices=dataset_choices(services)),

@@ -59,7 +59,7 @@ def build_tune_tab(services: Services, live: Live, user: gr.Textbox) -> None:
             current = gr.Dropdown([s.id for s in searches.list()], label="Search")
         status = gr.Markdown()
         table = gr.Dataframe(label="Trials", interactive=False, visible=False)
-        chart = gr.Plot(label="Validation loss against parameters")
+        chart = gr.Plot(label="Validation loss against parameters", visible=False)
         timer = gr.Timer(REFRESH_S)
         gr.Markdown("### Trial jobs")
         panel = JobPanel(services, live, kinds=KINDS, hint="Each trial's training job shows "
@@ -74,7 +74,8 @@ def build_tune_tab(services: Services, live: Live, user: gr.Textbox) -> None:
                 return gr.update(), f"⚠️ {error.message}", gr.skip(), gr.skip()
             return (gr.update(choices=[s.id for s in searches.list()], value=search.id),
                     summary(search), gr.update(value=trials_frame(search), visible=True),
-                    parameter_figure(search.trials, list(search.spec.space)))
+                    gr.update(value=parameter_figure(search.trials, list(search.spec.space)),
+                              visible=True))
 
         def estimated(dataset_id, fixed_text, budget):
             if not dataset_id:
