@@ -70,7 +70,7 @@ def build_app(services: Services) -> gr.Blocks:
                 build_retriever_tab(services, live, user)
             with gr.Tab("Compare & evaluate", id="stage-compare"), \
                     gr.Tabs() as stages["stage-compare"]:
-                build_compare_tab(services, user)
+                build_compare_tab(services, live, user)
                 build_evaluate_tab(services, live)
                 build_knowledge_tab(services, live)
             with gr.Tab("Audit", id="stage-audit"), gr.Tabs() as stages["stage-audit"]:

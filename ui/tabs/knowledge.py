@@ -69,7 +69,7 @@ def build_knowledge_tab(services: Services, live: Live) -> None:
     knowledge, runs = services.knowledge, services.knowledge_runs
     model_choices = services.arena.resolver.choices
 
-    with gr.Tab("Knowledge", id="knowledge"):
+    with gr.Tab("Knowledge", id="knowledge") as tab:
         gr.Markdown("Does the model know your documents' facts, and has it kept its general "
                     "ability? A check's questions never train.")
         scores = gr.Markdown(scores_markdown(services))
@@ -82,7 +82,9 @@ def build_knowledge_tab(services: Services, live: Live) -> None:
                 most = gr.Number(20, label="At most this many items", precision=0, minimum=1)
                 build = gr.Button("Build check", variant="primary")
         with gr.Row():
-            check = gr.Dropdown(check_choices(services), label="Knowledge check", scale=3)
+            listed = check_choices(services)  # the newest check is shown first
+            check = gr.Dropdown(listed, value=listed[0][1] if listed else None,
+                                label="Knowledge check", scale=3)
             refresh = gr.Button("↻", scale=0)
         status = gr.Markdown()
         items = gr.Dataframe(pd.DataFrame(columns=ITEM_COLUMNS), label="Items (edit cells, add "
@@ -104,9 +106,9 @@ def build_knowledge_tab(services: Services, live: Live) -> None:
             general = gr.Checkbox(True, label="Also the general-ability set")
             run = gr.Button("Run check", variant="primary")
         history = gr.Dataframe(label="Runs of this check (and general runs)", interactive=False,
-                               wrap=True)
+                               wrap=True, visible=False)
         pick = gr.Dropdown([], label="Show a run's answers")
-        answers = gr.Dataframe(label="Answers", interactive=False, wrap=True)
+        answers = gr.Dataframe(label="Answers", interactive=False, wrap=True, visible=False)
 
     def run_list(check_id):
         found = (runs.list(check_id) if check_id else []) + runs.list(kind="general")
@@ -114,7 +116,8 @@ def build_knowledge_tab(services: Services, live: Live) -> None:
 
     def show(check_id, note=""):
         listed = run_list(check_id)
-        return (note, items_frame(services, check_id), runs_frame(services, listed),
+        return (note, items_frame(services, check_id),
+                gr.update(value=runs_frame(services, listed), visible=bool(listed)),
                 gr.update(choices=[(f"{r['kind']} · {r['model']} · "
                                     f"{'grounded' if r['grounded'] else 'ungrounded'} · "
                                     f"{r['status']}", r["id"]) for r in listed]),
@@ -194,12 +197,13 @@ def build_knowledge_tab(services: Services, live: Live) -> None:
 
     def answers_of(run_id):
         if not run_id:
-            return pd.DataFrame(columns=ANSWER_COLUMNS)
+            return gr.update(visible=False)
         run = runs.get(run_id)
-        return pd.DataFrame(run["items"] or [], columns=ANSWER_COLUMNS).round({"f1": 3})
+        return gr.update(value=frame(run["items"] or [], ANSWER_COLUMNS), visible=True)
 
     build.click(start_build, [name, documents, most], [check, *views])
     check.change(show, [check], views)
+    tab.select(show, [check], views)
     refresh.click(reload, [check], [check, model, documents, *views])
     save.click(lambda c, f: act(lambda i, rows: knowledge.replace_items(i, rows), c,
                                 table_rows(f)), [check, items], [check, *views])
