@@ -175,7 +175,7 @@ def build_evaluate_tab(services: Services, live: Live) -> None:
             choices=experiment_choices(services), value=record.id)
 
     run.click(evaluate, [models, dataset, upload, max_new, limit, grounded],
-              [status, table, chart, pick])
+              [status, table, chart, pick], show_progress_on=status)
     cancel.click(stop_evaluation, None, None, concurrency_limit=None)
     show.click(show_runs, [pick], [table, chart, history])
     live.on_change(reload, None, [models, dataset, pick, arm_a, arm_b, experiment])

@@ -161,7 +161,7 @@ def build_explain_tab(services: Services, live: Live) -> None:
 
     turn.change(load_turn, turn, [prompt, answer])
     run.click(explain, [prompt, answer, model_a, model_b, methods, budget],
-              [status, last, *sides, *columns, export_json])
+              [status, last, *sides, *columns, export_json], show_progress_on=status)
     stop.click(cancel, None, status)
     export_json.click(export, last, [files, status])
     live.on_change(refresh_choices, None, [turn, model_a, model_b])

@@ -226,11 +226,12 @@ def build_fairness_tab(services: Services, page: gr.Blocks) -> None:
     upload.change(safe_choose, [source, upload], [upload, features, tuned])
     run.click(build, [source, upload, features, tuned, n_boot],
               [status, last, disparities, change, base_table, tuned_table, *plots.values(),
-               export])
+               export], show_progress_on=status)
     page.load(safe_choose, [source, upload], [upload, features, tuned])  # the models at once
     stop.click(cancel, None, status)
     export.click(export_report, last, [files, status])
     attribute.change(lambda name: format_groups(DEFAULT_TERMS[name]), attribute, terms)
     probe.click(run_probes, [templates, terms, reference, probe_models],
-                [probe_status, probe_state, gaps, by_group, probe_plot, answers, probe_export])
+                [probe_status, probe_state, gaps, by_group, probe_plot, answers, probe_export],
+                show_progress_on=probe_status)
     probe_export.click(export_probes, probe_state, [files, probe_status])

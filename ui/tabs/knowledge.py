@@ -201,7 +201,7 @@ def build_knowledge_tab(services: Services, live: Live) -> None:
         run = runs.get(run_id)
         return gr.update(value=frame(run["items"] or [], ANSWER_COLUMNS), visible=True)
 
-    build.click(start_build, [name, documents, most], [check, *views])
+    build.click(start_build, [name, documents, most], [check, *views], show_progress_on=status)
     check.change(show, [check], views)
     tab.select(show, [check], views)
     refresh.click(reload, [check], [check, model, documents, *views])
@@ -210,7 +210,7 @@ def build_knowledge_tab(services: Services, live: Live) -> None:
     delete.click(lambda c: act(knowledge.delete, c), [check], [check, *views])
     upload.upload(import_check, [upload], [check, *views])
     export.click(export_check, [check, fmt], [download, status])
-    run.click(start_runs, [check, model, grounding, general], views)
+    run.click(start_runs, [check, model, grounding, general], views, show_progress_on=status)
     pick.change(answers_of, [pick], [answers])
     # Scores, checks and models follow the store (a run finished elsewhere, a new adapter).
     live.on_change(lambda: (scores_markdown(services),

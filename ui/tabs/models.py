@@ -107,7 +107,7 @@ def build_models_tab(services: Services, live: Live, user: gr.Textbox) -> None:
 
             return run(work)
 
-        export.click(exported, [model, export_format], outputs)
+        export.click(exported, [model, export_format], outputs, show_progress_on=outputs[0])
         live.on_change(lambda: refreshed()[:4], None, outputs[:4])
         model.change(pick, model, details)
         rename.click(lambda m, n: run(lambda: f"Renamed to {registry.rename(need(m), n).name}."),

@@ -134,8 +134,10 @@ def build_retriever_tab(services: Services, live: Live, user: gr.Textbox) -> Non
         for box in (dataset, epochs, batch):
             box.change(estimated, inputs, panel.estimate, show_progress="hidden")
         retriever.input(pick, retriever, [table, figure, results])
-        promote.click(promote_with_progress, [retriever, user], [outcome, served, retriever])
-        rollback.click(rollback_with_progress, user, [outcome, served, retriever])
+        promote.click(promote_with_progress, [retriever, user], [outcome, served, retriever],
+                      show_progress_on=outcome)
+        rollback.click(rollback_with_progress, user, [outcome, served, retriever],
+                       show_progress_on=outcome)
         live.on_change(lambda: (gr.update(choices=dataset_choices(services)),
                                 gr.update(choices=retriever_choices(services)),
                                 served_text(services)), None, [dataset, retriever, served])
