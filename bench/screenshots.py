@@ -91,22 +91,44 @@ def prepare(api: str) -> None:
     lines = "".join(json.dumps({"question": q, "reference": r}) + "\n" for q, r in FACTS)
     check = call("POST", f"{api}/knowledge-checks/import",
                  files={"file": ("kettle-facts.jsonl", lines.encode(), "application/jsonl")})
-    for model in ("base", done["model_id"]):
-        started = call("POST", f"{api}/knowledge-checks/{check['id']}/runs",
+    run_check(api, check["id"], ["base", done["model_id"]])
+
+
+def run_check(api: str, check_id: str, models: list[str]) -> None:
+    for model in models:
+        started = call("POST", f"{api}/knowledge-checks/{check_id}/runs",
                        json={"model": model, "general": True})
         for run_id in started["run_ids"]:
             wait(lambda r=run_id: call("GET", f"{api}/knowledge-runs/{r}")["status"]
                  in ("done", "failed") or None, "a knowledge run")
 
 
+def scored(api: str) -> list[dict]:
+    return [row for row in call("GET", f"{api}/knowledge-scores")["items"]
+            if row["model"] != "base" and row["known"]]
+
+
 def taught_adapter(api: str) -> dict:
-    """The adapter that knows the most facts by the latest knowledge check."""
-    scores = [row for row in call("GET", f"{api}/knowledge-scores")["items"]
-              if row["model"] != "base" and row["known"]]
-    if not scores:
-        raise SystemExit("the data dir has no adapter with knowledge-check scores; run "
-                         "bench/knowledge.py first or leave out --data-dir")
-    return max(scores, key=lambda row: (row["known"]["correct"], row["model"]))
+    """The adapter that knows the most facts by the latest knowledge check. A data dir without
+    knowledge-check runs gets a check of the knowledge benchmark's facts on its documents, run
+    on base and every adapter."""
+    if not scored(api):
+        adapters = [m["id"] for m in call("GET", f"{api}/models")["items"]]
+        if not adapters:
+            raise SystemExit("the data dir has no trained adapter")
+        names = {d["name"] for d in call("GET", f"{api}/documents")["items"]}
+        facts = [json.loads(line) for line in KNOWLEDGE_FACTS.read_text().splitlines()]
+        lines = "".join(json.dumps({"question": f["question"], "reference": f["answer"]}) + "\n"
+                        for f in facts if f["document"] in names)
+        if not lines:
+            raise SystemExit("no knowledge-check scores, and none of the benchmark's facts "
+                             "come from this data dir's documents")
+        print(f"no knowledge-check scores: running the facts check on base and {adapters}",
+              flush=True)
+        check = call("POST", f"{api}/knowledge-checks/import",
+                     files={"file": ("facts.jsonl", lines.encode(), "application/jsonl")})
+        run_check(api, check["id"], ["base", *adapters])
+    return max(scored(api), key=lambda row: (row["known"]["correct"], row["model"]))
 
 
 def first_question(api: str) -> str:
