@@ -26,6 +26,13 @@ def whole_numbers(last: float | None) -> dict:
     return {"dtick": 1} if last is not None and last <= 12 else {"tickformat": "d"}
 
 
+def padded(bounds: list[float]) -> list[float]:
+    """A fixed range with room at both ends, so a point on a bound is drawn whole."""
+    low, high = bounds
+    room = (high - low) * 0.05
+    return [low - room, high + room]
+
+
 def empty_note(figure: go.Figure, text: str) -> go.Figure:
     """A chart with no data says why instead of drawing bare axes."""
     figure.add_annotation(text=text, showarrow=False, x=0.5, y=0.5, xref="paper", yref="paper")
@@ -44,7 +51,7 @@ def ratings_figure(per_day: list[dict]) -> go.Figure:
     figure.add_scatter(x=days, y=[row["thumbs_up_rate"] for row in per_day],
                        name="thumbs-up rate", mode="lines+markers", secondary_y=True)
     figure.update_yaxes(title_text="ratings", secondary_y=False)
-    figure.update_yaxes(title_text="thumbs-up rate", range=[0, 1], secondary_y=True)
+    figure.update_yaxes(title_text="thumbs-up rate", range=padded([0, 1]), secondary_y=True)
     xaxis = {"type": "date", "tickformat": "%b %d"}
     if days:
         first, last = date.fromisoformat(days[0]), date.fromisoformat(days[-1])
@@ -87,7 +94,7 @@ def rolling_figure(stream: dict, *, title: str, y_title: str, y_range=None) -> g
     figure.update_layout(title=title, xaxis_title="rating (oldest → newest)", yaxis_title=y_title,
                          xaxis=whole_numbers(len(values)), height=300,
                          margin={"l": 40, "r": 10, "t": 40, "b": 40},
-                         yaxis={"range": y_range} if y_range else {})
+                         yaxis={"range": padded(y_range)} if y_range else {})
     return tidy(figure)
 
 
