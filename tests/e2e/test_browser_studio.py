@@ -129,3 +129,18 @@ def test_labels_are_the_users_and_empty_boxes_stay_hidden(page, parrot_app):
         expect(panel.get_by_text("Exported report").filter(visible=True)).to_have_count(0)
     no_sides = panel.get_by_label("Answer", exact=True).filter(visible=True)
     expect(no_sides).to_have_count(0)  # Explain shows no empty answer boxes
+
+
+def test_knowledge_scores_show_when_a_run_finishes_elsewhere(page, parrot_app):
+    loop = Loop(page, parrot_app.api)
+    knowledge = loop.open_tab("Knowledge")  # opened before the check exists
+    lines = b'{"question": "How long is the warranty?", "reference": "two years"}\n'
+    check = post(parrot_app.api, "/knowledge-checks/import",
+                 files={"file": ("warranty.jsonl", lines, "application/jsonl")})
+    started = post(parrot_app.api, f"/knowledge-checks/{check['id']}/runs",
+                   json={"model": "base", "grounded": [False]})
+    expect(knowledge.get_by_text(re.compile(r"knows \d/1 of your facts")).first).to_be_visible()
+    runs = [loop.get(f"/knowledge-runs/{run_id}") for run_id in started["run_ids"]]
+    assert {run["status"] for run in runs} == {"done"}
+    models = loop.open_tab("Models")  # the same line there, no refresh pressed
+    expect(models.get_by_text(re.compile(r"knows \d/1 of your facts")).first).to_be_visible()
