@@ -217,7 +217,7 @@ def main() -> None:
         browser.close()
     for name in SHOTS:
         png = args.out / f"{name}.png"
-        print(f"{png.relative_to(ROOT)}: {png.stat().st_size / 1024:.0f} KB")
+        print(f"{png}: {png.stat().st_size / 1024:.0f} KB")
 
 
 if __name__ == "__main__":
