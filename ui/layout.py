@@ -75,7 +75,7 @@ def build_app(services: Services) -> gr.Blocks:
                 build_knowledge_tab(services, live)
             with gr.Tab("Audit", id="stage-audit"), gr.Tabs() as stages["stage-audit"]:
                 build_explain_tab(services, live)
-                build_fairness_tab(services, blocks)
+                build_fairness_tab(services, blocks, live)
                 build_monitor_tab(services)
             with gr.Tab("Operate", id="stage-operate"), gr.Tabs() as stages["stage-operate"]:
                 build_models_tab(services, live, user)

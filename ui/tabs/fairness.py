@@ -15,6 +15,7 @@ from core.reports import Section, write_report
 from core.services import Services
 from core.store.fairness import SENSITIVE_COLUMNS
 from ui.charts import group_metric_figure, probe_figure
+from ui.live import Live
 from ui.tabs.explain import model_choices
 from ui.uploads import uploaded_file
 
@@ -66,7 +67,7 @@ def table_update(table):
     return gr.update(value=table, visible=table is not None)
 
 
-def build_fairness_tab(services: Services, page: gr.Blocks) -> None:
+def build_fairness_tab(services: Services, page: gr.Blocks, live: Live) -> None:
     stops: dict[str, threading.Event] = {}
 
     with gr.Tab("Bias", id="bias"):
@@ -228,6 +229,13 @@ def build_fairness_tab(services: Services, page: gr.Blocks) -> None:
               [status, last, disparities, change, base_table, tuned_table, *plots.values(),
                export], show_progress_on=status)
     page.load(safe_choose, [source, upload], [upload, features, tuned])  # the models at once
+
+    def tuned_choices(kind):
+        if kind == SOURCES[1]:
+            return gr.update(choices=model_choices(services)[1:])
+        return gr.update(choices=sorted(services.fairness.turns()["model"].unique().tolist()))
+
+    live.on_change(tuned_choices, source, tuned)  # a new adapter or its first turns
     stop.click(cancel, None, status)
     export.click(export_report, last, [files, status])
     attribute.change(lambda name: format_groups(DEFAULT_TERMS[name]), attribute, terms)
