@@ -8,6 +8,7 @@ from pathlib import Path
 
 import pandas as pd
 
+from core.auth import ANONYMOUS
 from core.errors import InvalidInput, NotFound
 from core.store.chatlog import ChatLog, RatingRecord
 from core.store.curation import CurationStore
@@ -63,6 +64,7 @@ class BulkAction:
     action: str
     tags: list[str] | None = None
     label: str | None = None
+    user: str = ANONYMOUS  # recorded with a label or an inclusion change
 
     def __post_init__(self) -> None:
         if self.action not in BULK_ACTIONS:
@@ -107,11 +109,12 @@ class FeedbackService:
             case "remove_tags":
                 return self.curation.remove_tags(flt, tags)
             case "set_label":
-                return self.curation.set_label(flt, (action.label or "").strip() or None)
+                return self.curation.set_label(flt, (action.label or "").strip() or None,
+                                               user=action.user)
             case "include":
-                return self.curation.set_include(flt, True)
+                return self.curation.set_include(flt, True, user=action.user)
             case _:
-                return self.curation.set_include(flt, False)
+                return self.curation.set_include(flt, False, user=action.user)
 
     def choices(self) -> dict:
         """The raters, model versions, labels and tags the rated turns hold (filter menus)."""

@@ -105,7 +105,9 @@ def test_bulk_tags_on_the_filtered_rows_only(services, rated):
 
 def test_bulk_label_and_training_inclusion_on_a_selection(services, rated):
     chosen = TurnFilter(response_ids=(rated["paris"], rated["bad"]))
-    assert services.feedback.bulk(BulkAction(action="set_label", label="reviewed"), chosen) == 2
+    labelled = BulkAction(action="set_label", label="reviewed", user="cid")
+    assert services.feedback.bulk(labelled, chosen) == 2
+    assert set(services.feedback.curation.all_rows(chosen)["curated_by"]) == {"cid"}
     assert services.feedback.bulk(BulkAction(action="exclude"), TurnFilter(max_rating=1)) == 1
     assert ids_of(services, label="reviewed") == {rated["paris"], rated["bad"]}
     assert ids_of(services, include=False) == {rated["bad"]}
@@ -145,10 +147,11 @@ def test_curation_routes_filter_page_and_bulk_over_http(client, services, rated)
     assert done.json() == {"action": "add_tags", "rows": 1}
     tagged = client.get("/api/v1/feedback/rated", params={"tags": "gold"}).json()
     assert [i["response_id"] for i in tagged["items"]] == [rated["paris"]]
-    picked = client.post(
-        "/api/v1/feedback/bulk", json={"action": "exclude", "response_ids": [rated["rome"]]}
-    )
+    picked = client.post("/api/v1/feedback/bulk", json={
+        "action": "exclude", "response_ids": [rated["rome"]], "user": "dee"})
     assert picked.json()["rows"] == 1
+    excluded = client.get("/api/v1/feedback/rated", params={"include": False}).json()["items"]
+    assert {item["curated_by"] for item in excluded} == {"dee"}
     assert client.get("/api/v1/feedback/rated", params={"include": False}).json()["total"] == 1
     bad = client.post("/api/v1/feedback/bulk", json={"action": "explode"})
     assert bad.status_code == 400 and "action" in bad.json()["error"]

@@ -26,12 +26,13 @@ def test_search_runs_each_trial_as_a_job_and_names_the_best(services, client, me
                                         "learning_rate": 1e-2})
     rows = chat_rows(1)
     search = services.searches.start(base, SearchSpec(method=method, space=space, trials=2),
-                                     train=rows, validation=rows[:2])
+                                     train=rows, validation=rows[:2], user="ann")
     wait_for(lambda: search.status != "running")
     assert search.status == "completed", search.error
     assert [t["status"] for t in search.trials] == ["completed", "completed"]
+    assert {services.training.get(t["job_id"]).user_id for t in search.trials} == {"ann"}
     best = search.best
     assert best["val_loss"] == min(t["val_loss"] for t in search.trials)
     assert services.registry.get(best["model_id"])
     body = client.get(f"/api/v1/training/searches/{search.id}").json()
-    assert body["best"]["job_id"] == best["job_id"]
+    assert body["best"]["job_id"] == best["job_id"] and body["user"] == "ann"

@@ -30,7 +30,11 @@ def answer_cards(rows: pd.DataFrame, *, limit: int = MAX_CARDS) -> str:
                 {"up": "👍", "down": "👎"}.get(row.get("thumb") or "", ""),
                 _text(row.get("rater")), _text(row.get("tags")),
                 _text(row.get("model_version") or row.get("model_id") or ""),
-                when(row.get("rated_at") or row.get("created_at"))]
+                when(next((stamp for stamp in (row.get("rated_at"), row.get("created_at"))
+                           if not pd.isna(stamp)), None))]  # an unrated turn: when it was asked
+        if row.get("label"):
+            by = row.get("curated_by")
+            meta.append(f"label <b>{_text(row['label'])}</b>" + (f" by {_text(by)}" if by else ""))
         correction = row.get("correction")
         fixed = (f'<div class="text"><b>Correction:</b> {_text(correction)}</div>'
                  if isinstance(correction, str) and correction.strip() else "")

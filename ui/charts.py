@@ -21,6 +21,26 @@ def tidy(figure: go.Figure) -> go.Figure:
     return figure
 
 
+def whole_numbers(last: float | None) -> dict:
+    """An x axis of counts (steps, ratings): one tick per value when few, never "1.5"."""
+    return {"dtick": 1} if last is not None and last <= 12 else {"tickformat": "d"}
+
+
+def padded(bounds: list[float]) -> list[float]:
+    """A fixed range with room at both ends, so a point on a bound is drawn whole."""
+    low, high = bounds
+    room = (high - low) * 0.05
+    return [low - room, high + room]
+
+
+def empty_note(figure: go.Figure, text: str) -> go.Figure:
+    """A chart with no data says why instead of drawing bare axes."""
+    figure.add_annotation(text=text, showarrow=False, x=0.5, y=0.5, xref="paper", yref="paper")
+    figure.update_xaxes(visible=False)
+    figure.update_yaxes(visible=False)
+    return figure
+
+
 def ratings_figure(per_day: list[dict]) -> go.Figure:
     """Ratings per day (bars) and the day's thumbs-up rate (line, right axis), with day ticks
     (one day of data would otherwise get sub-millisecond ticks)."""
@@ -31,7 +51,7 @@ def ratings_figure(per_day: list[dict]) -> go.Figure:
     figure.add_scatter(x=days, y=[row["thumbs_up_rate"] for row in per_day],
                        name="thumbs-up rate", mode="lines+markers", secondary_y=True)
     figure.update_yaxes(title_text="ratings", secondary_y=False)
-    figure.update_yaxes(title_text="thumbs-up rate", range=[0, 1], secondary_y=True)
+    figure.update_yaxes(title_text="thumbs-up rate", range=padded([0, 1]), secondary_y=True)
     xaxis = {"type": "date", "tickformat": "%b %d"}
     if days:
         first, last = date.fromisoformat(days[0]), date.fromisoformat(days[-1])
@@ -72,8 +92,9 @@ def rolling_figure(stream: dict, *, title: str, y_title: str, y_range=None) -> g
         figure.add_vline(x=stream["recent_start"] + 0.5, line_dash="dash",
                          annotation_text="recent window")
     figure.update_layout(title=title, xaxis_title="rating (oldest → newest)", yaxis_title=y_title,
-                         height=300, margin={"l": 40, "r": 10, "t": 40, "b": 40},
-                         yaxis={"range": y_range} if y_range else {})
+                         xaxis=whole_numbers(len(values)), height=300,
+                         margin={"l": 40, "r": 10, "t": 40, "b": 40},
+                         yaxis={"range": padded(y_range)} if y_range else {})
     return tidy(figure)
 
 
@@ -90,6 +111,8 @@ def topics_figure(prompts: dict) -> go.Figure:
                          margin={"l": 10, "r": 10, "t": 60, "b": 40},
                          legend={"orientation": "h", "y": 1.02, "yanchor": "bottom", "x": 1,
                                  "xanchor": "right"})
+    if not topics:
+        empty_note(figure, "Not enough prompts to find topics yet")
     return tidy(figure)
 
 MARGIN_SERIES = (("reward_margin", "reward margin", "lines"),
@@ -102,9 +125,10 @@ def loss_figure(history: dict, *, title: str = "") -> go.Figure:
     figure = go.Figure()
     train = history.get("train") or []
     val = history.get("validation") or []
-    if train:
+    if train:  # a short run's few points need markers (one point draws no line)
         figure.add_trace(go.Scatter(x=[s for s, _ in train], y=[v for _, v in train],
-                                    mode="lines", name="training loss"))
+                                    mode="lines" if len(train) > 30 else "lines+markers",
+                                    name="training loss"))
     if val:
         figure.add_trace(go.Scatter(x=[s for s, _ in val], y=[v for _, v in val],
                                     mode="lines+markers", name="validation loss"))
@@ -117,8 +141,10 @@ def loss_figure(history: dict, *, title: str = "") -> go.Figure:
     if any(series.get(key) for key, _, _ in MARGIN_SERIES):
         figure.update_layout(yaxis2={"title": "reward margin", "overlaying": "y",
                                      "side": "right", "showgrid": False})
+    xaxis = whole_numbers(max((s for s, _ in train + val), default=None))
     figure.update_layout(title=title or None, xaxis_title="optimizer step", yaxis_title="loss",
-                         height=340, margin={"l": 40, "r": 10, "t": 40 if title else 10, "b": 40},
+                         xaxis=xaxis, height=340,
+                         margin={"l": 40, "r": 10, "t": 40 if title else 10, "b": 40},
                          legend={"orientation": "h", "y": 1.1})
     return tidy(figure)
 

@@ -61,21 +61,21 @@ def build_app(services: Services) -> gr.Blocks:
             build_documents_tab(services, live)
             build_chat_tab(services, user)
             with gr.Tab("Curate", id="stage-curate"), gr.Tabs() as stages["stage-curate"]:
-                selection = build_feedback_tab(services, live)
+                selection = build_feedback_tab(services, live, user)
                 build_datasets_tab(services, live, selection)
-                build_logs_tab(services)
+                build_logs_tab(services, live)
             with gr.Tab("Training", id="stage-train"), gr.Tabs() as stages["stage-train"]:
                 build_train_tab(services, live, user)
-                build_tune_tab(services, live)
+                build_tune_tab(services, live, user)
                 build_retriever_tab(services, live, user)
             with gr.Tab("Compare & evaluate", id="stage-compare"), \
                     gr.Tabs() as stages["stage-compare"]:
-                build_compare_tab(services, user)
+                build_compare_tab(services, live, user)
                 build_evaluate_tab(services, live)
-                build_knowledge_tab(services)
+                build_knowledge_tab(services, live)
             with gr.Tab("Audit", id="stage-audit"), gr.Tabs() as stages["stage-audit"]:
                 build_explain_tab(services, live)
-                build_fairness_tab(services, blocks)
+                build_fairness_tab(services, blocks, live)
                 build_monitor_tab(services)
             with gr.Tab("Operate", id="stage-operate"), gr.Tabs() as stages["stage-operate"]:
                 build_models_tab(services, live, user)

@@ -25,7 +25,7 @@ def named(name: str | None, ident: str | None) -> str:
 
 def when(value) -> str:
     """A minute-precision local date and time from a datetime or ISO text."""
-    if value in (None, ""):
+    if value is None or value is pd.NaT or value == "":  # NaT is a datetime without strftime
         return ""
     if isinstance(value, str):
         try:

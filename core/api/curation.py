@@ -6,11 +6,12 @@ import json
 from typing import Annotated, Literal
 
 import pandas as pd
-from fastapi import APIRouter, Query
+from fastapi import APIRouter, Query, Request
 from pydantic import Field
 
 from core.api.bodies import FilterBody
 from core.api.chat import Strict
+from core.auth import request_user
 from core.feedback import BulkAction
 from core.quality import QualityReport
 from core.services import Services
@@ -31,6 +32,7 @@ class BulkBody(Strict):
     label: str | None = None
     filter: FilterBody = Field(default_factory=FilterBody)
     response_ids: list[str] | None = None  # a selection; narrowed further by `filter`
+    user: str = "anonymous"
 
 
 def records(frame: pd.DataFrame) -> list[dict]:
@@ -64,8 +66,9 @@ def build_curation_router(services: Services) -> APIRouter:
         }
 
     @router.post("/feedback/bulk")
-    def bulk(body: BulkBody) -> dict:
-        action = BulkAction(action=body.action, tags=body.tags, label=body.label)
+    def bulk(body: BulkBody, http: Request) -> dict:
+        action = BulkAction(action=body.action, tags=body.tags, label=body.label,
+                            user=request_user(http, body.user))
         rows = services.feedback.bulk(action, body.filter.to_filter(body.response_ids))
         return {"action": body.action, "rows": rows}
 

@@ -47,6 +47,7 @@ class SearchBody(Strict):
     space: dict[str, list[float]]  # grid: values; bayesian: [low, high]
     trials: int = 8
     seed: int = 0
+    user: str = "anonymous"
 
 
 class RenameBody(Strict):
@@ -127,7 +128,7 @@ def build_training_router(services: Services) -> APIRouter:
                           seed=body.seed)
         return services.searches.start(base, spec, train=body.train, validation=body.validation,
                                        kind=body.kind,
-                                       user=request_user(http, None)).to_dict()
+                                       user=request_user(http, body.user)).to_dict()
 
     @router.get("/training/searches")
     def list_searches() -> dict:

@@ -22,13 +22,17 @@ MIGRATIONS = (
             "CREATE INDEX IF NOT EXISTS ratings_updated ON ratings (updated_at)",
         ),
     ),
+    Migration(  # who last set the turn's label or training inclusion
+        "curation", 2, ("ALTER TABLE curation_labels ADD COLUMN IF NOT EXISTS updated_by VARCHAR",)
+    ),
 )
 
 ORDER = "ORDER BY r.updated_at DESC, r.interaction_id, r.rater"
 FROM = f"FROM ratings r JOIN interactions i ON i.id = r.interaction_id {LABELS}"
 COLUMNS = f"""
     r.interaction_id AS response_id, r.rater, r.rating, r.thumb, r.tags, r.correction,
-    c.label, coalesce(c.include, TRUE) AS include, {GROUNDED} AS grounded,
+    c.label, coalesce(c.include, TRUE) AS include, c.updated_by AS curated_by,
+    {GROUNDED} AS grounded,
     i.prompt, i.response, {MODEL_VERSION} AS model_version, i.model_id, i.adapter_version,
     i.created_at, r.updated_at AS rated_at, i.conversation_id, i.confidence,
     i.completion_tokens
@@ -113,13 +117,13 @@ class CurationStore:
             )
         return int(count)
 
-    def set_label(self, flt: TurnFilter, label: str | None) -> int:
-        return self._upsert_turns(flt, "label", label)
+    def set_label(self, flt: TurnFilter, label: str | None, *, user: str | None = None) -> int:
+        return self._upsert_turns(flt, "label", label, user)
 
-    def set_include(self, flt: TurnFilter, include: bool) -> int:
-        return self._upsert_turns(flt, "include", include)
+    def set_include(self, flt: TurnFilter, include: bool, *, user: str | None = None) -> int:
+        return self._upsert_turns(flt, "include", include, user)
 
-    def _upsert_turns(self, flt: TurnFilter, column: str, value) -> int:
+    def _upsert_turns(self, flt: TurnFilter, column: str, value, user: str | None) -> int:
         """Set one per-turn column on every turn that has a matching row."""
         condition, params = where(flt)
         other = "include" if column == "label" else "label"
@@ -127,10 +131,12 @@ class CurationStore:
             ids = f"SELECT DISTINCT r.interaction_id {FROM} WHERE {condition}"
             count = con.execute(f"SELECT count(*) FROM ({ids})", params).fetchone()[0]
             con.execute(
-                f"""INSERT INTO curation_labels (interaction_id, {column}, {other}, updated_at)
-                    SELECT interaction_id, ?, NULL, now() FROM ({ids})
+                f"""INSERT INTO curation_labels
+                      (interaction_id, {column}, {other}, updated_at, updated_by)
+                    SELECT interaction_id, ?, NULL, now(), ? FROM ({ids})
                     ON CONFLICT (interaction_id) DO UPDATE SET
-                      {column} = excluded.{column}, updated_at = excluded.updated_at""",
-                [value, *params],
+                      {column} = excluded.{column}, updated_at = excluded.updated_at,
+                      updated_by = excluded.updated_by""",
+                [value, user, *params],
             )
         return int(count)

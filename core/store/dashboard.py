@@ -61,7 +61,7 @@ class DashboardQueries:
     def loop_counts(self) -> dict:
         """Row counts over the loop's tables in one query. The Start page shows them; the UI
         polls them as a cheap version to notice a new document, rating, dataset, job state,
-        adapter, promotion, vote or label without re-reading every list."""
+        adapter, promotion, vote, label or knowledge score without re-reading every list."""
         counts = {
             "documents": "SELECT count(*) FROM documents",
             "chunks": "SELECT count(*) FROM chunks",
@@ -78,6 +78,9 @@ class DashboardQueries:
             "votes": "SELECT count(*) FROM votes",
             "retrievers": "SELECT count(*) FROM registry_entries WHERE kind = 'retriever'",
             "routes": "SELECT count(*) FROM routes",
+            "knowledge_checks": "SELECT count(*) FROM knowledge_checks",
+            "knowledge_runs_done": "SELECT count(*) FROM knowledge_runs"
+                                   " WHERE status IN ('done', 'failed')",
         }
         job_states = ("SELECT coalesce(md5(string_agg(id || status, ',' ORDER BY id)), '')"
                       " FROM training_jobs")

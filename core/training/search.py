@@ -15,6 +15,7 @@ import uuid
 from dataclasses import dataclass, field, replace
 from datetime import datetime
 
+from core.auth import ANONYMOUS
 from core.errors import InvalidInput, NotFound
 from core.jobs import (
     CANCELLED,
@@ -95,6 +96,7 @@ class Search:
     trials: list[dict] = field(default_factory=list)  # {job_id, params, status, val_loss}
     error: str | None = None
     interrupted: bool = False  # the app stopped while it ran; its finished trials are kept
+    user: str = ANONYMOUS  # who started it; every trial's job is recorded under this name
 
     @property
     def best(self) -> dict | None:
@@ -105,6 +107,7 @@ class Search:
         return {"id": self.id, "method": self.spec.method, "space": self.spec.space,
                 "budget": self.spec.trials, "status": self.status, "trials": self.trials,
                 "best": self.best, "error": self.error, "interrupted": self.interrupted,
+                "user": self.user,
                 "created_at": self.created_at.isoformat()}
 
     def detail(self) -> dict:
@@ -130,9 +133,9 @@ class SearchService:
         self._closed = threading.Event()
 
     def start(self, base: TrainingSpec, spec: SearchSpec, *, train=None, validation=None,
-              kind: str | None = None, user: str = "anonymous") -> Search:
+              kind: str | None = None, user: str = ANONYMOUS) -> Search:
         self.runner.resolve_data(base, train, validation, kind)  # bad data fails here, at once
-        search = Search(uuid.uuid4().hex[:10], spec, base, datetime.now())
+        search = Search(uuid.uuid4().hex[:10], spec, base, datetime.now(), user=user)
         job = self.jobs.emit(Queued(search.id, SEARCH,
                                     f"{spec.method} search, {spec.trials} trials", user,
                                     detail=search.detail()))
@@ -172,7 +175,7 @@ class SearchService:
                     self._settled(trial, record)
         return Search(job.id, spec, TrainingSpec.from_dict(detail["base"]), job.created_at,
                       status=STATUS[job.status], trials=trials, error=job.error,
-                      interrupted=job.interrupted)
+                      interrupted=job.interrupted, user=job.user)
 
     def close(self) -> None:
         """The app is stopping: searches end here, and the next start shows them interrupted
@@ -207,7 +210,7 @@ class SearchService:
     def _trial(self, search: Search, params: dict, data: dict) -> float | None:
         spec = replace(search.base, name=f"search {search.id} #{len(search.trials) + 1}", **{
             name: SEARCHABLE[name](value) for name, value in params.items()})
-        job = self.runner.submit(spec, **data, name=spec.name)
+        job = self.runner.submit(spec, **data, name=spec.name, user=search.user)
         trial = {"job_id": job.id, "params": params, "status": job.status, "val_loss": None}
         search.trials.append(trial)
         self._save(search)

@@ -1,7 +1,7 @@
 """The whole loop driven through the UI in a real browser, one method per step.
 
 Used by tests/e2e/test_browser_loop.py (tiny model, asserts every step) and by
-bench/screenshots.py (the default model, the README's pictures).
+bench/screenshots.py (the README's pictures, taken with `shot`).
 """
 
 from __future__ import annotations
@@ -19,7 +19,7 @@ STAGES = ["Start", "Documents", "Chat", "Curate", "Training", "Compare & evaluat
           "Operate"]
 STAGE_OF = {**dict.fromkeys(["Feedback", "Datasets", "Logs"], "Curate"),
             **dict.fromkeys(["Train", "Tune", "Retriever"], "Training"),
-            **dict.fromkeys(["Compare", "Evaluate"], "Compare & evaluate"),
+            **dict.fromkeys(["Compare", "Evaluate", "Knowledge"], "Compare & evaluate"),
             **dict.fromkeys(["Explain", "Bias", "Monitor"], "Audit"),
             **dict.fromkeys(["Models", "Routing", "Automation", "Dashboard"], "Operate")}
 LONG_MS = 240_000  # a step that trains or explains on a 2-core CPU
@@ -121,7 +121,6 @@ class Loop:
         )
         self.choose(panel, "Document", files[0].name)
         expect(panel.get_by_text(re.compile(r"\d+ chunk\(s\)"))).to_be_visible()
-        self.shot("01-documents")
         return results.input_value()
 
     def chat(self, prompt: str, *, max_new_tokens: int | None = None, grounded: bool = False
@@ -155,7 +154,6 @@ class Loop:
         panel = self.open_tab("Feedback")
         panel.get_by_role("button", name="Apply filters").click()
         self.status_text(panel, r"rated row\(s\) · page 1")
-        self.shot("03-feedback")
         return panel
 
     def build_dataset(self, name: str) -> str:
@@ -165,7 +163,6 @@ class Loop:
         self.set_number(panel, "Validation share", 0)
         panel.get_by_role("button", name="Build dataset").click()
         built = self.status_text(panel, r"built \S+", timeout=self.long_ms)
-        self.shot("04-datasets")
         return built
 
     def train(self, dataset_name: str) -> str:
@@ -176,7 +173,6 @@ class Loop:
         panel.get_by_role("button", name="Train", exact=True).click()
         done = self.status_text(panel, r"Registered as \S+", timeout=self.long_ms)
         expect(panel.get_by_text("completed").first).to_be_visible()
-        self.shot("05-train")
         return done.split("Registered as", 1)[1].split()[0].strip("*")
 
     def compare_and_vote(self, prompt: str, adapter: str) -> str:
@@ -188,10 +184,9 @@ class Loop:
         self.status_text(panel, "Vote below", timeout=self.long_ms)
         panel.get_by_role("button", name="Right is better ➡️").click()
         voted = self.status_text(panel, r"Vote saved")
-        self.shot("06-compare")
         return voted
 
-    def explain(self, prompt: str) -> Locator:
+    def explain(self, prompt: str, *, shot: str = "05-audit") -> Locator:
         panel = self.open_tab("Explain")
         self.field(panel, "Prompt").fill(prompt)
         self.set_number(panel, "Evaluations per method", 16)
@@ -199,7 +194,7 @@ class Loop:
         done = panel.get_by_text(re.compile(r"^Done\.$"))
         expect(done).to_be_visible(timeout=self.long_ms)
         expect(panel.get_by_text(re.compile(r"SHAP-LIME rank agreement")).first).to_be_visible()
-        self.shot("07-explain", top=done)
+        self.shot(shot, top=done)
         return panel
 
     def bias_report(self) -> Locator:
@@ -209,5 +204,4 @@ class Loop:
         self.status_text(panel, r"Groups marked", timeout=self.long_ms)
         parity = panel.get_by_text(re.compile("demographic parity difference")).first
         expect(parity).to_be_visible()
-        self.shot("08-bias", top=parity)
         return panel

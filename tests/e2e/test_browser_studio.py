@@ -100,3 +100,47 @@ def test_tables_are_readable(page, parrot_app):
     expect(card).to_be_visible()
     expect(card).to_contain_text("How long is warranty")
     assert "e2e, studio" in card.inner_text()  # tags as words, not a Python list
+
+
+def test_labels_are_the_users_and_empty_boxes_stay_hidden(page, parrot_app):
+    loop = Loop(page, parrot_app.api)
+    rate_turns(parrot_app.api, 1)
+    loop.set_user("lena")
+    feedback = loop.open_tab("Feedback")
+    expect(feedback.locator(".answer-card").first).to_be_visible()
+    feedback.get_by_text("Bulk actions", exact=True).click()
+    loop.radios(feedback, "Apply to").get_by_role("radio", name="all filtered rows").check()
+    loop.choose(feedback, "Action", "set label")
+    loop.field(feedback, "Tags (comma-separated) or label").fill("checked")
+    feedback.get_by_role("button", name="Apply action").click()
+    loop.status_text(feedback, r"set label: \d+ row\(s\) changed")
+    labelled = loop.get("/feedback/rated", label="checked")["items"]
+    assert labelled and {row["curated_by"] for row in labelled} == {"lena"}
+    expect(feedback.locator(".answer-card").first).to_contain_text("label checked by lena")
+
+    logs = loop.open_tab("Logs")  # filled at once, never a "1 2 3" placeholder table
+    expect(logs.locator(".answer-card").first).to_be_visible()
+    for grid in logs.get_by_role("grid").all():
+        headers = [h.strip() for h in grid.get_by_role("columnheader").all_inner_texts()]
+        assert headers[:3] != ["1", "2", "3"], headers
+    for tab, button in (("Bias", "Export JSON + HTML"), ("Explain", "Export JSON + HTML")):
+        panel = loop.open_tab(tab)  # nothing to export yet: no button, no empty file box
+        expect(panel.get_by_role("button", name=button)).to_have_count(0)
+        expect(panel.get_by_text("Exported report").filter(visible=True)).to_have_count(0)
+    no_sides = panel.get_by_label("Answer", exact=True).filter(visible=True)
+    expect(no_sides).to_have_count(0)  # Explain shows no empty answer boxes
+
+
+def test_knowledge_scores_show_when_a_run_finishes_elsewhere(page, parrot_app):
+    loop = Loop(page, parrot_app.api)
+    knowledge = loop.open_tab("Knowledge")  # opened before the check exists
+    lines = b'{"question": "How long is the warranty?", "reference": "two years"}\n'
+    check = post(parrot_app.api, "/knowledge-checks/import",
+                 files={"file": ("warranty.jsonl", lines, "application/jsonl")})
+    started = post(parrot_app.api, f"/knowledge-checks/{check['id']}/runs",
+                   json={"model": "base", "grounded": [False]})
+    expect(knowledge.get_by_text(re.compile(r"knows \d/1 of your facts")).first).to_be_visible()
+    runs = [loop.get(f"/knowledge-runs/{run_id}") for run_id in started["run_ids"]]
+    assert {run["status"] for run in runs} == {"done"}
+    models = loop.open_tab("Models")  # the same line there, no refresh pressed
+    expect(models.get_by_text(re.compile(r"knows \d/1 of your facts")).first).to_be_visible()

@@ -15,6 +15,7 @@ from core.services import Services
 from ui.charts import leaderboard_figure, win_rate_figure
 from ui.errors import problem, shows_errors
 from ui.identity import user_name
+from ui.live import Live
 from ui.markup import as_text, short_id, short_model, sources_markdown
 from ui.scores import scores_markdown
 
@@ -96,7 +97,7 @@ def answer_card(text: str, sources) -> str:
     return as_text(mark_citations(text, sources) if sources else text)
 
 
-def knowledge_line(services: Services, model_a, model_b) -> None:
+def knowledge_line(services: Services, live: Live, model_a, model_b) -> None:
     """Read-only: what each side knows of the team's facts (latest knowledge check runs)."""
 
     @shows_errors(problem)
@@ -107,9 +108,10 @@ def knowledge_line(services: Services, model_a, model_b) -> None:
     view = gr.Markdown(line(model_a.value, model_b.value))
     model_a.change(line, [model_a, model_b], view)
     model_b.change(line, [model_a, model_b], view)
+    live.on_change(line, [model_a, model_b], view)  # a knowledge run finished elsewhere
 
 
-def build_compare_tab(services: Services, user: gr.Textbox) -> None:
+def build_compare_tab(services: Services, live: Live, user: gr.Textbox) -> None:
     stops: dict[str, threading.Event] = {}
     choices = services.arena.resolver.choices
 
@@ -121,7 +123,7 @@ def build_compare_tab(services: Services, user: gr.Textbox) -> None:
                                   allow_custom_value=True)
             blind = gr.Checkbox(True, label="Blind (hide which side is which until you vote)")
             refresh = gr.Button("↻ Models", scale=0)
-        knowledge_line(services, model_a, model_b)
+        knowledge_line(services, live, model_a, model_b)
         prompt = gr.Textbox(label="Prompt", lines=2, placeholder="One prompt, two answers")
         system = gr.Textbox(label="System prompt (optional; both sides, as in Chat)", lines=1)
         with gr.Row():
@@ -292,3 +294,4 @@ def build_compare_tab(services: Services, user: gr.Textbox) -> None:
     promote.click(do_promote, [*gate_inputs, user], [gate_text, promote, log])
     rollback.click(do_rollback, [user], [gate_text, log])
     refresh.click(reload_models, None, [model_a, model_b, challenger, incumbent])
+    live.on_change(reload_models, None, [model_a, model_b, challenger, incumbent])

@@ -204,7 +204,7 @@ def build_datasets_tab(services: Services, live: Live,
         make_with_progress,
         [selection, name, kind, seed, fraction, min_rating, documents, synthetic, perturb,
          synonym, paraphrase, recipe, written],
-        [built, listing, chosen, documents],
+        [built, listing, chosen, documents], show_progress_on=built,
     )  # fmt: skip
     chosen.change(show, chosen, [summary, plot, train_rows, validation_rows, lineage])
     export.click(export_file, [chosen, fmt], download)

@@ -15,11 +15,12 @@ from core.services import Services
 from ui.charts import evaluation_figure, experiment_figure
 from ui.errors import message_of, problem, shows_errors
 from ui.live import Live
+from ui.readable import frame
 from ui.uploads import uploaded_file
 
 ARM_COLUMNS = ["arm", "model", "turns", "rated_turns", "mean_stars", "thumbs_up",
                "thumbs_down", "thumbs_up_rate", "mean_latency_ms"]
-RUN_COLUMNS = ["id", "created_at", "model", "model_version", "source", "status", "done", "total"]
+RUN_COLUMNS = ["created_at", "model", "model_version", "source", "status", "done", "total", "id"]
 
 
 def dataset_choices(services: Services) -> list[tuple[str, str]]:
@@ -36,8 +37,10 @@ def run_table(runs: list[dict]):
     table = before_after(runs)
     labels = [column for column in (table[0] if table else {}) if column not in
               ("metric", "change", "better")]
-    frame = pd.DataFrame(table).round(4) if table else pd.DataFrame()
-    return frame, evaluation_figure(table, labels) if runs else None
+    data = pd.DataFrame(table).round(4) if table else pd.DataFrame()
+    return (gr.update(value=data, visible=bool(table)),  # hidden, never a "1 2 3" table
+            gr.update(value=evaluation_figure(table, labels) if runs else None,
+                      visible=bool(runs)))
 
 
 def build_evaluate_tab(services: Services, live: Live) -> None:
@@ -61,11 +64,12 @@ def build_evaluate_tab(services: Services, live: Live) -> None:
             run = gr.Button("Run evaluation", variant="primary")
             cancel = gr.Button("Cancel", variant="stop")
         status = gr.Markdown()
-        table = gr.Dataframe(label="Before / after (change = last − first)", wrap=True)
-        chart = gr.Plot(label="Metrics per model")
+        table = gr.Dataframe(label="Before / after (change = last − first)", wrap=True,
+                             visible=False)
+        chart = gr.Plot(label="Metrics per model", visible=False)
         with gr.Accordion("Earlier runs", open=False):
             pick = gr.Dropdown([], multiselect=True, label="Runs to put side by side")
-            history = gr.Dataframe(label="Runs")
+            history = gr.Dataframe(label="Runs", visible=False)
             show = gr.Button("Show selected runs")
         with gr.Accordion("A/B experiment in live chat", open=False):
             with gr.Row():
@@ -86,8 +90,8 @@ def build_evaluate_tab(services: Services, live: Live) -> None:
                 results_button = gr.Button("Results")
                 stop_button = gr.Button("Stop experiment", variant="stop")
             ab_status = gr.Markdown()
-            arms = gr.Dataframe(label="Arms")
-            ab_chart = gr.Plot(label="Arms")
+            arms = gr.Dataframe(label="Arms", visible=False)
+            ab_chart = gr.Plot(label="Arms", visible=False)
 
     def evaluate(names, dataset_id, file, tokens, most, ground, request: gr.Request,
                  progress=gr.Progress()):  # noqa: B008 (Gradio injects it by this default)
@@ -127,7 +131,8 @@ def build_evaluate_tab(services: Services, live: Live) -> None:
 
     def show_runs(ids):
         runs = [services.evaluations.get(run_id) for run_id in ids or []]
-        return *run_table(runs), pd.DataFrame(services.evaluations.history(), columns=RUN_COLUMNS)
+        listed = frame(services.evaluations.history(), RUN_COLUMNS, ids=("id",))
+        return *run_table(runs), gr.update(value=listed, visible=not listed.empty)
 
     def reload():
         names = choices()
@@ -144,18 +149,19 @@ def build_evaluate_tab(services: Services, live: Live) -> None:
         return (f"✅ Experiment **{record.name}** runs: the Chat tab now serves each user "
                 f"their arm.", gr.update(choices=experiment_choices(services), value=record.id))
 
-    @shows_errors(lambda m: (problem(m), None, None))
+    @shows_errors(lambda m: (problem(m), gr.skip(), gr.skip()))
     def experiment_results(experiment_id):
         if not experiment_id:
-            return "⚠️ Choose an experiment.", None, None
+            return "⚠️ Choose an experiment.", gr.skip(), gr.skip()
         result = services.experiments.results(experiment_id)
         p_value = result["p_value"]
         shown = "n/a" if p_value is None else f"{p_value:.4g}"
         message = (f"**Recommendation: {result['recommendation']}** · "
                    f"{result['primary_test']} p = {shown} · "
                    f"status {result['experiment']['status']}")
-        frame = pd.DataFrame(result["arms"].values(), columns=ARM_COLUMNS).round(3)
-        return message, frame, experiment_figure(result["arms"])
+        table_ = frame(list(result["arms"].values()), ARM_COLUMNS)
+        return (message, gr.update(value=table_, visible=True),
+                gr.update(value=experiment_figure(result["arms"]), visible=True))
 
     @shows_errors(lambda m: (problem(m), gr.update()))
     def stop_experiment(experiment_id):
@@ -164,7 +170,7 @@ def build_evaluate_tab(services: Services, live: Live) -> None:
             choices=experiment_choices(services), value=record.id)
 
     run.click(evaluate, [models, dataset, upload, max_new, limit, grounded],
-              [status, table, chart, pick])
+              [status, table, chart, pick], show_progress_on=status)
     cancel.click(stop_evaluation, None, None, concurrency_limit=None)
     show.click(show_runs, [pick], [table, chart, history])
     live.on_change(reload, None, [models, dataset, pick, arm_a, arm_b, experiment])

@@ -77,10 +77,11 @@ def build_explain_tab(services: Services, live: Live) -> None:
             run = gr.Button("Explain", variant="primary")
             stop = gr.Button("Cancel", variant="stop")
         status = gr.Markdown()
-        sides = []
+        sides, columns = [], []
         with gr.Row():
-            for name in ("first", "second"):
-                with gr.Column():
+            for name in ("first", "second"):  # each shown once it holds an explanation
+                with gr.Column(visible=False) as column:
+                    columns.append(column)
                     info = gr.Markdown()
                     used = gr.Textbox(label="Answer", interactive=False, lines=2)
                     shap_text = gr.HighlightedText(label="SHAP: red raises the answer, blue "
@@ -89,8 +90,9 @@ def build_explain_tab(services: Services, live: Live) -> None:
                     plot = gr.Plot(label=f"Top words, {name} model")
                     sides += [info, used, shap_text, lime_text, plot]
         with gr.Row():
-            export_json = gr.Button("Export JSON + HTML")
-            files = gr.File(label="Exported report", file_count="multiple", interactive=False)
+            export_json = gr.Button("Export JSON + HTML", visible=False)
+            files = gr.File(label="Exported report", file_count="multiple", interactive=False,
+                            visible=False)
         build_feedback_model_view(services)
 
     def load_turn(response_id):
@@ -123,7 +125,9 @@ def build_explain_tab(services: Services, live: Live) -> None:
 
     def blank_sides(results):
         padded = [*results, None, None][:2]
-        return [value for result in padded for value in side_outputs(result)]
+        return [*[value for result in padded for value in side_outputs(result)],
+                *[gr.update(visible=index < len(results)) for index in range(2)],
+                gr.update(visible=bool(results))]
 
     def cancel(request: gr.Request):
         if request.session_hash in stops:
@@ -132,7 +136,7 @@ def build_explain_tab(services: Services, live: Live) -> None:
 
     def export(results: list[Explanation]):
         if not results:
-            return None, "⚠️ Explain something first."
+            return gr.update(value=None, visible=False), "⚠️ Explain something first."
         sections = []
         for result in results:
             figures = [attribution_figure(result.words, values, title=method).to_json()
@@ -145,7 +149,7 @@ def build_explain_tab(services: Services, live: Live) -> None:
                 tables=[("Attribution per word", table)], figures=figures))
         paths = write_report(services.settings.data_dir / "exports", "explanation", results,
                              title="Explanation", sections=sections)
-        return [str(p) for p in paths], "Exported."
+        return gr.update(value=[str(p) for p in paths], visible=True), "Exported."
 
     def refresh_choices():
         names = model_choices(services)
@@ -153,7 +157,8 @@ def build_explain_tab(services: Services, live: Live) -> None:
                 gr.update(choices=["", *names]))
 
     turn.change(load_turn, turn, [prompt, answer])
-    run.click(explain, [prompt, answer, model_a, model_b, methods, budget], [status, last, *sides])
+    run.click(explain, [prompt, answer, model_a, model_b, methods, budget],
+              [status, last, *sides, *columns, export_json], show_progress_on=status)
     stop.click(cancel, None, status)
     export_json.click(export, last, [files, status])
     live.on_change(refresh_choices, None, [turn, model_a, model_b])

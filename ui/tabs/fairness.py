@@ -16,6 +16,7 @@ from core.services import Services
 from ui.charts import group_metric_figure, probe_figure
 from ui.choices import model_choices
 from ui.errors import problem, shows_errors, warn
+from ui.live import Live
 from ui.uploads import uploaded_file
 
 SOURCES = ["Logged turns", "Evaluation set (CSV)"]
@@ -66,7 +67,7 @@ def table_update(table):
     return gr.update(value=table, visible=table is not None)
 
 
-def build_fairness_tab(services: Services, page: gr.Blocks) -> None:
+def build_fairness_tab(services: Services, page: gr.Blocks, live: Live) -> None:
     stops: dict[str, threading.Event] = {}
 
     with gr.Tab("Bias", id="bias"):
@@ -83,7 +84,7 @@ def build_fairness_tab(services: Services, page: gr.Blocks) -> None:
         with gr.Row():
             run = gr.Button("Build report", variant="primary")
             stop = gr.Button("Cancel", variant="stop")
-            export = gr.Button("Export JSON + HTML")
+            export = gr.Button("Export JSON + HTML", visible=False)  # once there is a report
         status = gr.Markdown()
         disparities = gr.Markdown()
         change = gr.Dataframe(label="Change per group (fine-tuned − base)", interactive=False,
@@ -94,7 +95,8 @@ def build_fairness_tab(services: Services, page: gr.Blocks) -> None:
                                    visible=False)
         plots = {metric: gr.Plot(label=label, visible=False)
                  for metric, label in METRICS.items()}
-        files = gr.File(label="Exported report", file_count="multiple", interactive=False)
+        files = gr.File(label="Exported report", file_count="multiple", interactive=False,
+                        visible=False)
         with gr.Accordion("Counterfactual probes", open=False):
             with gr.Row():
                 attribute = gr.Dropdown(list(DEFAULT_TERMS), value="genders",
@@ -109,7 +111,7 @@ def build_fairness_tab(services: Services, page: gr.Blocks) -> None:
             reference = gr.Textbox(label="Reference answer (optional: adds a similarity score)")
             with gr.Row():
                 probe = gr.Button("Run probes", variant="primary")
-                probe_export = gr.Button("Export JSON + HTML")
+                probe_export = gr.Button("Export JSON + HTML", visible=False)
             probe_status = gr.Markdown()
             gaps = gr.Dataframe(label="Largest gaps between groups (flagged first)",
                                 interactive=False, visible=False)
@@ -131,7 +133,7 @@ def build_fairness_tab(services: Services, page: gr.Blocks) -> None:
                 gr.update(choices=models, value=None))
 
     @shows_errors(lambda m: [problem(m), {}, "", *[table_update(None)] * 3,
-                            *[gr.update(visible=False)] * len(plots)])
+                            *[gr.update(visible=False)] * len(plots), gr.update(visible=False)])
     def build(kind, file, chosen, tuned_model, boot, request: gr.Request,
               progress=gr.Progress()):  # noqa: B008 (gradio idiom)
         stop_event = stops[request.session_hash] = threading.Event()
@@ -157,11 +159,11 @@ def build_fairness_tab(services: Services, page: gr.Blocks) -> None:
                 table_update(report.base.table.round(4)),
                 table_update(None if report.tuned is None else report.tuned.table.round(4)),
                 *[gr.update(value=figures.get(metric), visible=metric in figures)
-                  for metric in plots]]
+                  for metric in plots], gr.update(visible=True)]
 
     def export_report(result):
         if not result:
-            return None, "⚠️ Build a report first."
+            return gr.update(value=None, visible=False), "⚠️ Build a report first."
         tables = [("Base model per group", pd.DataFrame(result["base"]["groups"]))]
         if result.get("tuned"):
             tables += [("Fine-tuned model per group", pd.DataFrame(result["tuned"]["groups"])),
@@ -172,10 +174,10 @@ def build_fairness_tab(services: Services, page: gr.Blocks) -> None:
                           figures=[f.to_json() for f in report_figures(result).values()])
         paths = write_report(services.settings.data_dir / "exports", "bias-report", result,
                              title="Bias report", sections=[section])
-        return [str(p) for p in paths], "Exported."
+        return gr.update(value=[str(p) for p in paths], visible=True), "Exported."
 
     @shows_errors(lambda m: (problem(m), {}, *[table_update(None)] * 2,
-                            gr.update(visible=False), table_update(None)))
+                            gr.update(visible=False), table_update(None), gr.update(visible=False)))
     def run_probes(template_text, term_text, ref, chosen_models, request: gr.Request,
                    progress=gr.Progress()):  # noqa: B008 (gradio idiom)
         stop_event = stops[request.session_hash] = threading.Event()
@@ -189,11 +191,12 @@ def build_fairness_tab(services: Services, page: gr.Blocks) -> None:
         return (f"{flagged} gap(s) above their threshold.", data,
                 table_update(report.gaps.round(4)), table_update(report.by_group.round(4)),
                 gr.update(value=probe_figure(data["by_group"], "refusal"), visible=True),
-                table_update(report.answers[["model", "group", "term", "prompt", "answer"]]))
+                table_update(report.answers[["model", "group", "term", "prompt", "answer"]]),
+                gr.update(visible=True))
 
     def export_probes(data):
         if not data:
-            return None, "⚠️ Run the probes first."
+            return gr.update(value=None, visible=False), "⚠️ Run the probes first."
         figures = [probe_figure(data["by_group"], m).to_json()
                    for m in ("refusal", "length", "sentiment", "similarity")
                    if data["by_group"] and m in data["by_group"][0]]
@@ -202,7 +205,7 @@ def build_fairness_tab(services: Services, page: gr.Blocks) -> None:
             ("Answers", pd.DataFrame(data["answers"]))])
         paths = write_report(services.settings.data_dir / "exports", "probes", data,
                              title="Counterfactual probes", sections=[section])
-        return [str(p) for p in paths], "Exported."
+        return gr.update(value=[str(p) for p in paths], visible=True), "Exported."
 
     def cancel(request: gr.Request):
         if request.session_hash in stops:
@@ -216,11 +219,20 @@ def build_fairness_tab(services: Services, page: gr.Blocks) -> None:
     source.change(safe_choose, [source, upload], [upload, features, tuned])
     upload.change(safe_choose, [source, upload], [upload, features, tuned])
     run.click(build, [source, upload, features, tuned, n_boot],
-              [status, last, disparities, change, base_table, tuned_table, *plots.values()])
+              [status, last, disparities, change, base_table, tuned_table, *plots.values(),
+               export], show_progress_on=status)
     page.load(safe_choose, [source, upload], [upload, features, tuned])  # the models at once
+
+    def tuned_choices(kind):
+        if kind == SOURCES[1]:
+            return gr.update(choices=model_choices(services)[1:])
+        return gr.update(choices=sorted(services.fairness.turns()["model"].unique().tolist()))
+
+    live.on_change(tuned_choices, source, tuned)  # a new adapter or its first turns
     stop.click(cancel, None, status)
     export.click(export_report, last, [files, status])
     attribute.change(lambda name: format_groups(DEFAULT_TERMS[name]), attribute, terms)
     probe.click(run_probes, [templates, terms, reference, probe_models],
-                [probe_status, probe_state, gaps, by_group, probe_plot, answers])
+                [probe_status, probe_state, gaps, by_group, probe_plot, answers, probe_export],
+                show_progress_on=probe_status)
     probe_export.click(export_probes, probe_state, [files, probe_status])

@@ -10,6 +10,7 @@ from core.services import Services
 from core.turn_filter import TurnFilter
 from ui.cards import answer_cards
 from ui.errors import problem, shows_errors
+from ui.identity import user_name
 from ui.live import Live
 from ui.readable import cell, to_datetime
 
@@ -19,7 +20,7 @@ THUMBS = {ANY: None, "up": "up", "down": "down", "no thumb": "none"}
 YES_NO = {ANY: None, "yes": True, "no": False}
 SHOWN = [
     "prompt", "response", "correction", "rating", "thumb", "tags", "label", "include",
-    "grounded", "rater", "model_version", "created_at", "rated_at", "response_id",
+    "curated_by", "grounded", "rater", "model_version", "created_at", "rated_at", "response_id",
 ]  # fmt: skip
 ACTIONS = {
     "add tags": "add_tags",
@@ -70,7 +71,7 @@ def agreement_text(agreement) -> str:
             "apart keep α high while κ drops.")
 
 
-def build_feedback_tab(services: Services, live: Live) -> gr.State:
+def build_feedback_tab(services: Services, live: Live, user: gr.Textbox) -> gr.State:
     """Returns the current selection (a TurnFilter) for the Datasets tab."""
     choices = services.feedback.choices()
     with gr.Tab("Feedback", id="feedback") as tab:
@@ -149,7 +150,8 @@ def build_feedback_tab(services: Services, live: Live) -> gr.State:
         return " ".join(dict.fromkeys([*selected_ids(chosen), str(row[-1])]))
 
     @shows_errors(problem)
-    def act(flt: TurnFilter, chosen: str, scope_: str, action_: str, value_: str):
+    def act(name_: str, flt: TurnFilter, chosen: str, scope_: str, action_: str,
+            value_: str, request: gr.Request):
         ids = selected_ids(chosen)
         if scope_ == "selected rows":
             if not ids:
@@ -160,6 +162,7 @@ def build_feedback_tab(services: Services, live: Live) -> gr.State:
             action=name,
             tags=parse_tags(value_) if name.endswith("tags") else None,
             label=value_ if name == "set_label" else None,
+            user=user_name(name_, request),
         )
         rows = services.feedback.bulk(bulk, flt)
         return f"✅ {action_}: {rows:,} row(s) changed."
@@ -194,7 +197,7 @@ def build_feedback_tab(services: Services, live: Live) -> gr.State:
         trigger(show, [*filters, page], shown)
     live.on_change(show, [*filters, page], shown)  # new ratings and labels show at once
     table.select(pick, selection, selection)
-    run.click(act, [current, selection, scope, action, value], outcome).then(
+    run.click(act, [user, current, selection, scope, action, value], outcome).then(
         show, [*filters, page], shown)
     check_button.click(check, [current, field], [agreement, verdicts, which, flagged, report])
     which.change(show_check, [which, report], flagged)

@@ -11,12 +11,14 @@ from core.errors import InvalidInput
 from core.knowledge.check import BuildRequest
 from core.services import Services
 from ui.errors import problem, shows_errors
-from ui.scores import scores_markdown
+from ui.live import Live
+from ui.readable import frame
+from ui.scores import model_name, scores_markdown
 from ui.uploads import uploaded_file
 
 ITEM_COLUMNS = ["id", "question", "reference", "source", "origin"]
-RUN_COLUMNS = ["id", "created_at", "kind", "model", "grounded", "status", "done", "total",
-               "correct", "fact_match", "token_f1", "trigger", "error"]
+RUN_COLUMNS = ["created_at", "kind", "model", "grounded", "status", "done", "total",
+               "correct", "fact_match", "token_f1", "trigger", "error", "id"]
 ANSWER_COLUMNS = ["question", "reference", "answer", "match", "f1"]
 POLL_S = 1.0
 
@@ -31,10 +33,11 @@ def items_frame(services: Services, check_id: str | None) -> pd.DataFrame:
     return pd.DataFrame(items, columns=ITEM_COLUMNS)
 
 
-def runs_frame(runs: list[dict]) -> pd.DataFrame:
-    rows = [{**run, **{k: (run["summary"] or {}).get(k) for k in
-                       ("correct", "fact_match", "token_f1")}} for run in runs]
-    return pd.DataFrame(rows, columns=RUN_COLUMNS).round({"fact_match": 3, "token_f1": 3})
+def runs_frame(services: Services, runs: list[dict]) -> pd.DataFrame:
+    rows = [{**run, "model": model_name(services, run["model"]),
+             **{k: (run["summary"] or {}).get(k) for k in ("correct", "fact_match", "token_f1")}}
+            for run in runs]
+    return frame(rows, RUN_COLUMNS, ids=("id",))
 
 
 def table_rows(frame: pd.DataFrame) -> list[dict]:
@@ -48,11 +51,11 @@ def table_rows(frame: pd.DataFrame) -> list[dict]:
     return rows
 
 
-def build_knowledge_tab(services: Services) -> None:
+def build_knowledge_tab(services: Services, live: Live) -> None:
     knowledge, runs = services.knowledge, services.knowledge_runs
     model_choices = services.arena.resolver.choices
 
-    with gr.Tab("Knowledge", id="knowledge"):
+    with gr.Tab("Knowledge", id="knowledge") as tab:
         gr.Markdown("Does the model know your documents' facts, and has it kept its general "
                     "ability? A check's questions never train.")
         scores = gr.Markdown(scores_markdown(services))
@@ -65,7 +68,9 @@ def build_knowledge_tab(services: Services) -> None:
                 most = gr.Number(20, label="At most this many items", precision=0, minimum=1)
                 build = gr.Button("Build check", variant="primary")
         with gr.Row():
-            check = gr.Dropdown(check_choices(services), label="Knowledge check", scale=3)
+            listed = check_choices(services)  # the newest check is shown first
+            check = gr.Dropdown(listed, value=listed[0][1] if listed else None,
+                                label="Knowledge check", scale=3)
             refresh = gr.Button("↻", scale=0)
         status = gr.Markdown()
         items = gr.Dataframe(pd.DataFrame(columns=ITEM_COLUMNS), label="Items (edit cells, add "
@@ -87,9 +92,9 @@ def build_knowledge_tab(services: Services) -> None:
             general = gr.Checkbox(True, label="Also the general-ability set")
             run = gr.Button("Run check", variant="primary")
         history = gr.Dataframe(label="Runs of this check (and general runs)", interactive=False,
-                               wrap=True)
+                               wrap=True, visible=False)
         pick = gr.Dropdown([], label="Show a run's answers")
-        answers = gr.Dataframe(label="Answers", interactive=False, wrap=True)
+        answers = gr.Dataframe(label="Answers", interactive=False, wrap=True, visible=False)
 
     def run_list(check_id):
         found = (runs.list(check_id) if check_id else []) + runs.list(kind="general")
@@ -97,7 +102,8 @@ def build_knowledge_tab(services: Services) -> None:
 
     def show(check_id, note=""):
         listed = run_list(check_id)
-        return (note, items_frame(services, check_id), runs_frame(listed),
+        return (note, items_frame(services, check_id),
+                gr.update(value=runs_frame(services, listed), visible=bool(listed)),
                 gr.update(choices=[(f"{r['kind']} · {r['model']} · "
                                     f"{'grounded' if r['grounded'] else 'ungrounded'} · "
                                     f"{r['status']}", r["id"]) for r in listed]),
@@ -167,17 +173,22 @@ def build_knowledge_tab(services: Services) -> None:
 
     def answers_of(run_id):
         if not run_id:
-            return pd.DataFrame(columns=ANSWER_COLUMNS)
+            return gr.update(visible=False)
         run = runs.get(run_id)
-        return pd.DataFrame(run["items"] or [], columns=ANSWER_COLUMNS).round({"f1": 3})
+        return gr.update(value=frame(run["items"] or [], ANSWER_COLUMNS), visible=True)
 
-    build.click(start_build, [name, documents, most], [check, *views])
+    build.click(start_build, [name, documents, most], [check, *views], show_progress_on=status)
     check.change(show, [check], views)
+    tab.select(show, [check], views)
     refresh.click(reload, [check], [check, model, documents, *views])
     save.click(lambda c, f: act(lambda i, rows: knowledge.replace_items(i, rows), c,
                                 table_rows(f)), [check, items], [check, *views])
     delete.click(lambda c: act(knowledge.delete, c), [check], [check, *views])
     upload.upload(import_check, [upload], [check, *views])
     export.click(export_check, [check, fmt], [download, status])
-    run.click(start_runs, [check, model, grounding, general], views)
+    run.click(start_runs, [check, model, grounding, general], views, show_progress_on=status)
     pick.change(answers_of, [pick], [answers])
+    # Scores, checks and models follow the store (a run finished elsewhere, a new adapter).
+    live.on_change(lambda: (scores_markdown(services),
+                            gr.update(choices=check_choices(services)),
+                            gr.update(choices=model_choices())), None, [scores, check, model])

@@ -10,6 +10,7 @@ from core.services import Services
 from core.turn_filter import TurnFilter
 from ui.cards import answer_cards
 from ui.errors import problem, shows_errors
+from ui.live import Live
 from ui.readable import cell, to_datetime
 
 PAGE_SIZE = 50
@@ -46,8 +47,8 @@ def make_filter(text, min_rating, max_rating, thumb, date_from, date_to, page=1)
     )
 
 
-def build_logs_tab(services: Services) -> None:
-    with gr.Tab("Logs", id="logs"):
+def build_logs_tab(services: Services, live: Live) -> None:
+    with gr.Tab("Logs", id="logs") as tab:
         with gr.Row():
             text = gr.Textbox(label="Text in prompt, answer or correction", scale=3)
             thumb = gr.Dropdown(list(THUMBS), value="any", label="Thumb", scale=1)
@@ -61,15 +62,16 @@ def build_logs_tab(services: Services) -> None:
         summary = gr.Markdown()
         with gr.Accordion("Answers", open=True):
             cards = gr.Markdown()
-        table = gr.Dataframe(interactive=False, wrap=True, max_height=520, show_search="search")
+        table = gr.Dataframe(interactive=False, wrap=True, max_height=520, show_search="search",
+                             visible=False)  # until there are rows (no "1 2 3" placeholder)
         with gr.Row():
             csv_button = gr.Button("Download CSV")
             parquet_button = gr.Button("Download Parquet")
-        download = gr.File(label="Export", interactive=False)
+        download = gr.File(label="Export", interactive=False, visible=False)
 
     filters = [text, min_rating, max_rating, thumb, date_from, date_to, page]
 
-    @shows_errors(lambda m: (problem(m), None, None), expected=(ValueError,))
+    @shows_errors(lambda m: (problem(m), None, gr.update(visible=False)), expected=(ValueError,))
     def show(*values):
         flt = make_filter(*values)
         total = services.feedback.count_turns(flt)
@@ -78,18 +80,20 @@ def build_logs_tab(services: Services) -> None:
         frame = rows[[c for c in SHOWN if c in rows.columns]].map(cell)
         pages = max(1, -(-total // PAGE_SIZE))
         return (f"{total:,} row(s) · page {int(values[-1] or 1)} of {pages}",
-                answer_cards(rows), frame)
+                answer_cards(rows), gr.update(value=frame, visible=not frame.empty))
 
     def export(fmt: str):
         def run(*values):
             flt = make_filter(*values)
             name = f"interactions-{time.strftime('%Y%m%d-%H%M%S')}.{fmt}"
             folder = services.settings.data_dir / "exports"
-            return str(services.feedback.export_turns(flt, folder / name, fmt))
+            path = services.feedback.export_turns(flt, folder / name, fmt)
+            return gr.update(value=str(path), visible=True)
 
         return run
 
-    for trigger in (refresh.click, text.submit):
+    for trigger in (refresh.click, text.submit, tab.select):
         trigger(show, filters, [summary, cards, table])
+    live.on_change(show, filters, [summary, cards, table])  # new turns show at once
     csv_button.click(export("csv"), filters, download)
     parquet_button.click(export("parquet"), filters, download)

@@ -104,8 +104,12 @@ def build_models_tab(services: Services, live: Live, user: gr.Textbox) -> None:
 
             return run(work)
 
-        export.click(exported, [model, export_format], outputs)
-        live.on_change(lambda: refreshed()[:4], None, outputs[:4])
+        export.click(exported, [model, export_format], outputs, show_progress_on=outputs[0])
+        def followed():  # new adapters, promotions and knowledge scores show at once
+            views = refreshed()
+            return (*views[:4], views[5])
+
+        live.on_change(followed, None, [*outputs[:4], knows])
         model.change(pick, model, details)
         rename.click(lambda m, n: run(lambda: f"Renamed to {registry.rename(need(m), n).name}."),
                      [model, new_name], outputs)

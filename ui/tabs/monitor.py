@@ -109,5 +109,5 @@ def build_monitor_tab(services: Services) -> None:
 
     inputs = [baseline, window, prompt_baseline, prompt_window, alpha]
     outputs = [alerts, thumbs_plot, stars_plot, topics_plot, evidence]
-    check.click(run, inputs, outputs)
-    tab.select(run, inputs, outputs)
+    check.click(run, inputs, outputs, show_progress_on=alerts)  # one progress bar
+    tab.select(run, inputs, outputs, show_progress_on=alerts)

@@ -67,7 +67,7 @@ def build_retriever_tab(services: Services, live: Live, user: gr.Textbox) -> Non
             promote = gr.Button("Promote (re-embed documents)", variant="primary")
             rollback = gr.Button("Roll back last promotion")
         outcome = gr.Markdown()
-        with gr.Row():
+        with gr.Row(visible=False) as results:  # once a retriever is picked
             table = gr.Dataframe(label="Held-out retrieval, before → after", interactive=False)
             figure = gr.Plot(label="Before and after")
 
@@ -95,9 +95,9 @@ def build_retriever_tab(services: Services, live: Live, user: gr.Textbox) -> Non
                                    f"v{dataset.version}", user=user_name(name, request))
             return panel.started(record)
 
-        @shows_errors(warn(gr.skip(), gr.skip()))
+        @shows_errors(warn(gr.skip(), gr.skip(), gr.skip()))
         def pick(retriever_id):
-            return evaluation_views(services, retriever_id)
+            return *evaluation_views(services, retriever_id), gr.update(visible=True)
 
         @shows_errors(lambda m: (problem(m), served_text(services),
                                      gr.update(choices=retriever_choices(services))))
@@ -126,9 +126,11 @@ def build_retriever_tab(services: Services, live: Live, user: gr.Textbox) -> Non
         start.click(begin, [user, *inputs], panel.outputs)
         for box in (dataset, epochs, batch):
             box.change(estimated, inputs, panel.estimate, show_progress="hidden")
-        retriever.input(pick, retriever, [table, figure])
-        promote.click(promote_with_progress, [retriever, user], [outcome, served, retriever])
-        rollback.click(rollback_with_progress, user, [outcome, served, retriever])
+        retriever.input(pick, retriever, [table, figure, results])
+        promote.click(promote_with_progress, [retriever, user], [outcome, served, retriever],
+                      show_progress_on=outcome)
+        rollback.click(rollback_with_progress, user, [outcome, served, retriever],
+                       show_progress_on=outcome)
         live.on_change(lambda: (gr.update(choices=dataset_choices(services)),
                                 gr.update(choices=retriever_choices(services)),
                                 served_text(services)), None, [dataset, retriever, served])

@@ -13,6 +13,7 @@ from core.training.search import SearchSpec
 from ui.charts import parameter_figure
 from ui.choices import KINDS, dataset_choices
 from ui.errors import problem, shows_errors
+from ui.identity import user_name
 from ui.job_panel import JobPanel, estimate_for, estimate_text
 from ui.live import Live
 from ui.readable import cell, short_id
@@ -31,8 +32,8 @@ def trials_frame(search) -> pd.DataFrame:
 
 def summary(search) -> str:
     best = search.best
-    text = (f"Search `{search.id}` · {search.spec.method} · **{search.status}** · "
-            f"{len(search.trials)}/{search.spec.trials} trials")
+    text = (f"Search `{search.id}` by {search.user} · {search.spec.method} · "
+            f"**{search.status}** · {len(search.trials)}/{search.spec.trials} trials")
     if best:
         params = ", ".join(f"{k} {cell(v)}" for k, v in best["params"].items())
         text += (f"\n\nBest: val loss **{best['val_loss']:.4f}** with {params}; its "
@@ -40,7 +41,7 @@ def summary(search) -> str:
     return text + (f"\n\n⚠️ {search.error}" if search.error else "")
 
 
-def build_tune_tab(services: Services, live: Live) -> None:
+def build_tune_tab(services: Services, live: Live, user: gr.Textbox) -> None:
     searches = services.searches
     with gr.Tab("Tune", id="tune"):
         gr.Markdown("Search learning rate, LoRA rank, epochs and dropout. Each trial is a "
@@ -59,7 +60,7 @@ def build_tune_tab(services: Services, live: Live) -> None:
             current = gr.Dropdown([s.id for s in searches.list()], label="Search")
         status = gr.Markdown()
         table = gr.Dataframe(label="Trials", interactive=False, visible=False)
-        chart = gr.Plot(label="Validation loss against parameters")
+        chart = gr.Plot(label="Validation loss against parameters", visible=False)
         timer = gr.Timer(REFRESH_S)
         gr.Markdown("### Trial jobs")
         panel = JobPanel(services, live, kinds=KINDS, hint="Each trial's training job shows "
@@ -72,7 +73,8 @@ def build_tune_tab(services: Services, live: Live) -> None:
             search = searches.get(search_id)
             return (gr.update(choices=[s.id for s in searches.list()], value=search.id),
                     summary(search), gr.update(value=trials_frame(search), visible=True),
-                    parameter_figure(search.trials, list(search.spec.space)))
+                    gr.update(value=parameter_figure(search.trials, list(search.spec.space)),
+                              visible=True))
 
         @shows_errors(problem, expected=(ValueError,))
         def estimated(dataset_id, fixed_text, budget):
@@ -84,7 +86,8 @@ def build_tune_tab(services: Services, live: Live) -> None:
                     + estimate_text(estimate_for(services, base)))
 
         @shows_errors(lambda m: (gr.update(), problem(m), gr.skip(), gr.skip()))
-        def begin(dataset_id, method_name, budget, space_text, fixed_text):
+        def begin(name, dataset_id, method_name, budget, space_text, fixed_text,
+                  request: gr.Request):
             if not dataset_id:
                 raise RefineryError("pick a dataset version first")
             try:
@@ -93,7 +96,7 @@ def build_tune_tab(services: Services, live: Live) -> None:
                 raise RefineryError(f"not valid JSON: {error}") from error
             base = services.training.make_spec(options, dataset_id=dataset_id)
             spec = SearchSpec(method=method_name, space=space_value, trials=int(budget))
-            search = searches.start(base, spec)
+            search = searches.start(base, spec, user=user_name(name, request))
             return show(search.id)
 
         @shows_errors(lambda m: (gr.update(), problem(m), gr.skip(), gr.skip()))
@@ -102,7 +105,7 @@ def build_tune_tab(services: Services, live: Live) -> None:
             return show(search_id)
 
         outputs = [current, status, table, chart]
-        start.click(begin, [dataset, method, trials, space, fixed], outputs)
+        start.click(begin, [user, dataset, method, trials, space, fixed], outputs)
         stop.click(halt, current, outputs)
         current.input(show, current, outputs)
         for box in (dataset, fixed, trials):
