@@ -2,11 +2,13 @@
 
 Login is on when at least one user is configured (a users file and/or REFINERY_USERS). The UI
 uses Gradio's own login page (`auth=` on mount_gradio_app); the API takes HTTP Basic
-credentials checked against the same table. Without users the studio binds to loopback only.
+credentials checked against the same table (core/api/login.py reads them from the request).
+Without users the studio binds to loopback only.
 """
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import hmac
 import ipaddress
@@ -19,12 +21,10 @@ from pathlib import Path
 import yaml
 from argon2 import PasswordHasher, extract_parameters
 from argon2.exceptions import InvalidHashError, VerificationError
-from starlette.requests import Request
 
-from core.errors import Forbidden, InvalidInput, Unauthorized
+from core.errors import Forbidden, InvalidInput
 
 ANONYMOUS = "anonymous"
-OPEN_ROUTES = ("/api/v1/health",)  # reachable without credentials (monitoring)
 
 
 def read_users_file(path: Path) -> dict[str, str]:
@@ -133,48 +133,7 @@ class Authenticator:
 
     async def verify_async(self, name: str, password: str) -> bool:
         """For Gradio's login route: argon2's cost is paid off the event loop."""
-        from starlette.concurrency import run_in_threadpool
-
-        return await run_in_threadpool(self.verify, name, password)
-
-    def api_user(self, request: Request) -> str | None:
-        """The FastAPI dependency of every /api/v1 route: the authenticated name, or None."""
-        from fastapi.security.utils import get_authorization_scheme_param
-
-        if not self.enabled or request.url.path in OPEN_ROUTES:
-            return None
-        scheme, encoded = get_authorization_scheme_param(request.headers.get("Authorization"))
-        name, password = _basic(scheme, encoded) if scheme.lower() == "basic" else _bearer(
-            scheme, encoded
-        )
-        if name is None or not self.verify(name, password):
-            raise Unauthorized(
-                "log in: send HTTP Basic credentials of a Refinery user, or NAME:PASSWORD as "
-                "the bearer token (an OpenAI client's api_key)"
-            )
-        request.state.user = name
-        return name
-
-
-def _basic(scheme: str, encoded: str) -> tuple[str | None, str]:
-    import base64
-    import binascii
-
-    if scheme.lower() != "basic" or not encoded:
-        return None, ""
-    try:
-        name, sep, password = base64.b64decode(encoded, validate=True).decode().partition(":")
-    except (binascii.Error, UnicodeDecodeError, ValueError):
-        return None, ""
-    return (name, password) if sep else (None, "")
-
-
-def _bearer(scheme: str, token: str) -> tuple[str | None, str]:
-    """OpenAI clients send their api_key as a bearer token: here a user's NAME:PASSWORD."""
-    if scheme.lower() != "bearer" or not token:
-        return None, ""
-    name, sep, password = token.partition(":")
-    return (name, password) if sep else (None, "")
+        return await asyncio.to_thread(self.verify, name, password)
 
 
 def acting_user(authenticated: str | None, claimed: str | None) -> str:
@@ -188,11 +147,6 @@ def acting_user(authenticated: str | None, claimed: str | None) -> str:
     if claimed not in (ANONYMOUS, authenticated):
         raise Forbidden(f"you are logged in as {authenticated!r} and cannot act as {claimed!r}")
     return authenticated
-
-
-def request_user(request: Request, claimed: str | None) -> str:
-    """acting_user for a FastAPI request (the dependency put the name on request.state)."""
-    return acting_user(getattr(request.state, "user", None), claimed)
 
 
 def build_authenticator(users_file: Path | None, users_env: str | None) -> Authenticator:

@@ -22,6 +22,7 @@ from prometheus_client.metrics_core import (
 )
 
 from core.api.errors import STATUS
+from core.api.login import api_user
 from core.errors import DiskFull, disk_full
 from core.store import Database
 
@@ -164,7 +165,7 @@ def install_metrics(app, services) -> Metrics:
 
     # With login on, Prometheus scrapes with basic_auth like any API client.
     @app.get("/metrics", include_in_schema=False,
-             dependencies=[Depends(services.auth.api_user)])
+             dependencies=[Depends(api_user(services.auth))])
     def prometheus_metrics() -> Response:
         body, content_type = metrics.exposition()
         return Response(content=body, media_type=content_type)

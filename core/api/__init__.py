@@ -15,6 +15,7 @@ from core.api.errors import install_error_handlers
 from core.api.explain import build_explain_router
 from core.api.jobs import build_jobs_router
 from core.api.knowledge import build_knowledge_router
+from core.api.login import api_user
 from core.api.openai_compat import build_openai_router
 from core.api.retraining import build_retraining_router
 from core.api.retrievers import build_retrievers_router
@@ -28,7 +29,7 @@ __all__ = ["build_api", "build_openai_router", "install_error_handlers"]
 def build_api(services: Services) -> APIRouter:
     # Login (when users are configured) guards every route but /health: HTTP Basic; then no
     # request may act in another user's name.
-    router = APIRouter(prefix="/api/v1", dependencies=[Depends(services.auth.api_user),
+    router = APIRouter(prefix="/api/v1", dependencies=[Depends(api_user(services.auth)),
                                                         Depends(attributed_to_login)])
     router.include_router(build_chat_router(services))
     router.include_router(build_curation_router(services))

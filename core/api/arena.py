@@ -10,8 +10,8 @@ from pydantic import Field
 
 from core.api.bodies import MAX_INT, MAX_QUERY_CHARS
 from core.api.chat import OPTION_FIELDS, Strict, source_json
+from core.api.login import request_user
 from core.arena import CompareRequest
-from core.auth import request_user
 from core.evaluation import EvalRequest, before_after
 from core.experiments import ExperimentSpec
 from core.generation import GenerationOptions

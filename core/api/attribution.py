@@ -21,7 +21,7 @@ STATE_CHANGING = {"POST", "PUT", "PATCH", "DELETE"}
 
 
 async def attributed_to_login(request: Request) -> None:
-    user = getattr(request.state, "user", None)  # set by Authenticator.api_user
+    user = getattr(request.state, "user", None)  # set by core.api.login.api_user
     if user is None or request.method not in STATE_CHANGING:
         return
     claims = [(k, v) for k, v in request.query_params.multi_items() if k in ATTRIBUTION_FIELDS]

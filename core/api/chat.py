@@ -12,7 +12,7 @@ from starlette.concurrency import iterate_in_threadpool
 
 from core.api.bodies import MAX_INT, FilterBody
 from core.api.bodies import Body as Strict
-from core.auth import request_user
+from core.api.login import request_user
 from core.chat import ChatRequest, ChatUpdate
 from core.errors import RefineryError
 from core.feedback import Feedback

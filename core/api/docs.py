@@ -6,6 +6,7 @@ from fastapi import Depends, FastAPI
 from fastapi.openapi.docs import get_redoc_html, get_swagger_ui_html
 from fastapi.responses import HTMLResponse, JSONResponse
 
+from core.api.login import api_user
 from core.auth import Authenticator
 
 
@@ -17,7 +18,7 @@ def docs_urls(auth: Authenticator) -> dict:
 def install_guarded_docs(app: FastAPI, auth: Authenticator) -> None:
     if not auth.enabled:
         return
-    guard = [Depends(auth.api_user)]
+    guard = [Depends(api_user(auth))]
 
     @app.get("/openapi.json", include_in_schema=False, dependencies=guard)
     def openapi() -> JSONResponse:

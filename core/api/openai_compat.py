@@ -28,7 +28,7 @@ from starlette.concurrency import iterate_in_threadpool
 from core.api.attribution import attributed_to_login
 from core.api.bodies import MAX_INT, MAX_QUERY_CHARS, MAX_TEXT_CHARS, Body
 from core.api.errors import STATUS, openai_error
-from core.auth import request_user
+from core.api.login import api_user, request_user
 from core.chat import ChatRequest, ChatUpdate
 from core.errors import InvalidInput, RefineryError
 from core.services import Services
@@ -236,7 +236,7 @@ def model_entry(model_id: str, description: str, **extra) -> dict:
 
 
 def build_openai_router(services: Services) -> APIRouter:
-    router = APIRouter(prefix="/v1", dependencies=[Depends(services.auth.api_user),
+    router = APIRouter(prefix="/v1", dependencies=[Depends(api_user(services.auth)),
                                                    Depends(attributed_to_login)])
 
     @router.get("/models")

@@ -9,7 +9,7 @@ from typing import Literal
 from fastapi import APIRouter, Query, Request
 
 from core.api.chat import Strict
-from core.auth import request_user
+from core.api.login import request_user
 from core.retraining import RetrainingPolicy
 from core.services import Services
 from core.store.retraining import CycleRecord

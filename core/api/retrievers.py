@@ -6,8 +6,8 @@ from fastapi import APIRouter, Request
 from pydantic import Field
 
 from core.api.bodies import Body as Strict
+from core.api.login import request_user
 from core.api.training import job_json
-from core.auth import request_user
 from core.errors import InvalidInput
 from core.services import Services
 from core.store.registry import RetrieverRecord

@@ -8,7 +8,7 @@ from fastapi import APIRouter, Request
 from pydantic import Field
 
 from core.api.bodies import Body as Strict
-from core.auth import request_user
+from core.api.login import request_user
 from core.services import Services
 from core.store.registry import ModelRecord
 from core.store.training import JobRecord
