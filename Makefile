@@ -26,8 +26,8 @@ run: setup
 
 test: setup
 	$(PY) -m pytest -q
-	$(PY) -m pytest -q -m slow tests/test_real_model.py tests/test_training_real_model.py \
-		tests/test_faults.py tests/test_training_faults.py
+	$(PY) -m pytest -q -m slow tests/serving/test_real_model.py tests/training/test_training_real_model.py \
+		tests/operations/test_faults.py tests/training/test_training_faults.py
 
 test-fast: setup
 	$(PY) -m pytest -q

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import sys
 
-from core.auth import bind_notice
-from core.instance_lock import run_holding
+from core.operations.auth import bind_notice
+from core.operations.instance_lock import run_holding
 from core.settings import Settings, parse_settings
 
 
@@ -14,12 +14,12 @@ def create_app(services):
     import gradio as gr
     from fastapi import FastAPI
 
-    from core.api import build_api, build_openai_router, install_error_handlers
-    from core.api.docs import docs_urls, install_guarded_docs
-    from core.api.origin import SameOrigin
-    from core.api.surrogates import RefuseLoneSurrogates
-    from core.api.throttle import LoginThrottle, ThrottleLogins
-    from core.metrics import install_metrics
+    from api import build_api, build_openai_router, install_error_handlers
+    from api.docs import docs_urls, install_guarded_docs
+    from api.metrics import install_metrics
+    from api.origin import SameOrigin
+    from api.surrogates import RefuseLoneSurrogates
+    from api.throttle import LoginThrottle, ThrottleLogins
     from core.services import VERSION
     from ui.layout import HEAD, STYLE, build_app
 

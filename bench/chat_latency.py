@@ -64,9 +64,9 @@ def make_adapter(model_source: str, folder: Path) -> Path:
 
 def measure(engine: str, model: str, cache_dir: Path, adapter: Path, tokens: int) -> dict:
     """One engine's figures, in this (fresh) process."""
-    from core.engines.run import GenerationStream, generate_batch
-    from core.generation import GenerationOptions, fit_to_context
-    from core.models import ModelService
+    from core.serving.engines.run import GenerationStream, generate_batch
+    from core.serving.generation import GenerationOptions, fit_to_context
+    from core.serving.models import ModelService
 
     service = ModelService(model, cache_dir=cache_dir, engine=engine)
     builds = service.fast_builds()
@@ -119,7 +119,7 @@ def cpu_flags() -> str:
 
 
 def main() -> None:
-    from core.engines import onnx_installed
+    from core.serving.engines import onnx_installed
 
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     Settings.add_arguments(parser, only=("model", "cache_dir"))
@@ -133,7 +133,7 @@ def main() -> None:
                           args.max_new_tokens)
         print(json.dumps(figures))
         return
-    from core.models import resolve_model_source
+    from core.serving.models import resolve_model_source
 
     source = resolve_model_source(args.model, cache_dir)
     adapter = Path(args.adapter) if args.adapter else make_adapter(

@@ -1,5 +1,5 @@
 """Chunking benchmark: grounded retrieval recall of token windows (the old chunker) against
-chunks on paragraph and sentence boundaries (core.chunking.Chunker, semchunk).
+chunks on paragraph and sentence boundaries (core.documents.chunking.Chunker, semchunk).
 
     .venv/bin/python bench/chunking.py [--documents 10 --seed 0 --sizes 200/40 100/20]
 
@@ -29,9 +29,9 @@ os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 
 import numpy as np  # noqa: E402
 
-from core.chunking import Chunk, Chunker, ChunkSpec  # noqa: E402
-from core.documents import Page, normalise  # noqa: E402
-from core.retrieval import Embedder  # noqa: E402
+from core.documents.chunking import Chunk, Chunker, ChunkSpec  # noqa: E402
+from core.documents.parsing import Page, normalise  # noqa: E402
+from core.documents.retrieval import Embedder  # noqa: E402
 
 SYLLABLES = ("bar", "wick", "hol", "mere", "ston", "ley", "ash", "ford", "tren", "dal", "cor",
              "by", "vel", "ham", "quar", "rin", "mont", "sel", "tor", "wyn")

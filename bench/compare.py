@@ -5,7 +5,7 @@ Latency: all timed configurations in one process, their passes interleaved, so t
 other work on the machine hits each alike. The configurations:
   one     one model, base answers only (the memory reference: "one model")
   pair    the Compare tab's path: one copy of the base weights, both answers of a prompt in
-          one batch, the adapter's LoRA deltas added to its row only (core/adapter_rows.py)
+          one batch, the adapter's LoRA deltas added to its row only (core/serving/adapter_rows.py)
   two     two models loaded separately (base, and base + the adapter merged into a copy);
           per prompt the base answer on the first, then the adapter answer on the second
 Targets: pair memory <= 1.15x one; total latency no worse than two (the two answers one
@@ -68,10 +68,10 @@ def make_adapter(model_dir: Path, target: Path) -> None:
 
 def build(mode: str, model_dir: Path, adapter_dir: Path, max_new_tokens: int):
     """Load what `mode` needs; return a function generating every answer once."""
-    from core.engines.run import GenerationStream
-    from core.generation import GenerationOptions, fit_to_context
-    from core.models import ModelService, load_model
-    from core.modelspec import AnswerPair, AnswerStream, ModelResolver, ResolvedModel
+    from core.serving.engines.run import GenerationStream
+    from core.serving.generation import GenerationOptions, fit_to_context
+    from core.serving.models import ModelService, load_model
+    from core.serving.modelspec import AnswerPair, AnswerStream, ModelResolver, ResolvedModel
     from core.store import MIGRATIONS
     from core.store.arena import ArenaStore
     from core.store.database import Database
@@ -157,7 +157,7 @@ def main() -> None:
                        args.max_new_tokens, args.repeats)
         print(json.dumps(result))
         return
-    from core.models import resolve_model_source
+    from core.serving.models import resolve_model_source
 
     settings = Settings.from_args(args)
     model_dir = Path(resolve_model_source(settings.model, settings.models_dir))

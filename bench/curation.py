@@ -16,11 +16,11 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from core.datasets import BuildSpec  # noqa: E402
-from core.feedback import BulkAction  # noqa: E402
+from core.datasets.versions import BuildSpec  # noqa: E402
+from core.feedback.ratings import BulkAction  # noqa: E402
+from core.feedback.turn_filter import TurnFilter  # noqa: E402
 from core.services import build_services  # noqa: E402
 from core.settings import Settings  # noqa: E402
-from core.turn_filter import TurnFilter  # noqa: E402
 
 TOPICS = ["billing", "password", "shipping", "refund", "warranty", "login", "invoice", "pump"]
 

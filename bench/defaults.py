@@ -1,5 +1,5 @@
 """What the served generation defaults answer: the benchmark prompts with the model's defaults
-(core/generation_defaults.py), answer lengths and finish reasons, and how often "What is the
+(core/serving/defaults.py), answer lengths and finish reasons, and how often "What is the
 capital of France?" gets Paris at the defaults' temperature and at the old API/UI ones.
 
 Run: .venv/bin/python bench/defaults.py --cache-dir /work/cache/models
@@ -15,10 +15,10 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from bench.chat_latency import PROMPTS  # noqa: E402
-from core.engines.run import GenerationStream  # noqa: E402
-from core.generation import fit_to_context  # noqa: E402
-from core.generation_defaults import model_folder, resolve_defaults  # noqa: E402
-from core.models import load_model  # noqa: E402
+from core.serving.defaults import model_folder, resolve_defaults  # noqa: E402
+from core.serving.engines.run import GenerationStream  # noqa: E402
+from core.serving.generation import fit_to_context  # noqa: E402
+from core.serving.models import load_model  # noqa: E402
 from core.settings import Settings  # noqa: E402
 
 CAPITAL = "What is the capital of France?"

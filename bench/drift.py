@@ -26,7 +26,7 @@ from tqdm import tqdm
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
-from core.drift import DriftOptions, prompt_drift, rating_drift  # noqa: E402
+from core.audit.drift import DriftOptions, prompt_drift, rating_drift  # noqa: E402
 
 TOPICS = {
     "cooking": (("How long should I {v} {o}?", "What is the best way to {v} {o}?"),
@@ -106,7 +106,7 @@ def latency(texts) -> None:
 
 
 def main() -> None:
-    from core.retrieval import Embedder
+    from core.documents.retrieval import Embedder
 
     texts = pool()
     embedder = Embedder()

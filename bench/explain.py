@@ -17,9 +17,9 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from tqdm import tqdm  # noqa: E402
 
-from core.explain import ExplainService, ExplainSettings  # noqa: E402
-from core.models import ModelService  # noqa: E402
-from core.modelspec import ModelResolver  # noqa: E402
+from core.audit.explain import ExplainService, ExplainSettings  # noqa: E402
+from core.serving.models import ModelService  # noqa: E402
+from core.serving.modelspec import ModelResolver  # noqa: E402
 from core.settings import Settings  # noqa: E402
 from core.store import open_database  # noqa: E402
 from core.store.arena import ArenaStore  # noqa: E402

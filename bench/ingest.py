@@ -41,7 +41,7 @@ def page_text(rng: random.Random, lines: int = 40) -> str:
 def bench_ingest(service, documents: int, pages: int, rng: random.Random) -> dict:
     from tqdm import tqdm
 
-    from core.document_service import IncomingFile
+    from core.documents.service import IncomingFile
     from tests.sample_files import make_pdf
 
     files = [
@@ -147,7 +147,7 @@ def main() -> None:
     parser.add_argument("--seed", type=int, default=0)
     args = parser.parse_args()
 
-    from core.document_service import build_document_service
+    from core.documents.service import build_document_service
     from core.settings import Settings
     from core.store import open_database
 

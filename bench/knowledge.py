@@ -22,16 +22,16 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from core.datasets import BuildSpec  # noqa: E402
-from core.document_service import IncomingFile  # noqa: E402
-from core.feedback import Feedback  # noqa: E402
-from core.generation import GenerationOptions  # noqa: E402
-from core.grounding import fit_sources, retrieve, with_sources  # noqa: E402
+from core.datasets.synthesis import write_batch  # noqa: E402
+from core.datasets.versions import BuildSpec  # noqa: E402
+from core.documents.grounding import fit_sources, retrieve, with_sources  # noqa: E402
+from core.documents.service import IncomingFile  # noqa: E402
+from core.feedback.ratings import Feedback  # noqa: E402
 from core.knowledge.general import load_general_set  # noqa: E402
 from core.knowledge.scoring import fact_match  # noqa: E402
 from core.services import build_services  # noqa: E402
+from core.serving.generation import GenerationOptions  # noqa: E402
 from core.settings import Settings  # noqa: E402
-from core.synthesis import write_batch  # noqa: E402
 from core.training.spec import CORRECT, TEACH  # noqa: E402
 
 DATA = Path(__file__).with_name("knowledge_data")
@@ -178,7 +178,7 @@ def teach(bench, services, questions, scored, general, written) -> None:
 
 
 def corrections(bench, services, facts, scored, general, written, n_corrections) -> None:
-    from core.chat import ChatRequest
+    from core.serving.chat import ChatRequest
 
     started = time.perf_counter()
     corrected = facts[1::2][:n_corrections]

@@ -60,8 +60,8 @@ def rows(words: dict[str, str], templates) -> list[dict]:
 
 
 def train(loss: str, folder: Path, words: dict[str, str], epochs: float):
-    from core.dataset_rows import normalise_row
-    from core.retrieval import bundled_model_dir
+    from core.datasets.rows import normalise_row
+    from core.documents.retrieval import bundled_model_dir
     from core.training.distributed import Ranks
     from core.training.embedding import EmbeddingTrainer
     from core.training.events import RunFolder, write_jsonl
@@ -94,7 +94,7 @@ def main() -> None:
 
     import torch
 
-    from core.retrieval import Embedder
+    from core.documents.retrieval import Embedder
     from core.training.worker import configure_threads
 
     configure_threads()  # as the worker does; REFINERY_TRAIN_THREADS overrides

@@ -42,7 +42,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from core.models import resolve_model_source  # noqa: E402
+from core.serving.models import resolve_model_source  # noqa: E402
 from core.settings import Settings  # noqa: E402
 from core.training.data import IGNORE, encode_rows, step_plan  # noqa: E402
 from core.training.events import RunFolder, read_jsonl, write_jsonl  # noqa: E402

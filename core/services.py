@@ -4,33 +4,33 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from core.admission import Admission
-from core.arena import ArenaService
-from core.auth import Authenticator, build_authenticator
-from core.chat import ChatService
-from core.dashboard import DashboardService
-from core.dataset_jobs import DatasetJobs
-from core.datasets import DatasetService
-from core.document_service import DocumentService, build_document_service
-from core.drift import DriftMonitor
-from core.engines.openai_remote import remote_server
-from core.evaluation import EvaluationService
-from core.experiments import ExperimentService
-from core.explain import ExplainService
-from core.fairness import FairnessService
-from core.feedback import FeedbackService
-from core.generation_defaults import ModelDefaults
+from core.audit.drift import DriftMonitor
+from core.audit.explain import ExplainService
+from core.audit.fairness import FairnessService
+from core.comparison.arena import ArenaService
+from core.comparison.evaluation import EvaluationService
+from core.comparison.experiments import ExperimentService
+from core.datasets.jobs import DatasetJobs
+from core.datasets.versions import DatasetService
+from core.documents.retrievers import RetrieverService
+from core.documents.service import DocumentService, build_document_service
+from core.feedback.quality import QualityService
+from core.feedback.ratings import FeedbackService
 from core.jobs import DATASET, EVALUATION, KNOWLEDGE, SEARCH, JobBoard
 from core.knowledge.check import KnowledgeService
 from core.knowledge.runs import KnowledgeRuns, Scores
-from core.models import ModelService
-from core.modelspec import ModelResolver
+from core.operations.auth import Authenticator, build_authenticator
+from core.operations.dashboard import DashboardService
+from core.operations.retraining import RetrainingService
 from core.paths import AllowedFolders
-from core.quality import QualityService
-from core.registry import ModelRegistry
-from core.retraining import RetrainingService
-from core.retrievers import RetrieverService
-from core.routing import Router
+from core.serving.admission import Admission
+from core.serving.chat import ChatService
+from core.serving.defaults import ModelDefaults
+from core.serving.engines.openai_remote import remote_server
+from core.serving.models import ModelService
+from core.serving.modelspec import ModelResolver
+from core.serving.registry import ModelRegistry
+from core.serving.routing import Router
 from core.settings import Settings
 from core.store import Database, open_database
 from core.store.arena import ArenaStore

@@ -25,7 +25,7 @@ class Settings:
     cache_dir: Path | None = None  # converted models; default <data_dir>/models
     device: str = "auto"
     engine: str = "auto"  # what generates answers: auto | transformers | onnx | onnx-fp32 | openai
-    # --engine openai: the OpenAI-compatible server (core/engines/openai_remote.py)
+    # --engine openai: the OpenAI-compatible server (core/serving/engines/openai_remote.py)
     openai_base_url: str | None = None  # e.g. http://gpu1:8000/v1
     openai_api_key: str | None = field(default=None, repr=False)
     openai_model: str | None = None  # the base model's name on the server (default: model)
@@ -52,7 +52,7 @@ class Settings:
                 raise ValueError(f"{name} must be at least 1, got {getattr(self, name)}")
         if self.device not in ("auto", "cpu", "cuda"):
             raise ValueError(f"device must be auto, cpu or cuda, got {self.device!r}")
-        from core.engines import ENGINES
+        from core.serving.engines import ENGINES
 
         if self.engine not in ENGINES:
             raise ValueError(f"engine must be one of {', '.join(ENGINES)}, got {self.engine!r}")
@@ -77,7 +77,8 @@ class Settings:
 
         data: --data-dir; model: the base model and how it runs; server: bind address;
         security: login, trust and request limits. `rename` gives a flag another name where the
-        usual one means something else (the evaluated --model of `python -m core.evaluation_cli`).
+        usual one means something else (the evaluated --model of
+        `python -m core.comparison.evaluation_cli`).
         """
         env = os.environ if env is None else env
         rename = rename or {}
@@ -187,7 +188,8 @@ FLAGS = (
     Flag("--host", "REFINERY_HOST", "server", "127.0.0.1"),
     Flag("--port", "REFINERY_PORT", "server", 7860, int),
     Flag("--users-file", "REFINERY_USERS_FILE", "security",
-         help="JSON or YAML file of name -> password hash (python -m core.users add NAME)"),
+         help="JSON or YAML file of name -> password hash "
+         "(python -m core.operations.users add NAME)"),
     Flag("--allow-unauthenticated", "REFINERY_ALLOW_UNAUTHENTICATED", "security", False, "bool",
          help="allow binding beyond 127.0.0.1 without login "
          "(anyone who can reach it can use it)"),

@@ -25,7 +25,7 @@ def tiny_model_dir(tmp_path_factory) -> Path:
 @pytest.fixture(scope="session")
 def real_model_cache(tmp_path_factory) -> Path:
     """The bundled default model, converted once per test session (for `slow` tests)."""
-    from core.models import convert_bundled_model
+    from core.serving.models import convert_bundled_model
 
     cache = tmp_path_factory.mktemp("real-model-cache")
     convert_bundled_model(cache)

@@ -5,7 +5,7 @@ from __future__ import annotations
 import uuid
 from datetime import datetime, timedelta
 
-from core.feedback import Feedback
+from core.feedback.ratings import Feedback
 from core.store.chatlog import TurnRecord
 
 START = datetime(2026, 1, 1, 12, 0, 0)

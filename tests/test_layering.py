@@ -1,4 +1,4 @@
-"""Imports only go downward (app -> ui -> core); one module opens DuckDB; no cycles in core;
+"""Imports only go downward (app -> ui, api -> core); one module opens DuckDB; no cycles in core;
 the UI reaches the store only through the service layer; tabs do not import tabs; only
 core/settings.py reads the environment."""
 
@@ -132,24 +132,30 @@ def test_the_graph_rules_catch_a_violation():
                                 "core.b": source(typed)})) == []
 
 
-def test_core_never_imports_gradio_or_ui():
-    offenders = [
-        str(path.relative_to(ROOT))
-        for path in python_files("core")
-        if imported_modules(path) & {"gradio", "ui", "app"}
-    ]
-    assert offenders == []
+HTTP = {"fastapi", "starlette", "uvicorn", "prometheus_client"}
 
 
-def test_ui_never_imports_the_app():
-    offenders = [
-        str(p.relative_to(ROOT)) for p in python_files("ui") if "app" in imported_modules(p)
-    ]
-    assert offenders == []
+def importing(folder: str, forbidden: set[str]) -> list[str]:
+    return [str(p.relative_to(ROOT)) for p in python_files(folder)
+            if imported_modules(p) & forbidden]
+
+
+def test_core_never_imports_gradio_http_ui_or_api():
+    """The engine runs without a web stack: the HTTP layer lives in api/, the UI in ui/."""
+    assert importing("core", {"gradio", "ui", "api", "app", *HTTP}) == []
+
+
+def test_ui_never_imports_the_app_or_the_http_layer():
+    assert importing("ui", {"app", "api"}) == []
+
+
+def test_the_http_layer_never_imports_the_ui_or_the_app():
+    assert importing("api", {"ui", "app", "gradio"}) == []
 
 
 def test_only_the_store_database_module_imports_duckdb():
-    everything = [*python_files("core"), *python_files("ui"), ROOT / "app.py"]
+    everything = [*python_files("core"), *python_files("ui"), *python_files("api"),
+                  ROOT / "app.py"]
     owners = [p.relative_to(ROOT) for p in everything if "duckdb" in imported_modules(p)]
     assert owners == [DUCKDB_OWNER]
 
@@ -194,7 +200,8 @@ def test_only_settings_reads_the_environment():
                 return True
         return False
 
-    everything = [*python_files("core"), *python_files("ui"), ROOT / "app.py"]
+    everything = [*python_files("core"), *python_files("ui"), *python_files("api"),
+                  ROOT / "app.py"]
     readers = [p.relative_to(ROOT) for p in everything if reads_environment(parsed(p))]
     assert readers == [SETTINGS]
     assert reads_environment(source("import os\nos.environ.get('X')\n"))

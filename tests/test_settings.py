@@ -30,8 +30,8 @@ def test_every_cli_reads_the_same_flags_and_variables(tmp_path, monkeypatch):
     the base model, so each honours REFINERY_DATA_DIR and REFINERY_MODEL the same way."""
     import argparse
 
-    from core.backup import parse_args as backup_args
-    from core.evaluation_cli import BASE
+    from core.comparison.evaluation_cli import BASE
+    from core.operations.backup import parse_args as backup_args
     from core.settings import Settings
     from core.training.__main__ import parse as training_args
 

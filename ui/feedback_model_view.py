@@ -5,7 +5,7 @@ from __future__ import annotations
 import gradio as gr
 import pandas as pd
 
-from core.feedback_model import labelled_turns, train_feedback_model
+from core.feedback.classifier import labelled_turns, train_feedback_model
 from core.services import Services
 from ui.charts import feedback_words_figure
 from ui.errors import problem, shows_errors

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import gradio as gr
 
-from core.auth import session_user
+from core.operations.auth import session_user
 
 STORAGE_KEY = "refinery-user-name"
 

@@ -40,7 +40,7 @@ document.addEventListener("click", (event) => {
   }
 });
 </script>"""
-# The Start page's next step (core/loop_state.py) -> (stage tab id, sub-tab id or None).
+# The Start page's next step (core/operations/loop_state.py) -> (stage tab id, sub-tab id or None).
 STEP_TABS = {"documents": ("documents", None), "chat": ("chat", None),
              "datasets": ("stage-curate", "datasets"), "train": ("stage-train", "train"),
              "compare": ("stage-compare", "compare"), "audit": ("stage-audit", "explain")}

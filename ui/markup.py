@@ -9,7 +9,7 @@ from __future__ import annotations
 import html
 import re
 
-from core.grounding import label
+from core.documents.grounding import label
 
 # Fenced blocks start a line (up to an unclosed end, as Markdown does); spans pair backtick runs.
 CODE = re.compile(r"^ {0,3}(```|~~~).*?(?:^ {0,3}\1|\Z)|(`+)[^`]*?\2", re.S | re.M)

@@ -18,7 +18,7 @@ from core.knowledge.files import export_items, read_items
 from core.knowledge.holdout import held_out_questions
 from core.knowledge.questions import passages, write_items
 from core.knowledge.scoring import normalise
-from core.models import ModelService
+from core.serving.models import ModelService
 from core.store.documents import DocumentStore
 from core.store.knowledge import KnowledgeStore
 

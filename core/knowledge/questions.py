@@ -11,9 +11,9 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 
-from core.engines.run import generate_batch
-from core.generation import GenerationOptions, fit_to_context
 from core.knowledge.scoring import fact_match, normalise
+from core.serving.engines.run import generate_batch
+from core.serving.generation import GenerationOptions, fit_to_context
 
 ASK = (
     "Write one question about a fact in this passage and its short answer, copied from the "

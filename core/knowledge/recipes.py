@@ -20,8 +20,8 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-from core.document_service import SearchHit
-from core.grounding import with_sources
+from core.documents.grounding import with_sources
+from core.documents.service import SearchHit
 
 REPLAY_SET = Path(__file__).with_name("replay.jsonl")
 STOPWORDS = frozenset(
@@ -35,7 +35,7 @@ _SPANS = re.compile(
     r"|(?<!^)(?<![.!?]\s)[A-Z][\w-]*(?:\s+[A-Z0-9][\w-]*)*"
 )
 _SENTENCE_END = re.compile(r"(?<=[.!?])\s+|\n+")
-Write = Callable[[list[str]], list[str]]  # prompts -> texts, in order (core.synthesis)
+Write = Callable[[list[str]], list[str]]  # prompts -> texts, in order (core.datasets.synthesis)
 
 
 @dataclass(frozen=True)
@@ -227,7 +227,7 @@ def correction_rows(turns: Sequence[dict], *, writer: Write | None, paraphrases:
     written: list[list[str]] = [[] for _ in turns]
     prompts = [t["messages"][-2]["content"] for t in turns]
     if writer is not None and paraphrases:
-        from core.synthesis import PARAPHRASE_PROMPT
+        from core.datasets.synthesis import PARAPHRASE_PROMPT
 
         texts = writer([PARAPHRASE_PROMPT.format(text=p) for p in prompts
                         for _ in range(paraphrases)])

@@ -2,7 +2,7 @@
 
 Runs wait in a queue and one background thread works through it (they share the one
 model anyway); each is a stored row with its progress, so a run cut off by a restart
-shows as failed. Grounded runs use Chat's "Ground on documents" (core.grounding).
+shows as failed. Grounded runs use Chat's "Ground on documents" (core.documents.grounding).
 """
 
 from __future__ import annotations
@@ -12,14 +12,14 @@ import threading
 import uuid
 from datetime import datetime
 
-from core.engines.run import generate_batch
+from core.documents.grounding import ground, retrieve
 from core.errors import InvalidInput, NotFound, RefineryError
-from core.generation import GenerationOptions, fit_to_context, prompt_budget
-from core.grounding import ground, retrieve
 from core.jobs import KNOWLEDGE, Failed, JobBoard, Progressed, Queued, Started, Succeeded
 from core.knowledge.check import KnowledgeService
 from core.knowledge.general import load_general_set
 from core.knowledge.scoring import score_answer
+from core.serving.engines.run import generate_batch
+from core.serving.generation import GenerationOptions, fit_to_context, prompt_budget
 from core.store.jobs import JobStore
 from core.store.knowledge import KnowledgeStore
 
@@ -45,9 +45,9 @@ class KnowledgeRuns:
         store: KnowledgeStore,
         checks: KnowledgeService,
         *,
-        models,  # core.models.ModelService
-        registry,  # core.registry.ModelRegistry: adapters by id
-        documents=None,  # core.document_service.DocumentService: grounded runs
+        models,  # core.serving.models.ModelService
+        registry,  # core.serving.registry.ModelRegistry: adapters by id
+        documents=None,  # core.documents.service.DocumentService: grounded runs
         max_new_tokens: int = MAX_NEW_TOKENS,
         jobs: JobBoard | None = None,  # where each run's lifecycle is reported
     ) -> None:

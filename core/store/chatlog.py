@@ -9,9 +9,9 @@ from pathlib import Path
 
 import pandas as pd
 
+from core.feedback.turn_filter import TurnFilter
 from core.store.database import Database, Migration
 from core.store.turns import LABELS, where
-from core.turn_filter import TurnFilter
 
 MIGRATIONS = (
     Migration(

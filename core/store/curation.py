@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import pandas as pd
 
+from core.feedback.turn_filter import TurnFilter
 from core.store.database import Database, Migration
 from core.store.turns import GROUNDED, LABELS, MODEL_VERSION, where
-from core.turn_filter import TurnFilter
 
 MIGRATIONS = (
     Migration(

@@ -6,8 +6,8 @@ ratings joined with their turns. Both join the per-turn labels as `c` and use th
 
 from __future__ import annotations
 
+from core.feedback.turn_filter import TurnFilter
 from core.store.database import text_search
-from core.turn_filter import TurnFilter
 
 SEARCHED = ("i.prompt", "i.response", "r.correction")  # what the text filter searches
 MODEL_VERSION = (

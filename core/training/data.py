@@ -13,7 +13,7 @@ import random
 from dataclasses import dataclass
 
 from core.errors import InvalidInput
-from core.generation import render_messages
+from core.serving.generation import render_messages
 
 IGNORE = -100
 # What one more forward and backward pass costs, in padded tokens: a micro-batch is split

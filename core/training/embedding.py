@@ -3,7 +3,7 @@
 Runs inside the training worker like the LoRA trainer (same events, stop flag and
 checkpoints) but trains every weight of the small encoder and writes a whole
 sentence-transformers model folder to `run.adapter_dir`. Retrieval quality on the
-validation split is measured before and after (core.retrieval_metrics); with
+validation split is measured before and after (core.documents.retrieval_metrics); with
 `early_stopping_patience` the run stops once the validation loss stops improving and
 keeps the best weights.
 """
@@ -19,7 +19,7 @@ from collections import defaultdict
 from dataclasses import dataclass
 from pathlib import Path
 
-from core.retrieval_metrics import evaluate_encoder
+from core.documents.retrieval_metrics import evaluate_encoder
 from core.training.distributed import Ranks
 from core.training.events import RunFolder, read_jsonl
 from core.training.loop import StepLoop

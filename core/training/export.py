@@ -12,7 +12,7 @@ from hashlib import sha256
 from pathlib import Path
 
 from core.errors import InvalidInput
-from core.models import check_safetensors, resolve_model_source
+from core.serving.models import check_safetensors, resolve_model_source
 from core.store.registry import ModelRecord
 
 FORMATS = ("adapter", "merged", "gguf-f16", "gguf-f32")

@@ -12,7 +12,7 @@ import threading
 import time
 from pathlib import Path
 
-from core.models import check_safetensors
+from core.serving.models import check_safetensors
 from core.settings import process_variable
 from core.training.cpu_speed import speed_up_cpu_training
 from core.training.data import IGNORE, collate, encode_rows, step_plan

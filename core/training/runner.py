@@ -21,7 +21,7 @@ from dataclasses import replace
 from datetime import datetime
 from pathlib import Path
 
-from core.dataset_rows import normalise_row
+from core.datasets.rows import normalise_row
 from core.errors import Conflict, InvalidInput, NotFound
 from core.jobs import (
     TRAINING,
@@ -35,9 +35,9 @@ from core.jobs import (
     Started,
     Succeeded,
 )
-from core.models import resolve_model_source
 from core.paths import AllowedFolders, looks_like_path
-from core.registry import ModelRegistry
+from core.serving.models import resolve_model_source
+from core.serving.registry import ModelRegistry
 from core.settings import child_environment, process_variable
 from core.store.jobs import JobStore
 from core.store.training import ACTIVE, JobRecord, TrainingStore

@@ -15,7 +15,6 @@ import uuid
 from dataclasses import dataclass, field, replace
 from datetime import datetime
 
-from core.auth import ANONYMOUS
 from core.errors import InvalidInput, NotFound
 from core.jobs import (
     CANCELLED,
@@ -33,6 +32,7 @@ from core.jobs import (
     Started,
     Succeeded,
 )
+from core.operations.auth import ANONYMOUS
 from core.training.spec import TrainingSpec
 
 SEARCHABLE = {"learning_rate": float, "lora_rank": int, "epochs": float, "lora_dropout": float}

@@ -9,7 +9,7 @@ import gradio as gr
 import pandas as pd
 
 from core.errors import InvalidInput
-from core.retraining import FOLLOW_UPS, RetrainingPolicy
+from core.operations.retraining import FOLLOW_UPS, RetrainingPolicy
 from core.services import Services
 from ui.errors import problem, shows_errors
 from ui.identity import user_name

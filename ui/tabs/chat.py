@@ -7,11 +7,11 @@ import uuid
 
 import gradio as gr
 
-from core.chat import ChatRequest
-from core.feedback import Feedback, parse_tags
-from core.generation import GenerationOptions
-from core.grounding import mark_citations
+from core.documents.grounding import mark_citations
+from core.feedback.ratings import Feedback, parse_tags
 from core.services import Services
+from core.serving.chat import ChatRequest
+from core.serving.generation import GenerationOptions
 from ui.errors import problem, shows_errors
 from ui.identity import user_name
 from ui.markup import as_text, as_text_messages, short_id, short_model, sources_markdown

@@ -7,11 +7,11 @@ import threading
 import gradio as gr
 import pandas as pd
 
-from core.arena import CompareRequest
-from core.feedback import Feedback
-from core.generation import GenerationOptions
-from core.grounding import mark_citations
+from core.comparison.arena import CompareRequest
+from core.documents.grounding import mark_citations
+from core.feedback.ratings import Feedback
 from core.services import Services
+from core.serving.generation import GenerationOptions
 from ui.charts import leaderboard_figure, win_rate_figure
 from ui.errors import problem, shows_errors
 from ui.identity import user_name

@@ -8,13 +8,13 @@ from pathlib import Path
 import gradio as gr
 import pandas as pd
 
-from core.augment import Augmentation
-from core.dataset_formats import EXPORT_FORMATS
-from core.dataset_rows import KINDS
-from core.datasets import BuildSpec
+from core.datasets.augment import Augmentation
+from core.datasets.formats import EXPORT_FORMATS
+from core.datasets.rows import KINDS
+from core.datasets.versions import BuildSpec
+from core.feedback.turn_filter import TurnFilter
 from core.services import Services
 from core.training.spec import RECIPES
-from core.turn_filter import TurnFilter
 from ui.charts import dataset_stats_figure
 from ui.errors import problem, shows_errors, warn
 from ui.live import Live

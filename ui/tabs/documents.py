@@ -7,9 +7,9 @@ from pathlib import Path
 import gradio as gr
 import pandas as pd
 
-from core.chunking import ChunkSpec
-from core.document_service import IncomingFile
-from core.documents import SUFFIXES
+from core.documents.chunking import ChunkSpec
+from core.documents.parsing import SUFFIXES
+from core.documents.service import IncomingFile
 from core.services import Services
 from ui.errors import problem, shows_errors
 from ui.live import Live

@@ -8,9 +8,9 @@ from pathlib import Path
 import gradio as gr
 import pandas as pd
 
+from core.comparison.evaluation import EvalRequest, before_after, read_eval_file
+from core.comparison.experiments import ExperimentSpec
 from core.errors import InvalidInput
-from core.evaluation import EvalRequest, before_after, read_eval_file
-from core.experiments import ExperimentSpec
 from core.services import Services
 from ui.charts import evaluation_figure, experiment_figure
 from ui.errors import message_of, problem, shows_errors

@@ -7,10 +7,10 @@ import threading
 import gradio as gr
 import pandas as pd
 
-from core.explain import ExplainSettings, Explanation
-from core.reports import Section, write_report
+from core.audit.explain import ExplainSettings, Explanation
+from core.audit.reports import Section, write_report
+from core.feedback.turn_filter import TurnFilter
 from core.services import Services
-from core.turn_filter import TurnFilter
 from ui.charts import attribution_figure
 from ui.choices import model_choices
 from ui.errors import message_of, problem

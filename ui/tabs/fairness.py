@@ -7,11 +7,17 @@ import threading
 import gradio as gr
 import pandas as pd
 
+from core.audit.fairness import METRICS, FairnessSettings
+from core.audit.probes import (
+    DEFAULT_TEMPLATES,
+    DEFAULT_TERMS,
+    ProbeSpec,
+    format_groups,
+    parse_groups,
+)
+from core.audit.probes import run_probes as run_probe_set
+from core.audit.reports import Section, write_report
 from core.errors import InvalidInput
-from core.fairness import METRICS, FairnessSettings
-from core.probes import DEFAULT_TEMPLATES, DEFAULT_TERMS, ProbeSpec, format_groups, parse_groups
-from core.probes import run_probes as run_probe_set
-from core.reports import Section, write_report
 from core.services import Services
 from ui.charts import group_metric_figure, probe_figure
 from ui.choices import model_choices

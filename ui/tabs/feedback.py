@@ -5,9 +5,9 @@ from __future__ import annotations
 import gradio as gr
 import pandas as pd
 
-from core.feedback import BulkAction, parse_tags
+from core.feedback.ratings import BulkAction, parse_tags
+from core.feedback.turn_filter import TurnFilter
 from core.services import Services
-from core.turn_filter import TurnFilter
 from ui.cards import answer_cards
 from ui.errors import problem, shows_errors
 from ui.identity import user_name

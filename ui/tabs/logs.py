@@ -6,8 +6,8 @@ import time
 
 import gradio as gr
 
+from core.feedback.turn_filter import TurnFilter
 from core.services import Services
-from core.turn_filter import TurnFilter
 from ui.cards import answer_cards
 from ui.errors import problem, shows_errors
 from ui.live import Live

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import gradio as gr
 
-from core.drift import DriftReport
+from core.audit.drift import DriftReport
 from core.services import Services
 from ui.charts import rolling_figure, topics_figure
 from ui.errors import problem, shows_errors

@@ -6,8 +6,8 @@ from __future__ import annotations
 import gradio as gr
 import pandas as pd
 
+from core.documents.retrievers import EMBEDDING_DEFAULTS
 from core.errors import InvalidInput
-from core.retrievers import EMBEDDING_DEFAULTS
 from core.services import Services
 from core.training.spec import EMBEDDING_LOSSES
 from ui.charts import evaluation_figure

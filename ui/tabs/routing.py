@@ -5,8 +5,8 @@ from __future__ import annotations
 import gradio as gr
 import pandas as pd
 
-from core.routing import RouteSpec
 from core.services import Services
+from core.serving.routing import RouteSpec
 from ui.errors import problem, shows_errors
 from ui.markup import as_text
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import gradio as gr
 
-from core.loop_state import plural
+from core.operations.loop_state import plural
 from core.services import Services
 from ui.errors import problem, shows_errors
 from ui.live import Live

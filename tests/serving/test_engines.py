@@ -1,0 +1,213 @@
+"""The generation path over its engines on tiny real models: repetition stop, batches,
+and the onnxruntime-genai engine against the transformers reference."""
+
+from pathlib import Path
+
+import pytest
+
+from core.serving.chat import ChatRequest
+from core.serving.engines.run import GenerationStream, generate_batch
+from core.serving.engines.transformers_engine import TRANSFORMERS
+from core.serving.generation import GenerationOptions, fit_to_context
+from core.serving.models import ModelService, load_model
+from core.serving.repetition import RepetitionGuard
+from tests.tiny_adapters import make_tiny_adapter
+
+PROMPTS = ["hello", "quick brown fox", "What is the capital of France?", "thank you"]
+
+
+@pytest.fixture(scope="module")
+def tiny(tiny_model_dir, tmp_path_factory):
+    return load_model(str(tiny_model_dir), cache_dir=tmp_path_factory.mktemp("cache"))
+
+
+def prepare(loaded, text, budget=200):
+    return fit_to_context(loaded.tokenizer, [{"role": "user", "content": text}], budget)
+
+
+def answer(loaded, text, **options):
+    stream = GenerationStream(loaded, prepare(loaded, text), GenerationOptions(**options))
+    return "".join(stream), stream.result
+
+
+def test_the_guard_stops_a_loop_on_its_third_round_and_never_on_varied_text():
+    guard = RepetitionGuard(size=4, limit=3)
+    loop = [1, 2, 3, 4, 5] * 5
+    stopped_at = next(i for i, unit in enumerate(loop) if guard.feed(unit))
+    assert stopped_at == 4 + 5 + 5 - 1  # the first 4-gram, seen again 5 and 10 units later
+    varied = RepetitionGuard(size=4, limit=3)
+    assert not any(varied.feed(unit) for unit in range(200))
+    off = RepetitionGuard(size=4, limit=0)
+    assert not any(off.feed(unit) for unit in loop)
+
+
+def test_a_looping_model_is_stopped_and_marked_repetition(tiny):
+    # The tiny random model answers "hello" with one token over and over.
+    _, unguarded = answer(tiny, "hello", max_new_tokens=40, temperature=0,
+                          repetition_penalty=1.0, repeat_ngram_limit=0)
+    assert unguarded.finish_reason == "length" and unguarded.completion_tokens == 40
+    text, guarded = answer(tiny, "hello", max_new_tokens=40, temperature=0,
+                           repetition_penalty=1.0)
+    assert guarded.finish_reason == "repetition"
+    assert guarded.completion_tokens < 40 and text == guarded.text
+    assert unguarded.text.startswith(guarded.text)
+
+
+def test_a_chat_turn_that_loops_is_logged_with_finish_reason_repetition(services):
+    options = GenerationOptions(max_new_tokens=40, temperature=0, repetition_penalty=1.0)
+    last = services.chat.complete(ChatRequest(prompt="hello", options=options))
+    assert last.turn.finish_reason == "repetition"
+    assert last.turn.settings["engine"] == "transformers"
+    stored = services.chat.log.get_turn(last.turn.id)
+    assert stored["finish_reason"] == "repetition"
+
+
+def test_options_reject_out_of_range_repetition_settings():
+    from core.errors import InvalidInput
+
+    for bad in (dict(repetition_penalty=0.5), dict(repeat_ngram_size=1),
+                dict(repeat_ngram_limit=-1)):
+        with pytest.raises(InvalidInput):
+            GenerationOptions(**bad)
+
+
+def test_a_batch_gives_each_prompt_its_own_greedy_answer(tiny):
+    options = GenerationOptions(max_new_tokens=10, temperature=0)
+    alone = [answer(tiny, p, max_new_tokens=10, temperature=0)[1] for p in PROMPTS]
+    batch = generate_batch(tiny, [prepare(tiny, p) for p in PROMPTS], options)
+    assert [r.text for r in batch] == [r.text for r in alone]
+    assert [r.finish_reason for r in batch] == [r.finish_reason for r in alone]
+    assert all(r.engine == "transformers" and r.confidence is not None for r in batch)
+
+
+def test_answer_prompts_answers_in_batches_with_progress(services):
+    from core.serving.answers import answer_prompts
+    from core.serving.modelspec import ResolvedModel
+
+    seen = []
+    target = ResolvedModel("base", services.models.name, None, None)
+    prompts = [f"question {i}" for i in range(10)]  # two batches
+    answers = answer_prompts(services.models, target, prompts, max_new_tokens=6,
+                             progress=lambda done, total: seen.append((done, total)))
+    assert len(answers) == 10 and seen == [(8, 10), (10, 10)]
+    with services.models.use(None) as loaded:
+        _, single = answer(loaded, "question 3", max_new_tokens=6, temperature=0)
+    assert answers[3]["answer"] == single.text
+
+
+# --- onnxruntime-genai on a tiny model ------------------------------------------------
+
+og = pytest.importorskip("onnxruntime_genai")
+
+
+@pytest.fixture(scope="module")
+def onnx_service(tiny_model_dir, tmp_path_factory):
+    """A model service on the exact (fp32) fast engine, its base copy converted up front."""
+    service = ModelService(str(tiny_model_dir), cache_dir=tmp_path_factory.mktemp("models"),
+                           engine="onnx-fp32")
+    service.fast_builds().wait(None)
+    return service
+
+
+@pytest.fixture(scope="module")
+def tiny_adapter(tiny_model_dir, tmp_path_factory):
+    return make_tiny_adapter(tiny_model_dir, tmp_path_factory.mktemp("adapter") / "a1")
+
+
+def test_the_fast_engine_gives_the_reference_greedy_answers(onnx_service, tiny):
+    options = dict(max_new_tokens=12, temperature=0)
+    with onnx_service.use(None) as loaded:
+        assert loaded.engine is not None and loaded.engine.name == "onnx-fp32"
+        fast = [answer(loaded, p, **options)[1] for p in PROMPTS]
+    reference = [answer(tiny, p, **options)[1] for p in PROMPTS]
+    assert [r.text for r in fast] == [r.text for r in reference]
+    assert all(r.engine == "onnx-fp32" for r in fast)
+    for mine, theirs in zip(fast, reference, strict=True):
+        assert mine.confidence == pytest.approx(theirs.confidence, abs=0.01)  # fp32 rounding
+
+
+def test_the_fast_engine_batches_and_stops_loops(onnx_service):
+    with onnx_service.use(None) as loaded:
+        options = GenerationOptions(max_new_tokens=10, temperature=0)
+        batch = generate_batch(loaded, [prepare(loaded, p) for p in PROMPTS], options)
+        alone = [answer(loaded, p, max_new_tokens=10, temperature=0)[1] for p in PROMPTS]
+        _, looped = answer(loaded, "hello", max_new_tokens=40, temperature=0,
+                           repetition_penalty=1.0)
+    assert [r.text for r in batch] == [r.text for r in alone]
+    assert looped.finish_reason == "repetition" and looped.engine == "onnx-fp32"
+
+
+def test_sampling_on_the_fast_engine_answers_and_follows_the_torch_seed(onnx_service):
+    import torch
+
+    texts = []
+    with onnx_service.use(None) as loaded:
+        for _ in range(2):
+            torch.manual_seed(7)
+            text, result = answer(loaded, "hello", max_new_tokens=8, temperature=0.7, top_p=0.9)
+            assert result.completion_tokens >= 1 and text == result.text
+            texts.append(text)
+    assert texts[0] == texts[1]
+
+
+def test_the_fast_engine_stops_when_asked(onnx_service):
+    with onnx_service.use(None) as loaded:
+        stream = GenerationStream(loaded, prepare(loaded, "hi"), GenerationOptions(
+            max_new_tokens=100, temperature=0, repeat_ngram_limit=0))
+        for count, _ in enumerate(stream, 1):
+            if count == 3:
+                stream.stop_event.set()
+    assert stream.result.finish_reason == "cancelled"
+    assert stream.result.completion_tokens < 100
+
+
+def test_an_adapter_answers_on_transformers_until_its_merged_copy_is_built(
+    onnx_service, tiny_adapter
+):
+    options = dict(max_new_tokens=12, temperature=0)
+    builds = onnx_service.fast_builds()
+    with onnx_service.use(tiny_adapter) as loaded:
+        assert loaded.engine is None  # not converted yet: the reference engine answers
+        reference = [answer(loaded, p, **options)[1] for p in PROMPTS]
+    builds.wait(Path(tiny_adapter))  # what the background conversion does
+    with onnx_service.use(tiny_adapter) as loaded:
+        assert loaded.engine is not None
+        fast = [answer(loaded, p, **options)[1] for p in PROMPTS]
+    assert [r.text for r in fast] == [r.text for r in reference]
+    with onnx_service.use(None) as loaded:
+        base = [answer(loaded, p, **options)[1].text for p in PROMPTS]
+    assert base != [r.text for r in fast]  # the adapter really changes the answers
+
+
+def test_base_and_adapter_side_by_side_on_the_fast_engine(onnx_service, tiny_adapter):
+    onnx_service.fast_builds().wait(Path(tiny_adapter))
+    options = GenerationOptions(max_new_tokens=12, temperature=0)
+    with onnx_service.use_rows([None, tiny_adapter]) as loaded:
+        assert loaded.engine is not None
+        prompt = prepare(loaded, PROMPTS[1])
+        pair = generate_batch(loaded, [prompt, prompt], options)
+    with onnx_service.use(None) as loaded:
+        base = answer(loaded, PROMPTS[1], max_new_tokens=12, temperature=0)[1]
+    with onnx_service.use(tiny_adapter) as loaded:
+        tuned = answer(loaded, PROMPTS[1], max_new_tokens=12, temperature=0)[1]
+    assert [r.text for r in pair] == [base.text, tuned.text]
+
+
+def test_a_model_that_cannot_convert_keeps_answering_on_transformers(tmp_path, tiny_model_dir):
+    import shutil
+
+    broken = tmp_path / "broken"
+    shutil.copytree(tiny_model_dir, broken)
+    config = (broken / "config.json").read_text().replace('"llama"', '"no-such-architecture"')
+    (broken / "config.json").write_text(config)
+    service = ModelService(str(tiny_model_dir), cache_dir=tmp_path / "models", engine="onnx")
+    builds = service.fast_builds()
+    builds.source = broken  # what the converter reads
+    with service.use(None) as loaded:
+        assert loaded.engine is None
+    builds.join()  # the background conversion fails and is remembered
+    assert builds.status()["failed"]
+    with service.use(None) as loaded:
+        assert loaded.engine is None
+        _, result = answer(loaded, "hello", max_new_tokens=4, temperature=0)
+    assert result.engine == TRANSFORMERS.name
