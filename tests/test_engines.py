@@ -279,3 +279,11 @@ def test_a_model_that_cannot_convert_keeps_answering_on_transformers(tmp_path, t
         assert loaded.engine is None
         _, result = answer(loaded, "hello", max_new_tokens=4, temperature=0)
     assert result.engine == TRANSFORMERS.name
+
+
+def test_auto_is_the_int4_fast_engine_on_a_cpu_and_transformers_on_a_gpu():
+    from core.engines import resolve_engine
+
+    assert resolve_engine("auto", "cpu") == "onnx"  # onnxruntime-genai is installed here
+    assert resolve_engine("auto", "cuda") == "transformers"
+    assert resolve_engine("transformers", "cpu") == "transformers"
