@@ -1,10 +1,11 @@
 """Every installed engine side by side on the default model: first token, decode speed,
-greedy agreement with transformers, and base + adapter side by side.
+greedy agreement with transformers, the general-ability score, and base + adapter side by side.
 
 Each engine runs in a fresh process over the same 10 prompts (greedy, 64 new tokens, the
 default repetition control). Targets on a 2-core CPU: the default CPU engine decodes >= 4x
 transformers' tokens/s, first token <= 0.3 s, the same greedy answer as transformers on >= 8
-of 10 prompts, and base + adapter side by side <= 1.1x one answer's latency.
+of 10 prompts or the general-ability score (core/knowledge/general_ability.jsonl) within one
+answer of transformers', and base + adapter side by side <= 1.1x one answer's latency.
 Run: `.venv/bin/python bench/chat_latency.py --cache-dir /work/cache/models`. The fast
 engine's converted copies (the base, and the adapter merged) are built on first use and
 cached under the models folder.
@@ -85,6 +86,17 @@ def measure(engine: str, model: str, cache_dir: Path, adapter: Path, tokens: int
             stream = GenerationStream(loaded, prepared(loaded, prompt), options)
             list(stream)
             answers.append(stream.result)
+        # the shipped general-ability set, greedy, in batches of 8: a fidelity figure that
+        # does not hinge on exact text (near-ties split a quantised model's wording)
+        from core.knowledge.general import load_general_set
+
+        items = load_general_set()
+        short = GenerationOptions(max_new_tokens=48, temperature=0)
+        general = 0
+        for start in range(0, len(items), 8):
+            chunk = items[start:start + 8]
+            results = generate_batch(loaded, [prepared(loaded, i.question) for i in chunk], short)
+            general += sum(i.matches(r.text) for i, r in zip(chunk, results, strict=True))
     singles, pairs = [], []
     for prompt in PROMPTS[:4]:
         with service.use(None) as loaded:
@@ -99,6 +111,7 @@ def measure(engine: str, model: str, cache_dir: Path, adapter: Path, tokens: int
             for r in answers if r.completion_tokens > 1 and r.latency_ms > r.ttft_ms
         ],
         texts=[r.text for r in answers],
+        general=f"{general}/{len(items)}",
         pair_engines=sorted({r.engine for pair in pairs for r in pair}),
         # per prompt: the pair's slower row against one answer of the same length
         pair_ratio=[
@@ -116,6 +129,13 @@ def cpu_flags() -> str:
         return "unknown"
     wanted = ("avx2", "avx512f", "avx512_bf16", "avx512_vnni", "amx_tile")
     return " ".join(flag for flag in wanted if flag in flags) or "none of avx2/avx512"
+
+
+def load_average() -> str:
+    try:
+        return " ".join(Path("/proc/loadavg").read_text().split()[:3])
+    except OSError:
+        return "unknown"
 
 
 def main() -> None:
@@ -154,9 +174,10 @@ def main() -> None:
     reference = results.get("transformers")
     base_rate = statistics.median(reference["decode"]) if reference else None
     print(f"model {args.model}, {len(PROMPTS)} prompts, greedy, {args.max_new_tokens} new tokens;"
-          f" CPU flags: {cpu_flags()}")
+          f" CPU flags: {cpu_flags()}; load average {load_average()}")
     print(f"{'engine':<13} {'first token med/p90 s':>22} {'decode tok/s':>13}"
-          f" {'x transformers':>15} {'greedy = transformers':>22} {'pair/one (engine)':>24}")
+          f" {'x transformers':>15} {'greedy = transformers':>22} {'general set':>12}"
+          f" {'pair/one (engine)':>24}")
     for engine, figures in results.items():
         rate = statistics.median(figures["decode"])
         same = sum(a == b for a, b in zip(figures["texts"], reference["texts"], strict=True)) if (
@@ -166,7 +187,8 @@ def main() -> None:
         pair_engines = ",".join(figures["pair_engines"])
         pair = f"{statistics.median(figures['pair_ratio']):.2f} ({pair_engines})"
         print(f"{engine:<13} {statistics.median(ttft):>10.3f} / {percentile(ttft, 0.9):<9.3f}"
-              f" {rate:>13.1f} {speedup:>15} {same:>19}/10 {pair:>24}")
+              f" {rate:>13.1f} {speedup:>15} {same:>19}/10 {figures['general']:>12}"
+              f" {pair:>24}")
 
 
 if __name__ == "__main__":

@@ -53,7 +53,7 @@ def served(tmp_path_factory, tiny_model_dir):
 
     data = tmp_path_factory.mktemp("openai") / "data"
     built = build_services(Settings(data_dir=data, model=str(tiny_model_dir),
-                                    default_max_new_tokens=8))  # fmt: skip
+                                    default_max_new_tokens=8, engine="transformers"))  # fmt: skip
     try:
         with live(built) as url:
             yield built, url
@@ -288,7 +288,8 @@ def auth_served(tmp_path, tiny_model_dir):
     users = tmp_path / "users.yaml"
     users.write_text(f"alice: '{fast.hash('alice-secret-1')}'")
     built = build_services(Settings(data_dir=tmp_path / "data", model=str(tiny_model_dir),
-                                    default_max_new_tokens=4, users_file=users))  # fmt: skip
+                                    default_max_new_tokens=4, users_file=users,
+                                    engine="transformers"))  # fmt: skip
     try:
         with live(built) as url:
             yield built, url
@@ -324,7 +325,8 @@ def queue_of_one(tmp_path, tiny_model_dir):
     from core.settings import Settings
 
     built = build_services(Settings(data_dir=tmp_path / "data", model=str(tiny_model_dir),
-                                    default_max_new_tokens=2, max_queue=1))  # fmt: skip
+                                    default_max_new_tokens=2, max_queue=1,
+                                    engine="transformers"))  # fmt: skip
     try:
         with live(built) as url:
             yield built, url

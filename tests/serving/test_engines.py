@@ -150,6 +150,70 @@ def test_sampling_on_the_fast_engine_answers_and_follows_the_torch_seed(onnx_ser
     assert texts[0] == texts[1]
 
 
+@pytest.fixture(scope="module")
+def sharp_service(tmp_path_factory):
+    """The fast engine (and the reference) on a tiny model with its weights scaled up: its
+    next-token distributions are peaked and change from step to step, as a trained model's
+    do, so sampling settings and per-token confidences are tell-tale (the random tiny
+    model's are flat and it repeats one token)."""
+    import torch
+    from transformers import AutoModelForCausalLM
+
+    from tests.tiny_models import make_tiny_llama
+
+    folder = make_tiny_llama(tmp_path_factory.mktemp("sharp") / "sharp-llama")
+    model = AutoModelForCausalLM.from_pretrained(folder)
+    with torch.no_grad():
+        for name, weight in model.named_parameters():
+            if "norm" not in name:
+                weight.mul_(20.0)
+    model.save_pretrained(folder)
+    cache = tmp_path_factory.mktemp("sharp-models")
+    service = ModelService(str(folder), cache_dir=cache, engine="onnx-fp32")
+    service.fast_builds().wait(None)
+    return service, load_model(str(folder), cache_dir=cache)
+
+
+def step_logprobs(engine, loaded, text, options):
+    """Each chosen token with its log-probability, as the engine reports them."""
+    steps = engine.steps(loaded, [prepare(loaded, text).input_ids], options, lambda: False)
+    tokens = [step[0] for step in steps]
+    return list(zip(tokens, steps.logprobs[0], strict=True))
+
+
+def test_the_fast_engine_reports_each_tokens_own_logprob(sharp_service):
+    service, reference = sharp_service
+    options = GenerationOptions(max_new_tokens=12, temperature=0)
+    with service.use(None) as loaded:
+        for prompt in PROMPTS:
+            fast = step_logprobs(loaded.engine, loaded, prompt, options)
+            slow = step_logprobs(TRANSFORMERS, reference, prompt, options)
+            assert [t for t, _ in fast] == [t for t, _ in slow]
+            assert [lp for _, lp in fast] == pytest.approx([lp for _, lp in slow], abs=1e-3)
+            assert len({round(lp, 2) for _, lp in fast}) > 1  # the check can tell steps apart
+
+
+def test_sampling_on_the_fast_engine_keeps_to_the_nucleus_and_a_low_temperature(sharp_service):
+    import torch
+
+    service, reference = sharp_service
+    greedy = [answer(reference, p, max_new_tokens=12, temperature=0)[1].text for p in PROMPTS]
+    with service.use(None) as loaded:
+        # a nucleus this small holds only the likeliest token: greedy at any temperature
+        for seed in range(3):
+            torch.manual_seed(seed)
+            hot = [answer(loaded, p, max_new_tokens=12, temperature=1.5, top_p=1e-6)[1].text
+                   for p in PROMPTS]
+            assert hot == greedy
+        cold = []
+        for seed in range(5):
+            torch.manual_seed(seed)
+            cold += [answer(loaded, p, max_new_tokens=12, temperature=0.05)[1].text
+                     for p in PROMPTS]
+    # a random model's near-ties still split some answers
+    assert sum(a == b for a, b in zip(cold, greedy * 5, strict=True)) > len(cold) // 2
+
+
 def test_the_fast_engine_stops_when_asked(onnx_service):
     with onnx_service.use(None) as loaded:
         stream = GenerationStream(loaded, prepare(loaded, "hi"), GenerationOptions(
@@ -211,3 +275,11 @@ def test_a_model_that_cannot_convert_keeps_answering_on_transformers(tmp_path, t
         assert loaded.engine is None
         _, result = answer(loaded, "hello", max_new_tokens=4, temperature=0)
     assert result.engine == TRANSFORMERS.name
+
+
+def test_auto_is_the_exact_fast_engine_on_a_cpu_and_transformers_on_a_gpu():
+    from core.engines import resolve_engine
+
+    assert resolve_engine("auto", "cpu") == "onnx-fp32"  # onnxruntime-genai is installed here
+    assert resolve_engine("auto", "cuda") == "transformers"
+    assert resolve_engine("transformers", "cpu") == "transformers"

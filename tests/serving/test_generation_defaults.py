@@ -63,7 +63,7 @@ def recommending(tmp_path, tiny_model_dir):
     config = json.loads((folder / "generation_config.json").read_text())
     with_config(folder, {**config, "temperature": 0.6, "top_p": 0.85})
     built = build_services(Settings(data_dir=tmp_path / "data", model=str(folder),
-                                    default_max_new_tokens=5))  # fmt: skip
+                                    default_max_new_tokens=5, engine="transformers"))  # fmt: skip
     yield built
     built.close()
 

@@ -55,7 +55,8 @@ class OnnxBuilds:
         return self.root / f"{self.source.name}+{adapter_fingerprint(Path(adapter_dir))}"
 
     def model(self, adapter_dir: Path | None):
-        """(og.Model, pad id) of the converted copy; None while it is built (or cannot be)."""
+        """(og.Model, pad id, vocab size) of the converted copy; None while it is built
+        (or cannot be)."""
         folder = self.folder(adapter_dir)
         key = str(folder)
         with self._lock:
@@ -74,7 +75,7 @@ class OnnxBuilds:
         return self._load(folder)
 
     def wait(self, adapter_dir: Path | None):
-        """(og.Model, pad id) of the converted copy, converted now if needed (bench, tests)."""
+        """(og.Model, pad id, vocab size) of the converted copy, converted now if needed."""
         folder = self.folder(adapter_dir)
         if not (folder / "genai_config.json").is_file():
             self.build(adapter_dir, folder)
@@ -97,7 +98,8 @@ class OnnxBuilds:
             if str(folder) not in self._models:
                 config = json.loads((folder / "genai_config.json").read_text())
                 pad = int(config["model"].get("pad_token_id") or 0)
-                self._models[str(folder)] = (og.Model(str(folder)), pad)
+                vocab = int(config["model"]["vocab_size"])
+                self._models[str(folder)] = (og.Model(str(folder)), pad, vocab)
             return self._models[str(folder)]
 
     def _build_quietly(self, adapter_dir: Path | None, folder: Path) -> None:
@@ -163,6 +165,7 @@ class OnnxSteps:
 
     models: list  # og.Model per row
     pad_ids: list[int]
+    vocab_sizes: list[int]
     rows: list[list[int]]
     options: GenerationOptions
     stop: Callable[[], bool]
@@ -211,8 +214,11 @@ class OnnxSteps:
             # drawn from torch's generator, so a caller that seeds torch (synthetic data, tests)
             # samples the same text again on this engine too
             seed = int(torch.randint(0, 2**31 - 1, ()).item())
-            search.update(temperature=options.temperature, top_p=options.top_p, top_k=0,
-                          random_seed=seed)
+            # top_k=0 would select onnxruntime-genai's nucleus-only sampler, which ignores
+            # top_p (measured on 0.18: tokens far outside the nucleus drawn at temperature
+            # 0.2); top-k over the whole vocabulary keeps top-p and means "no top-k"
+            search.update(temperature=options.temperature, top_p=options.top_p,
+                          top_k=self.vocab_sizes[indices[0]], random_seed=seed)
         params.set_search_options(**search)
         generator = og.Generator(model, params)
         generator.append_tokens(ids)
@@ -225,9 +231,12 @@ class OnnxSteps:
         generator, size = entry
         if generator.is_done():
             return [0] * size, [0.0] * size
+        # Read before choosing: after generate_next_token(), get_logits() runs the model on
+        # the chosen token and returns the next step's logits. These are the raw logits
+        # (before repetition penalty and temperature), as transformers' confidence uses.
+        logits = generator.get_logits().reshape(size, -1).astype(np.float64)
         generator.generate_next_token()
         chosen = generator.get_next_tokens().tolist()
-        logits = generator.get_logits().reshape(size, -1).astype(np.float64)
         top = logits.max(axis=-1, keepdims=True)
         norm = top[:, 0] + np.log(np.exp(logits - top).sum(axis=-1))
         return chosen, [float(logits[r, t] - norm[r]) for r, t in enumerate(chosen)]
@@ -238,16 +247,19 @@ class OnnxEngine:
 
     def __init__(self, name: str, converted: list[tuple]) -> None:
         self.name = name
-        self.models = [model for model, _ in converted]
-        self.pad_ids = [pad for _, pad in converted]
+        self.models = [model for model, _, _ in converted]
+        self.pad_ids = [pad for _, pad, _ in converted]
+        self.vocab_sizes = [vocab for _, _, vocab in converted]
 
     def steps(self, loaded: LoadedModel, rows, options, stop) -> OnnxSteps:
         if len(self.models) == len(rows):
-            return OnnxSteps(self.models, self.pad_ids, rows, options, stop)
+            return OnnxSteps(self.models, self.pad_ids, self.vocab_sizes, rows, options, stop)
         if len(self.models) != 1:
             raise ValueError(f"{len(rows)} rows for {len(self.models)} models")
         # One model held (ModelService.use): every row is answered by it.
-        return OnnxSteps(self.models * len(rows), self.pad_ids * len(rows), rows, options, stop)
+        n = len(rows)
+        return OnnxSteps(self.models * n, self.pad_ids * n, self.vocab_sizes * n, rows, options,
+                         stop)
 
     def generate(self, loaded, prompts, options, stop_event):
         from core.serving.engines.rows import TokenRows
