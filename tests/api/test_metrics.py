@@ -115,7 +115,8 @@ def test_each_app_has_its_own_registry_and_login_guards_metrics(services, tmp_pa
     hashed = PasswordHasher(time_cost=1, memory_cost=1024, parallelism=1).hash("pw-for-ops-1")
     users = tmp_path / "users.yaml"
     users.write_text(f"ops: '{hashed}'")
-    guarded = build_services(Settings(data_dir=tmp_path / "guarded", model=str(tiny_model_dir),
+    guarded = build_services(Settings(engine="transformers",
+                                      data_dir=tmp_path / "guarded", model=str(tiny_model_dir),
                                       users_file=users))
     login = {"Authorization": "Basic " + base64.b64encode(b"ops:pw-for-ops-1").decode()}
     try:

@@ -49,7 +49,7 @@ def auth_services(tmp_path, tiny_model_dir, users_file):
     from core.services import build_services
     from core.settings import Settings
 
-    settings = Settings(
+    settings = Settings(engine="transformers",
         data_dir=tmp_path / "data", model=str(tiny_model_dir), default_max_new_tokens=4,
         users_file=users_file,
     )

@@ -178,7 +178,7 @@ def test_settings_are_validated():
 def test_real_default_model_explanation(tmp_path):
     from core.settings import DEFAULT_MODEL, Settings
 
-    settings = Settings(data_dir=tmp_path)
+    settings = Settings(engine="transformers", data_dir=tmp_path)
     db = open_database(tmp_path / "explain.duckdb")
     models = ModelService(DEFAULT_MODEL, cache_dir=Path("data/runtime/models").resolve()
                           if Path("data/runtime/models").exists() else settings.models_dir)

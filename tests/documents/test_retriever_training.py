@@ -64,7 +64,8 @@ def state(tmp_path_factory, tiny_model_dir):
 
     with pytest.MonkeyPatch.context() as patch:
         patch.setenv("REFINERY_TRAIN_THREADS", "1")  # the test machine's cores are shared
-        settings = Settings(data_dir=tmp_path_factory.mktemp("retriever") / "data",
+        settings = Settings(engine="transformers",
+                            data_dir=tmp_path_factory.mktemp("retriever") / "data",
                             model=str(tiny_model_dir))
         services = build_services(settings)
         files = [IncomingFile(f"{word}.txt", io.BytesIO(text.encode()))

@@ -37,7 +37,8 @@ def real(tmp_path_factory):
 
     if not (CACHE / "SmolLM2-135M-Instruct").is_dir():
         pytest.skip(f"no converted model in {CACHE}")
-    services = build_services(Settings(data_dir=tmp_path_factory.mktemp("kc"), cache_dir=CACHE))
+    services = build_services(Settings(engine="transformers",
+                                       data_dir=tmp_path_factory.mktemp("kc"), cache_dir=CACHE))
     yield services
     services.close()
 

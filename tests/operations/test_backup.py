@@ -58,7 +58,7 @@ def snapshot(db, old: str = "", new: str = "") -> dict[str, list]:
 
 @pytest.fixture
 def backed_up(tmp_path, tiny_model_dir):
-    settings = Settings(data_dir=tmp_path / "old", model=str(tiny_model_dir))
+    settings = Settings(engine="transformers", data_dir=tmp_path / "old", model=str(tiny_model_dir))
     services = build_services(settings)
     try:
         ids = fill(services, settings.data_dir)
@@ -91,7 +91,8 @@ def test_restore_into_a_new_dir_brings_back_every_row_and_file(backed_up, tmp_pa
     assert [p.name for p in (new_dir / "uploads").iterdir()] == \
         [p.name for p in (old_dir / "uploads").iterdir()]
 
-    services = build_services(Settings(data_dir=new_dir, model=str(tiny_model_dir)))
+    services = build_services(Settings(engine="transformers",
+                                       data_dir=new_dir, model=str(tiny_model_dir)))
     try:
         assert {r.rater for r in services.log.ratings_for(ids["turn"])} == {"ada", "bob"}
         [document] = services.documents.list()

@@ -103,7 +103,8 @@ def test_trust_remote_code_is_a_flag_threaded_to_models_and_training(tmp_path, t
     assert parse_settings([], {"REFINERY_TRUST_REMOTE_CODE": "1"}).trust_remote_code is True
     from core.services import build_services
 
-    services = build_services(Settings(data_dir=tmp_path / "d", model=str(tiny_model_dir),
+    services = build_services(Settings(engine="transformers",
+                                       data_dir=tmp_path / "d", model=str(tiny_model_dir),
                                        trust_remote_code=True))
     try:
         assert services.models.trust_remote_code is True

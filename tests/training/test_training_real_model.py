@@ -15,7 +15,8 @@ pytestmark = pytest.mark.slow
 
 def test_a_few_steps_on_the_default_model_register_a_servable_adapter(tmp_path,
                                                                       real_model_cache):
-    services = build_services(Settings(data_dir=tmp_path, cache_dir=real_model_cache))
+    services = build_services(Settings(engine="transformers",
+                                       data_dir=tmp_path, cache_dir=real_model_cache))
     try:
         rows = chat_rows(1)
         spec = services.training.make_spec({"max_steps": 2, "batch_size": 2,
