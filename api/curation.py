@@ -11,9 +11,9 @@ from pydantic import Field
 
 from api.bodies import FilterBody
 from api.chat import Strict
+from api.login import request_user
 from core.feedback.quality import QualityReport
 from core.feedback.ratings import BulkAction
-from core.operations.auth import request_user
 from core.services import Services
 
 
