@@ -1,11 +1,13 @@
 """Does the loop teach the model the team's facts? The whole loop through the studio's services.
 
 Uploads the documents of bench/knowledge_data (a fictional company, 44 facts no model can
-know), scores the base model on held-out questions ungrounded and grounded, builds a
-"teach documents" dataset, trains with that preset and scores the adapter; then asks 20
+know) and scores the base model on held-out questions ungrounded and grounded. Asks 20
 questions grounded, corrects each answer, trains "learn corrections" and asks reworded
-versions of those questions. General ability (the set shipped with the studio) before and
-after each adapter. The questions here are never used for training.
+versions of those questions. Then imports the held-out questions as the studio's knowledge
+check, builds a "teach documents" dataset, trains with that preset, and reads the scores the
+studio gives the adapter (and the base model) on that check by itself. General ability (the
+set shipped with the studio) before and after each adapter. The held-out questions never
+train the taught adapter.
 
     .venv/bin/python bench/knowledge.py --cache-dir /work/cache/models [--quick]
 """
