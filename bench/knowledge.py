@@ -1,11 +1,13 @@
 """Does the loop teach the model the team's facts? The whole loop through the studio's services.
 
 Uploads the documents of bench/knowledge_data (a fictional company, 44 facts no model can
-know), scores the base model on held-out questions ungrounded and grounded, builds a
-"teach documents" dataset, trains with that preset and scores the adapter; then asks 20
+know) and scores the base model on held-out questions ungrounded and grounded. Asks 20
 questions grounded, corrects each answer, trains "learn corrections" and asks reworded
-versions of those questions. General ability (the set shipped with the studio) before and
-after each adapter. The questions here are never used for training.
+versions of those questions. Then imports the held-out questions as the studio's knowledge
+check, builds a "teach documents" dataset, trains with that preset, and reads the scores the
+studio gives the adapter (and the base model) on that check by itself. General ability (the
+set shipped with the studio) before and after each adapter. The held-out questions never
+train the taught adapter.
 
     .venv/bin/python bench/knowledge.py --cache-dir /work/cache/models [--quick]
 """
@@ -53,6 +55,7 @@ class Bench:
         self.services = services
         self.training = training or {}  # options over the recipe presets (e.g. epochs)
         self.rows: list[tuple[str, str, float]] = []
+        self.teach_started = 0.0
 
     def step(self, name: str, started: float, score: str = "") -> None:
         seconds = time.perf_counter() - started
@@ -90,7 +93,8 @@ class Bench:
         self.step(name, started, f"{hits}/{len(items)} ({100 * hits / len(items):.0f}%)")
         return hits / len(items)
 
-    def train(self, name: str, dataset_id: str, preset: str) -> str:
+    def train(self, name: str, dataset_id: str, preset: str) -> tuple[str, str]:
+        """(model id, adapter dir) of the registered adapter."""
         started = time.perf_counter()
         runner = self.services.training
         spec = runner.make_spec(self.training, dataset_id=dataset_id, preset=preset)
@@ -103,7 +107,33 @@ class Bench:
         self.step(f"{name}: train ({job.total_steps} steps, {spec.epochs:g} epochs, "
                   f"{tokens_per_s or 0:.0f} tok/s)", started,
                   f"loss {job.metrics.get('train_loss', float('nan')):.3f}")
-        return self.services.registry.get(job.model_id).adapter_dir
+        return job.model_id, self.services.registry.get(job.model_id).adapter_dir
+
+    def check_runs(self, model_id: str, label: str) -> dict[tuple[str, bool], dict]:
+        """The studio's own scoring of a registered adapter (queued when its training
+        finished): one step per run, as each finishes."""
+        runs = self.services.knowledge_runs
+        started, found = time.perf_counter(), {}
+        names = {("knowledge", False): f"{label}, ungrounded (knowledge check)",
+                 ("knowledge", True): f"{label}, grounded (knowledge check)",
+                 ("general", False): f"{label}, general ability"}
+        while len(found) < len(names):
+            for run in runs.list():
+                key = (run["kind"], run["grounded"])
+                if run["model"] != model_id or key in found or run["status"] not in (
+                        "done", "failed"):
+                    continue
+                found[key] = run
+                summary = run.get("summary") or {}
+                correct, items = summary.get("correct", 0), summary.get("items") or 1
+                self.step(names[key], started,
+                          f"{correct}/{items} ({100 * correct / items:.0f}%)"
+                          if run["status"] == "done" else f"failed: {run.get('error')}")
+                started = time.perf_counter()
+                if key == ("knowledge", True):
+                    self.step("documents -> adapter -> scores", self.teach_started)
+            time.sleep(2)
+        return found
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -149,10 +179,15 @@ def main(argv: list[str] | None = None) -> None:
         bench.score("base, ungrounded", questions, scored, adapter=None, grounded=False)
         bench.score("base, grounded", questions, scored, adapter=None, grounded=True)
         bench.general("base, general ability", general, None)
-    if "teach" in phases:
-        teach(bench, services, questions, scored, general, written)
+    # corrections first: the teach phase adds the held-out questions as the studio's knowledge
+    # check, and a dataset build drops every row that asks a check question
     if "corrections" in phases:
         corrections(bench, services, facts, scored, general, written, n_corrections)
+    if "teach" in phases:
+        teach(bench, services, scored, written)
+        started = time.perf_counter()
+        services.knowledge_runs.wait_idle()
+        bench.step("base, knowledge check runs (queued after the adapter's)", started)
     print(f"\nload average {' '.join(f'{x:.1f}' for x in os.getloadavg())}; "
           f"total {time.perf_counter() - total:.0f} s")
     print("| step | score | wall time |\n|---|---|---|")
@@ -161,20 +196,22 @@ def main(argv: list[str] | None = None) -> None:
     services.close()
 
 
-def teach(bench, services, questions, scored, general, written) -> None:
-    teach_started = time.perf_counter()
+def teach(bench, services, scored, written) -> None:
+    bench.teach_started = time.perf_counter()
     started = time.perf_counter()
+    items = "".join(json.dumps({"question": f["question"], "reference": f["answer"],
+                                "source": f["document"]}) + "\n" for f in scored)
+    check = services.knowledge.import_file(items.encode(), "bench-facts.jsonl",
+                                           name="bench facts")
     dataset = services.datasets.build(BuildSpec(
         name="teach", kind="sft", recipe=TEACH, written_questions=written,
         validation_fraction=0.05))
     labels = dataset.stats["labels"]["train"]
-    bench.step(f"{TEACH}: dataset ({written} written question(s) per fact)", started,
+    bench.step(f"knowledge check ({check['item_count']} items imported); {TEACH}: dataset "
+               f"({written} written question(s) per fact)", started,
                f"{len(dataset.train)} rows {labels}")
-    adapter = bench.train(TEACH, dataset.id, TEACH)
-    bench.score(f"{TEACH}, ungrounded", questions, scored, adapter=adapter, grounded=False)
-    bench.score(f"{TEACH}, grounded", questions, scored, adapter=adapter, grounded=True)
-    bench.step("documents -> adapter -> scores", teach_started)
-    bench.general(f"{TEACH}, general ability", general, adapter)
+    model_id, _ = bench.train(TEACH, dataset.id, TEACH)
+    bench.check_runs(model_id, TEACH)
 
 
 def corrections(bench, services, facts, scored, general, written, n_corrections) -> None:
@@ -194,7 +231,7 @@ def corrections(bench, services, facts, scored, general, written, n_corrections)
                                                 validation_fraction=0.05))
     bench.step(f"{CORRECT}: dataset", started, f"{len(dataset.train)} rows "
                f"(fitted to max_length: {dataset.stats['training_length']['over']})")
-    adapter_c = bench.train(CORRECT, dataset.id, CORRECT)
+    _, adapter_c = bench.train(CORRECT, dataset.id, CORRECT)
     reworded = [(p, f) for f in corrected for p in f["paraphrases"]]
     bench.score("base, reworded corrected questions", [p for p, _ in reworded],
                          [f for _, f in reworded], adapter=None, grounded=False)

@@ -12,7 +12,16 @@ from core.datasets.versions import BuildSpec
 from core.documents.chunking import ChunkSpec
 from core.documents.service import IncomingFile
 from core.feedback.ratings import Feedback
-from core.knowledge.recipes import derived_questions, fact_sentences
+from core.knowledge.recipes import (
+    QUESTION_PROMPT,
+    derived_questions,
+    fact_sentences,
+    first_question,
+    good_question,
+    natural_questions,
+    reworded,
+    teach_rows,
+)
 from core.serving.chat import ChatRequest
 from core.serving.generation import GenerationOptions
 from core.training.spec import CORRECT, TEACH
@@ -45,6 +54,55 @@ def test_fact_sentences_and_the_questions_derived_from_them():
     assert "The Heron pump moves what per minute?" in questions
     assert all("42" not in q for q in questions)  # no question gives the answer away
     assert derived_questions(facts[2])[0] == "The Heron pump was designed by what?"
+
+
+def test_natural_questions_ask_as_people_do():
+    chunk = {"id": "c1", "document_id": "d1", "source": "heron.md", "text": HANDBOOK}
+    litres, filter_, designed = fact_sentences([chunk], "Heron pump handbook")
+    assert natural_questions(litres) == ["How many litres does the Heron pump move per minute?"]
+    assert natural_questions(filter_) == ["How often is the filter of the Heron pump changed?"]
+    assert natural_questions(designed) == []  # a name after "by": no safe question form
+
+    def ask(sentence: str) -> list[str]:
+        return natural_questions(fact_sentences([{**chunk, "text": sentence}], "Heron")[0])
+
+    assert ask("The Heron pump costs 349 euros.") == [
+        "How much does the Heron pump cost?", "How many euros does the Heron pump cost?"]
+    assert ask("The Heron pump was released in 2019 by Ostrova Works.")[:2] == [
+        "In what year was the Heron pump released by Ostrova Works?",
+        "When was the Heron pump released by Ostrova Works?"]
+    assert ask("The chief engineer of Heron is Mirela Ostrova.") == [
+        "Who is the chief engineer of Heron?"]
+    assert ask("The Heron factory is the Marsh Works.") == ["What is the Heron factory?"]
+    # a name inside a longer phrase is not asked for on its own
+    assert ask("Filters are cleaned with the Ostrova cleaning kit.") == []
+
+
+def test_written_questions_are_asked_for_a_given_answer():
+    chunk = {"id": "c1", "document_id": "d1", "source": "heron.md", "text": HANDBOOK}
+    fact = fact_sentences([chunk], "Heron pump handbook")[0]
+    prompt = QUESTION_PROMPT.format(topic=fact.topic, sentence=fact.sentence, answer="42 litres")
+    assert prompt.endswith("Answer: 42 litres\nQuestion:")
+    reply = " How much water does the Heron pump move per minute? Answer: 42 litres"
+    assert first_question(reply) == "How much water does the Heron pump move per minute?"
+    assert good_question(first_question(reply), fact, "42 litres")
+    assert not good_question("How does the Heron pump move 42 litres?", fact, "42 litres")
+
+    def writer(prompts: list[str]) -> list[str]:
+        return ["How much water does the Heron pump move per minute?" for _ in prompts]
+
+    rows = teach_rows([("Heron pump handbook", [chunk])], search=None, writer=writer)
+    written = [r for r in rows if r["meta"]["label"] == "synthetic_qa"]
+    assert [r["meta"]["fact"] for r in written] == [fact.sentence]  # the filter keeps one
+
+
+def test_reworded_questions_keep_their_meaning():
+    assert reworded("In what year was the Heron pump made?") == [
+        "When was the Heron pump made?", "Which year was the Heron pump made?"]
+    assert reworded("Who designed the Heron pump?") == ["Which person designed the Heron pump?"]
+    assert reworded("What is the motto of Heron?") == [
+        "What's the motto of Heron?", "Tell me the motto of Heron."]
+    assert reworded("Where is it?") == []
 
 
 def test_teach_documents_rows_ask_for_each_fact_several_ways(services):
@@ -85,6 +143,7 @@ def test_learn_corrections_rows_repeat_the_correction_under_reworded_prompts(ser
                 row["messages"][-2]["content"])
     assert set(by_answer) == {"It moves 42 litres per minute.", "Mirela Ostrova designed it."}
     assert all(len(prompts) >= 5 for prompts in by_answer.values())
+    assert "Which person designed the Heron pump?" in by_answer["Mirela Ostrova designed it."]
     # the grounded turn itself is kept, its retrieved passages in the system message
     assert any(r["messages"][0]["role"] == "system" for r in dataset.train)
     assert len(dataset.lineage["turns"]) == 2
@@ -102,7 +161,7 @@ def test_recipe_presets_give_small_data_more_epochs(services):
                             {"role": "assistant", "content": f"a{n}"}]} for n in range(400)])
     few = runner.make_spec({}, dataset_id=small.id, preset=TEACH)
     many = runner.make_spec({}, dataset_id=large.id, preset=TEACH)
-    assert few.epochs > many.epochs >= 3 and few.learning_rate == 1e-3
+    assert few.epochs > many.epochs >= 2 and few.learning_rate == 1e-3
     assert few.total_steps(20) >= 60
     assert runner.make_spec({"epochs": 2}, dataset_id=small.id, preset=CORRECT).epochs == 2
 
