@@ -175,7 +175,7 @@ class SearchService:
                     self._settled(trial, record)
         return Search(job.id, spec, TrainingSpec.from_dict(detail["base"]), job.created_at,
                       status=STATUS[job.status], trials=trials, error=job.error,
-                      interrupted=job.interrupted, user=job.user)
+                      interrupted=job.interrupted, user=job.user_id)
 
     def close(self) -> None:
         """The app is stopping: searches end here, and the next start shows them interrupted

@@ -169,8 +169,9 @@ def test_feedback_and_datasets_tabs_drive_the_same_services(services):
     )
     assert summary.startswith("2 rated row(s)") and len(table) == 2
     assert cards.count('class="answer-card"') == 2
-    assert feedback["act"](selection, "", "selected rows", "set label", "x").startswith("⚠️")
-    done = feedback["act"](selection, good, "selected rows", "add tags", "gold, checked")
+    act = feedback["act"]
+    assert act("ann", selection, "", "selected rows", "set label", "x", None).startswith("⚠️")
+    done = act("ann", selection, good, "selected rows", "add tags", "gold, checked", None)
     assert done.startswith("✅") and services.log.get_rating(good, "ann").tags == [
         "gold",
         "checked",

@@ -172,7 +172,7 @@ class Loop:
         expect(panel.get_by_text(re.compile(r"Estimate: \d+ steps"))).to_be_visible()
         panel.get_by_role("button", name="Train", exact=True).click()
         done = self.status_text(panel, r"Registered as \S+", timeout=self.long_ms)
-        expect(panel.get_by_text("completed").first).to_be_visible()
+        expect(panel.get_by_text("succeeded").first).to_be_visible()
         return done.split("Registered as", 1)[1].split()[0].strip("*")
 
     def compare_and_vote(self, prompt: str, adapter: str) -> str:

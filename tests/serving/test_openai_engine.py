@@ -17,6 +17,7 @@ from core.serving.generation import GenerationOptions, prepare_prompt
 from core.serving.registry import ModelRegistry
 from core.settings import Settings, parse_settings
 from core.store import open_database
+from core.store.registry import ADAPTER as ADAPTER_KIND
 from core.store.registry import RegistryStore
 from tests.conftest import LOCAL
 from tests.e2e.served import ServedApp, free_port
@@ -32,7 +33,7 @@ def register(data_dir, adapter_dir, model: str, model_id: str = ADAPTER) -> None
     data_dir.mkdir(parents=True, exist_ok=True)
     db = open_database(data_dir / "refinery.duckdb")
     try:
-        ModelRegistry(RegistryStore(db)).register(
+        ModelRegistry(RegistryStore(db, ADAPTER_KIND)).register(
             model_id=model_id, name="tuned", base_model=model, adapter_dir=adapter_dir,
             job_id=None, config={}, dataset_id=None, dataset_version=None, metrics={},
             duration_s=None, lineage={},
