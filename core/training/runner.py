@@ -482,12 +482,18 @@ class TrainingRunner:
         if status == "completed" and exit_code in (0, None) and produced:
             metrics = {**job.metrics, **result.get("metrics", {})}
             model = self._register(job, metrics)
+            # before the job reads as completed, so whoever sees it completed sees what the
+            # callbacks started (the knowledge scores) too
+            for callback in self.on_registered:
+                try:
+                    callback(job, model)
+                except Exception as error:  # a follow-up never unsettles the run it follows
+                    print(f"after training {job.id}: {type(error).__name__}: {error}",
+                          file=sys.stderr)
             self.store.update(job.id, status="completed", finished_at=now, progress=1.0,
                               metrics=metrics, model_id=model.id, error=None)
             self.jobs.emit(Succeeded(job.id, f"registered as {model.id}",
                                      result={"model_id": model.id, "metrics": metrics}))
-            for callback in self.on_registered:
-                callback(job, model)
         elif status == "stopped" or (job.status == "stopping" and exit_code == -signal.SIGTERM):
             # A launcher (torchrun) may exit non-zero on SIGTERM; a worker stopped before it
             # set up its handler dies of the signal itself, with nothing to lose but the wait.
