@@ -41,6 +41,21 @@ def live(services):
         thread.join()
 
 
+@contextmanager
+def live_app(data_dir, model_dir, **settings):
+    """A studio on the tiny model (reference engine) served live; yields (services, url)."""
+    from core.services import build_services
+    from core.settings import Settings
+
+    built = build_services(Settings(data_dir=data_dir, model=str(model_dir),
+                                    engine="transformers", **settings))
+    try:
+        with live(built) as url:
+            yield built, url
+    finally:
+        built.close()
+
+
 def client_for(url: str, api_key: str = "unused") -> openai.OpenAI:
     return openai.OpenAI(base_url=f"{url}/v1", api_key=api_key, max_retries=0)
 
@@ -48,17 +63,9 @@ def client_for(url: str, api_key: str = "unused") -> openai.OpenAI:
 @pytest.fixture(scope="module")
 def served(tmp_path_factory, tiny_model_dir):
     """One live app for the tests below that need no settings of their own."""
-    from core.services import build_services
-    from core.settings import Settings
-
     data = tmp_path_factory.mktemp("openai") / "data"
-    built = build_services(Settings(data_dir=data, model=str(tiny_model_dir),
-                                    default_max_new_tokens=8, engine="transformers"))  # fmt: skip
-    try:
-        with live(built) as url:
-            yield built, url
-    finally:
-        built.close()
+    with live_app(data, tiny_model_dir, default_max_new_tokens=8) as served_app:
+        yield served_app
 
 
 def turn_count(url: str) -> int:
@@ -281,20 +288,12 @@ def test_text_content_parts_are_read_and_images_refused(served):
 def auth_served(tmp_path, tiny_model_dir):
     from argon2 import PasswordHasher
 
-    from core.services import build_services
-    from core.settings import Settings
-
     fast = PasswordHasher(time_cost=1, memory_cost=1024, parallelism=1)
     users = tmp_path / "users.yaml"
     users.write_text(f"alice: '{fast.hash('alice-secret-1')}'")
-    built = build_services(Settings(data_dir=tmp_path / "data", model=str(tiny_model_dir),
-                                    default_max_new_tokens=4, users_file=users,
-                                    engine="transformers"))  # fmt: skip
-    try:
-        with live(built) as url:
-            yield built, url
-    finally:
-        built.close()
+    with live_app(tmp_path / "data", tiny_model_dir, default_max_new_tokens=4,
+                  users_file=users) as served_app:
+        yield served_app
 
 
 def test_login_is_enforced_and_the_turn_belongs_to_the_user(auth_served):
@@ -321,17 +320,9 @@ def test_login_is_enforced_and_the_turn_belongs_to_the_user(auth_served):
 
 @pytest.fixture
 def queue_of_one(tmp_path, tiny_model_dir):
-    from core.services import build_services
-    from core.settings import Settings
-
-    built = build_services(Settings(data_dir=tmp_path / "data", model=str(tiny_model_dir),
-                                    default_max_new_tokens=2, max_queue=1,
-                                    engine="transformers"))  # fmt: skip
-    try:
-        with live(built) as url:
-            yield built, url
-    finally:
-        built.close()
+    with live_app(tmp_path / "data", tiny_model_dir, default_max_new_tokens=2,
+                  max_queue=1) as served_app:
+        yield served_app
 
 
 def test_a_full_queue_answers_429_and_the_queued_completions_finish(queue_of_one):
