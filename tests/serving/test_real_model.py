@@ -43,7 +43,7 @@ def test_the_default_engine_converts_the_model_and_answers_on_it(real_services):
     models = real_services.models
     builds = models.fast_builds()
     if builds is None:
-        pytest.skip("the default engine is transformers (the onnx engines are opt-in)")
+        pytest.skip("the default engine is transformers here (a GPU, or no onnxruntime-genai)")
     with models.use(None):
         pass  # the first hold starts the conversion in the background
     builds.join()
