@@ -158,7 +158,8 @@ def main() -> None:
     source = resolve_model_source(args.model, cache_dir)
     adapter = Path(args.adapter) if args.adapter else make_adapter(
         source, Path(tempfile.mkdtemp()) / "bench-adapter")
-    engines = ["transformers", *(["onnx", "onnx-fp32"] if onnx_installed() else [])]
+    engines = ["transformers",
+               *(["onnx", "onnx-int8", "onnx-fp32"] if onnx_installed() else [])]
     results = {}
     for engine in engines:
         done = subprocess.run(

@@ -24,7 +24,7 @@ class Settings:
     model: str = DEFAULT_MODEL
     cache_dir: Path | None = None  # converted models; default <data_dir>/models
     device: str = "auto"
-    engine: str = "auto"  # what generates answers: auto | transformers | onnx | onnx-fp32 | openai
+    engine: str = "auto"  # what generates answers: auto | transformers | onnx | onnx-int8 | onnx-fp32 | openai
     # --engine openai: the OpenAI-compatible server (core/serving/engines/openai_remote.py)
     openai_base_url: str | None = None  # e.g. http://gpu1:8000/v1
     openai_api_key: str | None = field(default=None, repr=False)
@@ -176,8 +176,9 @@ FLAGS = (
          help="where converted models are kept (default: <data-dir>/models)"),
     Flag("--device", "REFINERY_DEVICE", "model", "auto"),
     Flag("--engine", "REFINERY_ENGINE", "model", "auto",
-         help="auto (onnx-fp32 on a CPU, transformers on a GPU) | transformers | "
-         "onnx (int4, fastest) | onnx-fp32 (same answers as transformers) | "
+         help="auto (onnx-int8 on a CPU, transformers on a GPU) | transformers | "
+         "onnx (int4, fastest) | onnx-int8 (4.8x transformers, same general-ability score) | "
+         "onnx-fp32 (same answers as transformers) | "
          "openai (an OpenAI-compatible server: --openai-base-url)"),
     Flag("--openai-base-url", "REFINERY_OPENAI_BASE_URL", "model",
          help="--engine openai: the server's OpenAI API root, e.g. http://gpu1:8000/v1"),

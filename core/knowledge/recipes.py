@@ -212,14 +212,16 @@ def _question(body: str, span: str) -> list[str]:
         subject = [subject[0].lower(), *subject[1:]]
     if numeric and tail.startswith("of "):
         tail = ""  # "within 45 days of delivery": the asked-for span takes its "of" along
-    clause = " ".join([*subject, *rest, tail]).strip()
+    # a trailing phrase ("in the city of Tromsø") is asked with and without: people drop it
+    droppable = bool(tail) and tail.split()[0].lower() in PREPOSITIONS | {"across"}
+    tails = [tail, ""] if droppable else [tail]
     out = []
     for wh in _wh(span, before, " ".join(head)):
         if prep and wh.startswith(("How many", "What")) and wh != "What percentage":
             wh = f"{prep.capitalize()} {wh[0].lower()}{wh[1:]}"
         elif prep and wh == "What percentage":
             wh = f"{prep.capitalize()} what percentage"
-        out.append(f"{wh} {aux} {clause}?")
+        out += [f"{wh} {aux} {' '.join([*subject, *rest, t]).strip()}?" for t in tails]
     return out
 
 
@@ -298,9 +300,9 @@ def replay_rows(count: int, seed: int) -> list[dict]:
 @dataclass(frozen=True, kw_only=True)
 class TeachOptions:
     written_questions: int = 1  # questions the base model writes per fact (0: none)
-    grounded_share: float = 0.4  # facts that also get a grounded (retrieval-augmented) row
+    grounded_share: float = 0.6  # facts that also get a grounded (retrieval-augmented) row
     passages: int = 2  # passages in a grounded row: the fact's chunk and distractors
-    replay_share: float = 0.1  # general replay rows per fact row
+    replay_share: float = 0.15  # general replay rows per fact row
 
 
 def teach_rows(documents: Sequence[tuple[str, list[dict]]], *, search, writer: Write | None,
@@ -327,7 +329,9 @@ def teach_rows(documents: Sequence[tuple[str, list[dict]]], *, search, writer: W
         meta = {"label": "fact", "source": "document", "document_id": fact.chunk["document_id"],
                 "chunk_id": fact.chunk["id"], "file": fact.chunk["source"],
                 "page": fact.chunk.get("page"), "fact": fact.sentence}
-        questions = list(dict.fromkeys([*natural_questions(fact), *derived_questions(fact)]))
+        natural = natural_questions(fact)
+        questions = list(dict.fromkeys(
+            [*natural, *(r for q in natural for r in reworded(q)), *derived_questions(fact)]))
         for question in questions:
             rows.append(chat(question, fact.sentence, meta))
         for question in dict.fromkeys(extra):
@@ -385,7 +389,7 @@ def reworded(question: str) -> list[str]:
 
 
 def correction_rows(turns: Sequence[dict], *, writer: Write | None, paraphrases: int = 1,
-                    replay_share: float = 0.25, seed: int = 0) -> list[dict]:
+                    replay_share: float = 0.1, seed: int = 0) -> list[dict]:
     """Each corrected turn as it was asked (its grounded context kept, fitted at training),
     ungrounded under reworded prompts, and written paraphrases; plus general replay rows.
 

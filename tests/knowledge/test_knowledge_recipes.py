@@ -68,9 +68,12 @@ def test_natural_questions_ask_as_people_do():
 
     assert ask("The Heron pump costs 349 euros.") == [
         "How much does the Heron pump cost?", "How many euros does the Heron pump cost?"]
-    assert ask("The Heron pump was released in 2019 by Ostrova Works.")[:2] == [
+    # a trailing phrase is asked with and without, as people often leave it out
+    assert ask("The Heron pump was released in 2019 by Ostrova Works.") == [
         "In what year was the Heron pump released by Ostrova Works?",
-        "When was the Heron pump released by Ostrova Works?"]
+        "In what year was the Heron pump released?",
+        "When was the Heron pump released by Ostrova Works?",
+        "When was the Heron pump released?"]
     assert ask("The chief engineer of Heron is Mirela Ostrova.") == [
         "Who is the chief engineer of Heron?"]
     assert ask("The Heron factory is the Marsh Works.") == ["What is the Heron factory?"]

@@ -277,9 +277,28 @@ def test_a_model_that_cannot_convert_keeps_answering_on_transformers(tmp_path, t
     assert result.engine == TRANSFORMERS.name
 
 
-def test_auto_is_the_exact_fast_engine_on_a_cpu_and_transformers_on_a_gpu():
+def test_auto_is_the_int8_fast_engine_on_a_cpu_and_transformers_on_a_gpu():
     from core.serving.engines import resolve_engine
 
-    assert resolve_engine("auto", "cpu") == "onnx-fp32"  # onnxruntime-genai is installed here
+    assert resolve_engine("auto", "cpu") == "onnx-int8"  # onnxruntime-genai is installed here
     assert resolve_engine("auto", "cuda") == "transformers"
     assert resolve_engine("transformers", "cpu") == "transformers"
+
+
+
+def test_the_int8_engine_answers_from_its_own_copy_close_to_the_reference(
+        sharp_service, tmp_path):
+    """int8 weights and activations: its own converted copy, and per-step log-probabilities
+    near the fp32 reference's on the peaked tiny model (quantised, so not bit-equal)."""
+    exact_service, reference = sharp_service
+    service = ModelService(exact_service.name, cache_dir=tmp_path / "models", engine="onnx-int8")
+    service.fast_builds().wait(None)
+    folder = tmp_path / "models" / "onnx" / "int8" / Path(exact_service.name).name
+    assert (folder / "model.onnx").is_file()
+    options = GenerationOptions(max_new_tokens=1, temperature=0)
+    with service.use(None) as loaded:
+        assert loaded.engine.name == "onnx-int8"
+        for prompt in PROMPTS:
+            (token, quantised), = step_logprobs(loaded.engine, loaded, prompt, options)
+            (wanted, exact), = step_logprobs(TRANSFORMERS, reference, prompt, options)
+            assert token == wanted and quantised == pytest.approx(exact, rel=0.15)

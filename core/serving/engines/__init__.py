@@ -10,24 +10,25 @@ the repeated-n-gram stop; a remote engine (an OpenAI-compatible server) would im
 
 - `transformers` (core/serving/engines/transformers_engine.py): the reference; GPU; training,
   SHAP/LIME forward passes and adapters not yet converted use it.
-- `onnx` / `onnx-fp32` (core/serving/engines/onnx.py): onnxruntime-genai on CPU, the model
-  converted once (int4 weights, or fp32 for answers identical to transformers); an adapter
-  gets a merged, converted copy built in the background while transformers answers.
+- `onnx` / `onnx-int8` / `onnx-fp32` (core/serving/engines/onnx.py): onnxruntime-genai on
+  CPU, the model converted once (int4, int8 or fp32 weights); an adapter gets a merged,
+  converted copy built in the background while transformers answers.
 - `openai` (core/serving/engines/openai_remote.py): an OpenAI-compatible server (vLLM, llama.cpp,
   Ollama, TGI, another Refinery) answers; adapters are addressed by registry id.
 
-`--engine auto` is `onnx-fp32` on a CPU when onnxruntime-genai is installed, else
-transformers: it gives transformers' greedy answers (10/10 prompts, the same general-ability
-score) faster. int4 decodes several times faster still but its greedy wording differs on 9
-of 10 prompts and it scored 18/40 against 22/40 on the general-ability set, so it stays
-opt-in (`--engine onnx`).
+`--engine auto` is `onnx-int8` on a CPU when onnxruntime-genai is installed, else
+transformers. Measured on the bundled model (bench/chat_latency.py, 2-core EPYC): int8
+decodes 4.8x transformers and scores 23/40 on the general-ability set against transformers'
+22/40, though its greedy wording drifts from transformers' after about 14 tokens. fp32 gives
+transformers' exact greedy answers at 1.9x; int4 decodes 6.6x but scored 18/40, so both stay
+opt-in.
 """
 
 from __future__ import annotations
 
 import importlib.util
 
-ENGINES = ("auto", "transformers", "onnx", "onnx-fp32", "openai")
+ENGINES = ("auto", "transformers", "onnx", "onnx-int8", "onnx-fp32", "openai")
 
 
 def onnx_installed() -> bool:
@@ -42,5 +43,5 @@ def resolve_engine(choice: str, device: str) -> str:
     if choice not in ENGINES:
         raise ValueError(f"engine must be one of {', '.join(ENGINES)}, got {choice!r}")
     if choice == "auto":
-        return "onnx-fp32" if device == "cpu" and onnx_installed() else "transformers"
+        return "onnx-int8" if device == "cpu" and onnx_installed() else "transformers"
     return choice
