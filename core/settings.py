@@ -24,7 +24,8 @@ class Settings:
     model: str = DEFAULT_MODEL
     cache_dir: Path | None = None  # converted models; default <data_dir>/models
     device: str = "auto"
-    engine: str = "auto"  # what generates answers: auto | transformers | onnx | onnx-int8 | onnx-fp32 | openai
+    # what generates answers: auto | transformers | onnx | onnx-int8 | onnx-fp32 | openai
+    engine: str = "auto"
     # --engine openai: the OpenAI-compatible server (core/serving/engines/openai_remote.py)
     openai_base_url: str | None = None  # e.g. http://gpu1:8000/v1
     openai_api_key: str | None = field(default=None, repr=False)
