@@ -37,6 +37,7 @@ test-slow: setup
 
 bench: setup
 	$(PY) bench/chat_latency.py
+	$(PY) bench/synthetic_qa.py
 	$(PY) bench/compare.py
 	$(PY) bench/ingest.py
 	$(PY) bench/curation.py

@@ -177,8 +177,8 @@ FLAGS = (
          help="where converted models are kept (default: <data-dir>/models)"),
     Flag("--device", "REFINERY_DEVICE", "model", "auto"),
     Flag("--engine", "REFINERY_ENGINE", "model", "auto",
-         help="auto (onnx-int8 on a CPU, transformers on a GPU) | transformers | "
-         "onnx (int4, fastest) | onnx-int8 (4.8x transformers, same general-ability score) | "
+         help="auto (onnx-fp32 on a CPU, transformers on a GPU) | transformers | "
+         "onnx (int4, fastest) | onnx-int8 (4.8x transformers, wording drifts) | "
          "onnx-fp32 (same answers as transformers) | "
          "openai (an OpenAI-compatible server: --openai-base-url)"),
     Flag("--openai-base-url", "REFINERY_OPENAI_BASE_URL", "model",

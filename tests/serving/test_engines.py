@@ -277,10 +277,10 @@ def test_a_model_that_cannot_convert_keeps_answering_on_transformers(tmp_path, t
     assert result.engine == TRANSFORMERS.name
 
 
-def test_auto_is_the_int8_fast_engine_on_a_cpu_and_transformers_on_a_gpu():
+def test_auto_is_the_exact_fast_engine_on_a_cpu_and_transformers_on_a_gpu():
     from core.serving.engines import resolve_engine
 
-    assert resolve_engine("auto", "cpu") == "onnx-int8"  # onnxruntime-genai is installed here
+    assert resolve_engine("auto", "cpu") == "onnx-fp32"  # onnxruntime-genai is installed here
     assert resolve_engine("auto", "cuda") == "transformers"
     assert resolve_engine("transformers", "cpu") == "transformers"
 

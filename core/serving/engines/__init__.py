@@ -16,12 +16,12 @@ the repeated-n-gram stop; a remote engine (an OpenAI-compatible server) would im
 - `openai` (core/serving/engines/openai_remote.py): an OpenAI-compatible server (vLLM, llama.cpp,
   Ollama, TGI, another Refinery) answers; adapters are addressed by registry id.
 
-`--engine auto` is `onnx-int8` on a CPU when onnxruntime-genai is installed, else
-transformers. Measured on the bundled model (bench/chat_latency.py, 2-core EPYC): int8
-decodes 4.8x transformers and scores 23/40 on the general-ability set against transformers'
-22/40, though its greedy wording drifts from transformers' after about 14 tokens. fp32 gives
-transformers' exact greedy answers at 1.9x; int4 decodes 6.6x but scored 18/40, so both stay
-opt-in.
+`--engine auto` is `onnx-fp32` on a CPU when onnxruntime-genai is installed, else
+transformers: transformers' greedy answers (10/10 prompts, the same general-ability score)
+1.9x faster (bench/chat_latency.py, 2-core EPYC). `onnx-int8` decodes 4.8x transformers and
+scored 23/40 on the general-ability set against 22/40, but its greedy wording drifts after
+about 14 tokens (asked "What is the capital of France?" in chat it began "L'Étoile: Paris,
+la maquette de la France"); `onnx` (int4) decodes 6.6x and scored 18/40. Both stay opt-in.
 """
 
 from __future__ import annotations
@@ -43,5 +43,5 @@ def resolve_engine(choice: str, device: str) -> str:
     if choice not in ENGINES:
         raise ValueError(f"engine must be one of {', '.join(ENGINES)}, got {choice!r}")
     if choice == "auto":
-        return "onnx-int8" if device == "cpu" and onnx_installed() else "transformers"
+        return "onnx-fp32" if device == "cpu" and onnx_installed() else "transformers"
     return choice
