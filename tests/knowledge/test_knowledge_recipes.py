@@ -119,6 +119,9 @@ def test_teach_documents_rows_ask_for_each_fact_several_ways(services):
         asked = [r for r in rows if r["meta"].get("fact") == fact]
         assert len({r["messages"][-2]["content"] for r in asked}) >= 3
         assert all(r["messages"][-1]["content"].startswith(fact) for r in asked)
+    asked = {r["messages"][-2]["content"] for r in rows}  # wh-questions, also reworded
+    assert {"How many litres does the Heron pump move per minute?",
+            "About how many litres does the Heron pump move per minute?"} <= asked
     grounded = [r for r in rows if r["meta"]["label"] == "grounded_qa"]
     for row in grounded:  # the fact's passage is among the sources, and the answer cites it
         system = row["messages"][0]

@@ -34,8 +34,8 @@ log = logging.getLogger(__name__)
 # engine -> (builder precision, builder options); its copies live under onnx/<precision>/
 PRECISIONS = {
     "onnx": ("int4", ()),
-    # int8 weights, int8 activations (VNNI where the CPU has it): no int8 x fp32 kernel exists
-    # on CPU (accuracy_level=1 decoded at 0.9 tokens/s)
+    # int8 weights need int8 activations on CPU: with fp32 ones (accuracy_level=1) the
+    # bundled model decoded 0.9 tokens/s
     "onnx-int8": ("int8", ("accuracy_level=4",)),
     "onnx-fp32": ("fp32", ()),
 }
