@@ -29,6 +29,7 @@ CHUNKS = 50
 
 def measure(engine: str, model: str, cache_dir: Path) -> dict:
     """One engine's figures, in this (fresh) process."""
+    from core.datasets.jobs import FINAL
     from core.datasets.versions import BuildSpec
     from core.documents.chunking import ChunkSpec
     from core.documents.service import IncomingFile
@@ -46,8 +47,7 @@ def measure(engine: str, model: str, cache_dir: Path) -> dict:
     started = time.perf_counter()
     job = services.dataset_jobs.start(BuildSpec(name="synthetic", kind="text",
                                                 synthetic_qa=CHUNKS, validation_fraction=0.0))
-    while (job := services.dataset_jobs.get(job.id)).status not in (
-            "completed", "cancelled", "failed"):
+    while (job := services.dataset_jobs.get(job.id)).status not in FINAL:
         time.sleep(0.5)
     seconds = time.perf_counter() - started
     if job.status != "completed":
