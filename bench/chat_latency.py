@@ -45,15 +45,19 @@ def percentile(values: list[float], share: float) -> float:
 
 
 def make_adapter(model_source: str, folder: Path) -> Path:
-    """A random (non-zero) LoRA adapter, so side by side has real work on both rows."""
+    """A random (non-zero) LoRA adapter shaped as the studio trains them (TrainingSpec's
+    rank, alpha and layers), so side by side has real work on both rows."""
     import torch
     from peft import LoraConfig, get_peft_model
     from transformers import AutoModelForCausalLM
 
+    from core.training.spec import TrainingSpec
+
     torch.manual_seed(0)
     base = AutoModelForCausalLM.from_pretrained(model_source)
-    config = LoraConfig(r=8, lora_alpha=16, init_lora_weights=False,
-                        target_modules=["q_proj", "k_proj", "v_proj", "o_proj"])
+    shape = TrainingSpec(base_model=model_source)
+    config = LoraConfig(r=shape.lora_rank, lora_alpha=shape.lora_alpha, init_lora_weights=False,
+                        target_modules=shape.target_modules)
     model = get_peft_model(base, config)
     with torch.no_grad():
         for name, parameter in model.named_parameters():
@@ -65,9 +69,12 @@ def make_adapter(model_source: str, folder: Path) -> Path:
 
 def measure(engine: str, model: str, cache_dir: Path, adapter: Path, tokens: int) -> dict:
     """One engine's figures, in this (fresh) process."""
+    from core.knowledge.general import load_general_set
+    from core.serving.answers import answer_prompts
     from core.serving.engines.run import GenerationStream, generate_batch
     from core.serving.generation import GenerationOptions, fit_to_context
     from core.serving.models import ModelService
+    from core.serving.modelspec import ResolvedModel
 
     service = ModelService(model, cache_dir=cache_dir, engine=engine)
     builds = service.fast_builds()
@@ -86,21 +93,21 @@ def measure(engine: str, model: str, cache_dir: Path, adapter: Path, tokens: int
             stream = GenerationStream(loaded, prepared(loaded, prompt), options)
             list(stream)
             answers.append(stream.result)
-        # the shipped general-ability set, greedy, in batches of 8: a fidelity figure that
-        # does not hinge on exact text (near-ties split a quantised model's wording)
-        from core.knowledge.general import load_general_set
-
-        items = load_general_set()
-        short = GenerationOptions(max_new_tokens=48, temperature=0)
-        general = 0
-        for start in range(0, len(items), 8):
-            chunk = items[start:start + 8]
-            results = generate_batch(loaded, [prepared(loaded, i.question) for i in chunk], short)
-            general += sum(i.matches(r.text) for i, r in zip(chunk, results, strict=True))
-    singles, pairs = [], []
+    # the shipped general-ability set, greedy answers in batches: a fidelity figure that
+    # does not hinge on exact text (near-ties split a quantised model's wording)
+    items = load_general_set()
+    base = ResolvedModel(spec=model, model_id=model, adapter_dir=None, adapter_version=None)
+    general = sum(item.matches(row["answer"]) for item, row in zip(
+        items, answer_prompts(service, base, [i.question for i in items], max_new_tokens=48),
+        strict=True))
+    with service.use_rows([None, adapter]) as loaded:  # the pair's first pass sets up too
+        generate_batch(loaded, [prepared(loaded, "hi")] * 2, GenerationOptions(max_new_tokens=4))
+    singles, tuned, pairs = [], [], []
     for prompt in PROMPTS[:4]:
         with service.use(None) as loaded:
             singles.append(generate_batch(loaded, [prepared(loaded, prompt)], options)[0])
+        with service.use(adapter) as loaded:
+            tuned.append(generate_batch(loaded, [prepared(loaded, prompt)], options)[0])
         with service.use_rows([None, adapter]) as loaded:
             pairs.append(generate_batch(loaded, [prepared(loaded, prompt)] * 2, options))
     return dict(
@@ -113,13 +120,19 @@ def measure(engine: str, model: str, cache_dir: Path, adapter: Path, tokens: int
         texts=[r.text for r in answers],
         general=f"{general}/{len(items)}",
         pair_engines=sorted({r.engine for pair in pairs for r in pair}),
-        # per prompt: the pair's slower row against one answer of the same length
-        pair_ratio=[
-            max(r.latency_ms for r in pair) / (single.latency_ms / single.completion_tokens
-                                              * max(r.completion_tokens for r in pair))
-            for single, pair in zip(singles, pairs, strict=True)
-        ],
+        # per prompt: the pair's slower row against one answer of the same length, the base
+        # model's and the adapter's
+        pair_ratio=pair_ratios(pairs, singles),
+        pair_tuned_ratio=pair_ratios(pairs, tuned),
     )
+
+
+def pair_ratios(pairs: list, singles: list) -> list[float]:
+    return [
+        max(r.latency_ms for r in pair) / (single.latency_ms / single.completion_tokens
+                                          * max(r.completion_tokens for r in pair))
+        for single, pair in zip(singles, pairs, strict=True)
+    ]
 
 
 def cpu_flags() -> str:
@@ -178,7 +191,7 @@ def main() -> None:
           f" CPU flags: {cpu_flags()}; load average {load_average()}")
     print(f"{'engine':<13} {'first token med/p90 s':>22} {'decode tok/s':>13}"
           f" {'x transformers':>15} {'greedy = transformers':>22} {'general set':>12}"
-          f" {'pair/one (engine)':>24}")
+          f" {'pair/base, pair/adapter (engine)':>34}")
     for engine, figures in results.items():
         rate = statistics.median(figures["decode"])
         same = sum(a == b for a, b in zip(figures["texts"], reference["texts"], strict=True)) if (
@@ -186,10 +199,11 @@ def main() -> None:
         speedup = f"{rate / base_rate:.1f}x" if base_rate else "-"
         ttft = figures["ttft"]
         pair_engines = ",".join(figures["pair_engines"])
-        pair = f"{statistics.median(figures['pair_ratio']):.2f} ({pair_engines})"
+        pair = (f"{statistics.median(figures['pair_ratio']):.2f},"
+                f" {statistics.median(figures['pair_tuned_ratio']):.2f} ({pair_engines})")
         print(f"{engine:<13} {statistics.median(ttft):>10.3f} / {percentile(ttft, 0.9):<9.3f}"
               f" {rate:>13.1f} {speedup:>15} {same:>19}/10 {figures['general']:>12}"
-              f" {pair:>24}")
+              f" {pair:>34}")
 
 
 if __name__ == "__main__":

@@ -389,7 +389,7 @@ def reworded(question: str) -> list[str]:
 
 
 def correction_rows(turns: Sequence[dict], *, writer: Write | None, paraphrases: int = 1,
-                    replay_share: float = 0.1, seed: int = 0) -> list[dict]:
+                    replay_share: float = 0.15, seed: int = 0) -> list[dict]:
     """Each corrected turn as it was asked (its grounded context kept, fitted at training),
     ungrounded under reworded prompts, and written paraphrases; plus general replay rows.
 

@@ -127,7 +127,7 @@ PRESETS = {
              "paraphrased prompts with general replay, lr 1e-3",
 }
 # Knowledge needs many passes: at least this many optimizer steps and epochs, at most MAX_EPOCHS.
-RECIPE_BUDGET = {TEACH: (60, 3), CORRECT: (50, 3)}
+RECIPE_BUDGET = {TEACH: (60, 3), CORRECT: (50, 5)}
 # Corrections are short: their grounded turns are fitted (passages cut) to this many tokens.
 RECIPE_MAX_LENGTH = {TEACH: 512, CORRECT: 256}
 MAX_EPOCHS = 20

@@ -225,7 +225,7 @@ def test_the_fast_engine_stops_when_asked(onnx_service):
     assert stream.result.completion_tokens < 100
 
 
-def test_an_adapter_answers_on_transformers_until_its_merged_copy_is_built(
+def test_an_adapter_answers_on_transformers_until_its_converted_copy_is_built(
     onnx_service, tiny_adapter
 ):
     options = dict(max_new_tokens=12, temperature=0)
@@ -243,18 +243,35 @@ def test_an_adapter_answers_on_transformers_until_its_merged_copy_is_built(
     assert base != [r.text for r in fast]  # the adapter really changes the answers
 
 
-def test_base_and_adapter_side_by_side_on_the_fast_engine(onnx_service, tiny_adapter):
+def test_base_and_adapter_side_by_side_on_the_fast_engine_in_one_pass(onnx_service, tiny_adapter):
     onnx_service.fast_builds().wait(Path(tiny_adapter))
     options = GenerationOptions(max_new_tokens=12, temperature=0)
     with onnx_service.use_rows([None, tiny_adapter]) as loaded:
         assert loaded.engine is not None
         prompt = prepare(loaded, PROMPTS[1])
+        steps = loaded.engine.steps(loaded, [prompt.input_ids] * 2, options, lambda: False)
+        assert [indices for _, indices in steps.passes()] == [[0, 1]]  # one generator
         pair = generate_batch(loaded, [prompt, prompt], options)
     with onnx_service.use(None) as loaded:
         base = answer(loaded, PROMPTS[1], max_new_tokens=12, temperature=0)[1]
     with onnx_service.use(tiny_adapter) as loaded:
         tuned = answer(loaded, PROMPTS[1], max_new_tokens=12, temperature=0)[1]
     assert [r.text for r in pair] == [base.text, tuned.text]
+
+
+def test_base_rows_ride_in_the_first_adapter_pass_and_other_adapters_get_their_own():
+    from core.serving.engines.onnx import Converted, OnnxSteps
+
+    base, first, second = (Converted(object(), pad_id=0, vocab_size=8, switched=switched)
+                           for switched in (False, True, True))
+
+    def passes(copies):
+        steps = OnnxSteps(copies, [[1]] * len(copies), GenerationOptions(), lambda: False)
+        return [(copy, rows) for copy, rows in steps.passes()]
+
+    assert passes([base, first, second, first, base]) == [(first, [0, 1, 3, 4]),
+                                                          (second, [2])]
+    assert passes([base, base]) == [(base, [0, 1])]
 
 
 def test_a_model_that_cannot_convert_keeps_answering_on_transformers(tmp_path, tiny_model_dir):
