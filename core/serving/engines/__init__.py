@@ -11,17 +11,18 @@ the repeated-n-gram stop; a remote engine (an OpenAI-compatible server) would im
 - `transformers` (core/serving/engines/transformers_engine.py): the reference; GPU; training,
   SHAP/LIME forward passes and adapters not yet converted use it.
 - `onnx` / `onnx-int8` / `onnx-fp32` (core/serving/engines/onnx.py): onnxruntime-genai on
-  CPU, the model converted once (int4, int8 or fp32 weights); an adapter gets a merged,
-  converted copy built in the background while transformers answers.
+  CPU, the model converted once (int4, int8 or fp32 weights); an adapter gets a converted
+  copy with its LoRA path behind a per-row switch (base and adapter rows in one pass), built
+  in the background while transformers answers.
 - `openai` (core/serving/engines/openai_remote.py): an OpenAI-compatible server (vLLM, llama.cpp,
   Ollama, TGI, another Refinery) answers; adapters are addressed by registry id.
 
 `--engine auto` is `onnx-fp32` on a CPU when onnxruntime-genai is installed, else
 transformers: transformers' greedy answers (10/10 prompts, the same general-ability score)
-1.9x faster (bench/chat_latency.py, 2-core EPYC). `onnx-int8` decodes 4.8x transformers and
+1.9x faster (bench/chat_latency.py, 2-core EPYC). `onnx-int8` decodes 5.2x transformers and
 scored 23/40 on the general-ability set against 22/40, but its greedy wording drifts after
 about 14 tokens (asked "What is the capital of France?" in chat it began "L'Étoile: Paris,
-la maquette de la France"); `onnx` (int4) decodes 6.6x and scored 18/40. Both stay opt-in.
+la maquette de la France"); `onnx` (int4) decodes 6.3x and scored 18/40. Both stay opt-in.
 """
 
 from __future__ import annotations
