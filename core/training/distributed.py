@@ -66,7 +66,10 @@ def sum_gradients(ranks: Ranks, parameters) -> None:
 
 
 def close_ranks(ranks: Ranks) -> None:
+    """Leave together: rank 0 saves and evaluates after the loop, and a rank that tears its
+    connections down meanwhile can make gloo abort the other one (SIGABRT)."""
     if ranks.distributed:
         import torch.distributed as dist
 
+        dist.barrier()
         dist.destroy_process_group()
