@@ -14,6 +14,7 @@ from api.login import request_user
 from core.comparison.arena import CompareRequest
 from core.comparison.evaluation import EvalRequest, before_after
 from core.comparison.experiments import ExperimentSpec
+from core.documents.grounding import SOURCES_K
 from core.services import Services
 from core.serving.defaults import GenerationDefaults
 from core.serving.generation import GenerationOptions
@@ -34,7 +35,7 @@ class CompareBody(Strict):
     repeat_ngram_size: int = GenerationOptions.repeat_ngram_size
     repeat_ngram_limit: int = GenerationOptions.repeat_ngram_limit  # 0: no repetition stop
     use_documents: bool = False
-    documents_k: int = 4
+    documents_k: int = SOURCES_K
 
     def to_request(self, defaults: GenerationDefaults) -> CompareRequest:
         options = defaults.options(**{name: getattr(self, name) for name in OPTION_FIELDS})

@@ -13,6 +13,7 @@ from starlette.concurrency import iterate_in_threadpool
 from api.bodies import MAX_INT, FilterBody
 from api.bodies import Body as Strict
 from api.login import request_user
+from core.documents.grounding import SOURCES_K
 from core.errors import RefineryError
 from core.feedback.ratings import Feedback
 from core.services import VERSION, Services
@@ -41,7 +42,7 @@ class ChatBody(Strict):
     prompt: str
     model: str | None = None
     use_documents: bool = False
-    documents_k: int = 4
+    documents_k: int = SOURCES_K
     user: str = "anonymous"
     conversation_id: str | None = None
     history: list[Turn] = Field(default_factory=list)

@@ -27,4 +27,10 @@ def build_jobs_router(services: Services) -> APIRouter:
     def get_job(job_id: str) -> dict:
         return board.get(job_id).to_dict()
 
+    @router.post("/jobs/{job_id}/cancel")
+    def cancel_job(job_id: str) -> dict:
+        """Stop a queued or running job of any kind; 409 for a finished one or a kind that
+        cannot stop (retraining cycles). Training keeps its checkpoint and can resume."""
+        return board.cancel(job_id).to_dict()
+
     return router

@@ -26,10 +26,11 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from core.datasets.synthesis import write_batch  # noqa: E402
 from core.datasets.versions import BuildSpec  # noqa: E402
-from core.documents.grounding import fit_sources, retrieve, with_sources  # noqa: E402
+from core.documents.grounding import SOURCES_K, fit_sources, retrieve, with_sources  # noqa: E402
 from core.documents.service import IncomingFile  # noqa: E402
 from core.feedback.ratings import Feedback  # noqa: E402
 from core.knowledge.general import load_general_set  # noqa: E402
+from core.knowledge.runs import FINISHED  # noqa: E402
 from core.knowledge.scoring import fact_match  # noqa: E402
 from core.services import build_services  # noqa: E402
 from core.serving.generation import GenerationOptions  # noqa: E402
@@ -65,7 +66,7 @@ class Bench:
     def answers(self, questions: list[str], *, adapter: str | None, grounded: bool) -> list[str]:
         """Greedy answers, several questions per forward pass, grounded as chat grounds them."""
         services = self.services
-        hits = [retrieve(services.documents, q, 4) if grounded else [] for q in questions]
+        hits = [retrieve(services.documents, q, SOURCES_K) if grounded else [] for q in questions]
         out = []
         for start in range(0, len(questions), BATCH):
             with services.models.use(adapter) as loaded:
@@ -120,8 +121,7 @@ class Bench:
         while len(found) < len(names):
             for run in runs.list():
                 key = (run["kind"], run["grounded"])
-                if run["model"] != model_id or key in found or run["status"] not in (
-                        "done", "failed"):
+                if run["model"] != model_id or key in found or run["status"] not in FINISHED:
                     continue
                 found[key] = run
                 summary = run.get("summary") or {}

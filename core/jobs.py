@@ -124,6 +124,7 @@ class Job:
 
 
 Listener = Callable[[JobEvent, Job], None]
+Canceller = Callable[[str], object]  # a service's own stop/cancel, given the job id
 
 
 class JobBoard:
@@ -132,6 +133,7 @@ class JobBoard:
     def __init__(self, store: JobStore) -> None:
         self.store = store
         self.listeners: list[Listener] = []  # called after each stored event
+        self.cancellers: dict[str, Canceller] = {}  # kind -> the service that stops its work
 
     def emit(self, event: JobEvent) -> Job:
         fields = self._transition(event)
@@ -178,6 +180,20 @@ class JobBoard:
         if isinstance(event, Failed):
             return {**final, "status": FAILED, "error": event.error, "message": "failed"}
         return {**final, "status": CANCELLED, "message": event.message}
+
+    def cancel(self, job_id: str) -> Job:
+        """Ask the service that owns a queued or running job to stop it; the job turns
+        cancelled when that service reports it (at once when queued, after the current step
+        or batch when running)."""
+        job = self.get(job_id)
+        if job.status not in ACTIVE:
+            raise Conflict(f"job {job_id} is {job.status} already; only queued or running jobs "
+                           "can be cancelled")
+        canceller = self.cancellers.get(job.kind)
+        if canceller is None:
+            raise Conflict(f"{job.kind} jobs cannot be cancelled")
+        canceller(job_id)
+        return self.get(job_id)
 
     @staticmethod
     def _check(event: JobEvent, status: str, allowed: tuple[str, ...]) -> None:

@@ -16,7 +16,7 @@ from datetime import datetime
 from itertools import combinations
 
 from core.comparison.stats import bradley_terry_ratings, sign_test, wilson_interval
-from core.documents.grounding import check_k, retrieve
+from core.documents.grounding import SOURCES_K, check_k, retrieve
 from core.errors import Conflict, InvalidInput, NotFound
 from core.paths import looks_like_path
 from core.serving.generation import GenerationOptions, check_limits, turn_fields
@@ -38,7 +38,7 @@ class CompareRequest:
     system_prompt: str | None = None
     options: GenerationOptions = field(default_factory=GenerationOptions)
     use_documents: bool = False  # ground both answers on the documents, exactly as Chat does
-    documents_k: int = 4
+    documents_k: int = SOURCES_K
 
     def __post_init__(self) -> None:
         if not self.prompt or not self.prompt.strip():

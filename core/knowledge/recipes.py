@@ -20,7 +20,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-from core.documents.grounding import with_sources
+from core.documents.grounding import SOURCES_K, with_sources
 from core.documents.service import SearchHit
 
 REPLAY_SET = Path(__file__).with_name("replay.jsonl")
@@ -301,7 +301,7 @@ def replay_rows(count: int, seed: int) -> list[dict]:
 class TeachOptions:
     written_questions: int = 1  # questions the base model writes per fact (0: none)
     grounded_share: float = 0.6  # facts that also get a grounded (retrieval-augmented) row
-    passages: int = 2  # passages in a grounded row: the fact's chunk and distractors
+    passages: int = SOURCES_K  # passages in a grounded row, as grounded answers read them
     replay_share: float = 0.15  # general replay rows per fact row
 
 

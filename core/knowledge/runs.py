@@ -12,9 +12,18 @@ import threading
 import uuid
 from datetime import datetime
 
-from core.documents.grounding import ground, retrieve
-from core.errors import InvalidInput, NotFound, RefineryError
-from core.jobs import KNOWLEDGE, Failed, JobBoard, Progressed, Queued, Started, Succeeded
+from core.documents.grounding import SOURCES_K, ground, retrieve
+from core.errors import Conflict, InvalidInput, NotFound, RefineryError
+from core.jobs import (
+    KNOWLEDGE,
+    Cancelled,
+    Failed,
+    JobBoard,
+    Progressed,
+    Queued,
+    Started,
+    Succeeded,
+)
 from core.knowledge.check import KnowledgeService
 from core.knowledge.general import load_general_set
 from core.knowledge.scoring import score_answer
@@ -24,8 +33,9 @@ from core.store.jobs import JobStore
 from core.store.knowledge import KnowledgeStore
 
 BASE = "base"
+ACTIVE = ("queued", "running")
+FINISHED = ("done", "failed", "cancelled")
 BATCH = 8  # questions per generate() call
-DOCUMENTS_K = 4  # as Chat's "Ground on documents"
 MAX_NEW_TOKENS = 48
 
 
@@ -62,6 +72,7 @@ class KnowledgeRuns:
         self._idle = threading.Condition()
         self._pending = 0
         self._thread: threading.Thread | None = None
+        self._cancelled: set[str] = set()  # runs to stop before their next batch
         self.store.interrupted()
 
     # starting
@@ -134,6 +145,16 @@ class KnowledgeRuns:
         with self._idle:
             return self._idle.wait_for(lambda: self._pending == 0, timeout)
 
+    def cancel(self, run_id: str) -> dict:
+        """A queued run never starts; a running one stops after its current batch and keeps
+        the answers it has."""
+        run = self.get(run_id)
+        if run["status"] not in ACTIVE:
+            raise Conflict(f"knowledge run {run_id} is {run['status']}; only a queued or running "
+                           "run can be cancelled")
+        self._cancelled.add(run_id)
+        return run
+
     # reading
 
     def get(self, run_id: str) -> dict:
@@ -160,10 +181,10 @@ class KnowledgeRuns:
         trigger = f"training:{job.id}"
         self.start(check["id"], model=model.id, general=True, trigger=trigger)
         runs = self.store.runs(check_id=check["id"])
-        if not any(r["model"] == BASE and r["status"] != "failed" for r in runs):
+        if not any(r["model"] == BASE and r["status"] in (*ACTIVE, "done") for r in runs):
             self.start(check["id"], model=BASE, trigger=trigger)
         general = self.store.runs(kind="general")
-        if not any(r["model"] == BASE and r["status"] != "failed" for r in general):
+        if not any(r["model"] == BASE and r["status"] in (*ACTIVE, "done") for r in general):
             self.start_general(model=BASE, trigger=trigger)
 
     # running
@@ -177,8 +198,19 @@ class KnowledgeRuns:
                     self._pending -= 1
                     self._idle.notify_all()
 
+    def _stop_if_cancelled(self, run_id: str, scored: list[dict]) -> bool:
+        if run_id not in self._cancelled:
+            return False
+        self._cancelled.discard(run_id)
+        self.store.update_run(run_id, status="cancelled", finished_at=datetime.now(),
+                              summary=_summary(scored), items=scored)
+        self.jobs.emit(Cancelled(run_id, f"cancelled after {len(scored)} answers"))
+        return True
+
     def _execute(self, run_id: str) -> None:
         run = self.get(run_id)
+        if self._stop_if_cancelled(run_id, []):
+            return
         self.store.update_run(run_id, status="running")
         self.jobs.emit(Started(run_id))
         try:
@@ -190,6 +222,8 @@ class KnowledgeRuns:
             adapter = self._adapter_dir(run["model"])
             scored: list[dict] = []
             for start in range(0, len(items), BATCH):
+                if self._stop_if_cancelled(run_id, scored):
+                    return
                 batch = items[start : start + BATCH]
                 scored += self._answer(batch, adapter, run["grounded"])
                 self.store.update_run(run_id, done=len(scored))
@@ -209,7 +243,7 @@ class KnowledgeRuns:
             self.jobs.emit(Failed(run_id, message))
 
     def _answer(self, batch: list[dict], adapter, grounded: bool) -> list[dict]:
-        hits = [retrieve(self.documents, item["question"], DOCUMENTS_K) if grounded else []
+        hits = [retrieve(self.documents, item["question"], SOURCES_K) if grounded else []
                 for item in batch]
         with self.models.use(adapter) as loaded:
             budget = prompt_budget(loaded, self.options)

@@ -7,7 +7,7 @@ from collections.abc import Iterator
 from dataclasses import asdict, dataclass, field, replace
 from datetime import datetime
 
-from core.documents.grounding import check_k, ground, retrieve
+from core.documents.grounding import SOURCES_K, check_k, ground, retrieve
 from core.errors import InvalidInput, NotFound
 from core.serving.engines.run import GenerationStream
 from core.serving.generation import (
@@ -36,7 +36,7 @@ class ChatRequest:
     user: str = "anonymous"
     model: str | None = None
     use_documents: bool = False  # ground the answer on the top chunks of the document store
-    documents_k: int = 4
+    documents_k: int = SOURCES_K
     stop: tuple[str, ...] = ()  # the answer ends before the first of these
     response_id: str | None = None  # for callers that announce the turn's id before it ends
 

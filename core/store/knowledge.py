@@ -7,6 +7,29 @@ from datetime import datetime
 
 from core.store.database import Database, Migration
 
+RUN_STATUSES_V1 = ("queued", "running", "done", "failed")
+
+
+def runs_table(name: str, statuses: tuple[str, ...]) -> str:
+    allowed = ", ".join(f"'{status}'" for status in statuses)
+    return f"""CREATE TABLE IF NOT EXISTS {name} (
+        id VARCHAR PRIMARY KEY,
+        kind VARCHAR NOT NULL CHECK (kind IN ('knowledge', 'general')),
+        check_id VARCHAR,
+        model VARCHAR NOT NULL,
+        grounded BOOLEAN NOT NULL,
+        status VARCHAR NOT NULL CHECK (status IN ({allowed})),
+        done INTEGER NOT NULL DEFAULT 0,
+        total INTEGER NOT NULL DEFAULT 0,
+        created_at TIMESTAMP NOT NULL,
+        finished_at TIMESTAMP,
+        trigger VARCHAR NOT NULL,
+        summary JSON,
+        items JSON,
+        error VARCHAR
+    )"""
+
+
 MIGRATIONS = (
     Migration(
         "knowledge",
@@ -35,23 +58,17 @@ MIGRATIONS = (
                 origin VARCHAR NOT NULL CHECK (origin IN ('generated', 'manual', 'imported')),
                 PRIMARY KEY (check_id, id)
             )""",
-            """CREATE TABLE IF NOT EXISTS knowledge_runs (
-                id VARCHAR PRIMARY KEY,
-                kind VARCHAR NOT NULL CHECK (kind IN ('knowledge', 'general')),
-                check_id VARCHAR,
-                model VARCHAR NOT NULL,
-                grounded BOOLEAN NOT NULL,
-                status VARCHAR NOT NULL
-                    CHECK (status IN ('queued', 'running', 'done', 'failed')),
-                done INTEGER NOT NULL DEFAULT 0,
-                total INTEGER NOT NULL DEFAULT 0,
-                created_at TIMESTAMP NOT NULL,
-                finished_at TIMESTAMP,
-                trigger VARCHAR NOT NULL,
-                summary JSON,
-                items JSON,
-                error VARCHAR
-            )""",
+            runs_table("knowledge_runs", RUN_STATUSES_V1),
+        ),
+    ),
+    Migration(  # a run can be cancelled; DuckDB cannot change a CHECK in place
+        "knowledge",
+        2,
+        (
+            runs_table("knowledge_runs_v2", (*RUN_STATUSES_V1, "cancelled")),
+            "INSERT INTO knowledge_runs_v2 SELECT * FROM knowledge_runs",
+            "DROP TABLE knowledge_runs",
+            "ALTER TABLE knowledge_runs_v2 RENAME TO knowledge_runs",
         ),
     ),
 )

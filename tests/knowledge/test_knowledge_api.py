@@ -6,6 +6,7 @@ import csv
 import io
 
 from tests.datasets.test_datasets import MANUAL
+from tests.gradio_calls import gradio_call
 from tests.knowledge.test_knowledge_check import ITEMS, jsonl
 from tests.training_helpers import chat_rows, wait_final, wait_for
 
@@ -138,3 +139,43 @@ def test_tabs_show_what_each_model_knows(client, services):
     correct = services.knowledge_runs.get(run_id)["summary"]["correct"]
     overview = views(services)[0]
     assert f"**base** knows {correct}/3 of your facts (grounded ?), general not run" in overview
+
+
+def test_a_knowledge_run_is_cancelled_through_the_one_jobs_route(client, services):
+    imported = client.post(f"{API}/knowledge-checks/import",
+                           files={"file": ("pump.jsonl", jsonl(ITEMS), "application/x-ndjson")})
+    with services.models.use():  # the runs wait for the model until the cancel is in
+        started = client.post(f"{API}/knowledge-checks/{imported.json()['id']}/runs",
+                              json={"grounded": [False], "general": True})
+        facts, general = started.json()["run_ids"]
+        cancelled = client.post(f"{API}/jobs/{general}/cancel")  # queued behind the facts run
+    assert cancelled.status_code == 200, cancelled.text
+    assert cancelled.json()["kind"] == "knowledge"
+
+    def final(run_id):
+        return wait_for(lambda: (r := client.get(f"{API}/knowledge-runs/{run_id}").json())
+                        ["status"] not in ("queued", "running") and r)
+
+    assert final(facts)["status"] == "done"
+    run = final(general)
+    assert run["status"] == "cancelled" and len(run["items"]) < run["total"] == 40
+    job = client.get(f"{API}/jobs/{general}").json()
+    assert job["status"] == "cancelled" and job["message"].startswith("cancelled after")
+    again = client.post(f"{API}/jobs/{general}/cancel")
+    assert again.status_code == 409 and "only queued or running" in again.json()["error"]
+    assert client.post(f"{API}/jobs/{facts}/cancel").status_code == 409
+    assert client.post(f"{API}/jobs/nope/cancel").status_code == 404
+
+
+def test_the_knowledge_tab_cancels_the_runs_it_shows(client, services):
+    # with no check chosen the tab shows the general runs
+    with services.models.use():  # the run waits for the model until the cancel is in
+        services.knowledge_runs.start_general()
+        event, payload = gradio_call(client, "cancel_runs", [None])
+    assert event == "complete", payload
+    assert payload[0].startswith("Cancelling 1 run(s)")
+    assert services.knowledge_runs.wait_idle(600)
+    [run] = services.knowledge_runs.list(kind="general")
+    assert run["status"] == "cancelled" and run["done"] < run["total"]
+    event, payload = gradio_call(client, "cancel_runs", [None])
+    assert payload[0] == "No run is queued or running."

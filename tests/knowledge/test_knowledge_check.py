@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import io
 import json
+from datetime import datetime
 
 import pytest
 
@@ -15,6 +16,8 @@ from core.knowledge.files import export_items, read_items
 from core.knowledge.questions import Written, keep, parse
 from core.knowledge.runs import KnowledgeRuns
 from core.knowledge.scoring import fact_match, token_f1
+from core.store import MIGRATIONS, Database
+from core.store.knowledge import MIGRATIONS as KNOWLEDGE_MIGRATIONS
 from core.store.knowledge import KnowledgeStore
 from tests.datasets.test_datasets import MANUAL
 from tests.tiny_adapters import make_tiny_adapter
@@ -217,3 +220,18 @@ def test_checks_never_train(services, check):
                                               "cleaned? Answer: monthly"}, {"text": "Pumps."}],
         validation_fraction=0)
     assert [r["text"] for r in text.train] == ["Pumps."]
+
+
+def test_runs_stored_before_cancelling_existed_are_kept(tmp_path):
+    old = Database(tmp_path / "old.duckdb")
+    old.migrate([m for m in MIGRATIONS if m.component != "knowledge"] + [KNOWLEDGE_MIGRATIONS[0]])
+    old.execute("INSERT INTO knowledge_runs (id, kind, model, grounded, status, created_at, "
+                "trigger, summary) VALUES ('r1', 'general', 'base', false, 'done', now(), "
+                "'manual', '{\"correct\": 3}')")
+    assert [m.version for m in old.migrate(MIGRATIONS)] == [2]
+    store = KnowledgeStore(old)
+    assert store.run("r1")["summary"] == {"correct": 3}
+    store.add_run({"id": "r2", "kind": "general", "model": "base", "grounded": False,
+                   "status": "queued", "created_at": datetime.now(), "trigger": "manual"})
+    store.update_run("r2", status="cancelled")
+    assert store.run("r2")["status"] == "cancelled"

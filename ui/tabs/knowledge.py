@@ -9,6 +9,7 @@ import pandas as pd
 
 from core.errors import InvalidInput
 from core.knowledge.check import BuildRequest
+from core.knowledge.runs import ACTIVE, FINISHED
 from core.services import Services
 from ui.errors import problem, shows_errors
 from ui.live import Live
@@ -91,6 +92,7 @@ def build_knowledge_tab(services: Services, live: Live) -> None:
                                          value=["ungrounded", "grounded"], label="Runs")
             general = gr.Checkbox(True, label="Also the general-ability set")
             run = gr.Button("Run check", variant="primary")
+            cancel = gr.Button("Cancel runs", variant="stop")
         history = gr.Dataframe(label="Runs of this check (and general runs)", interactive=False,
                                wrap=True, visible=False)
         pick = gr.Dropdown([], label="Show a run's answers")
@@ -163,13 +165,26 @@ def build_knowledge_tab(services: Services, live: Live) -> None:
         ids = runs.start(check_id, model=chosen_model,
                          grounded=tuple(g == "grounded" for g in chosen or ()),
                          general=bool(with_general))
-        while not all(runs.get(i)["status"] in ("done", "failed") for i in ids):
+        while not all(runs.get(i)["status"] in FINISHED for i in ids):
             done = sum(runs.get(i)["done"] for i in ids)
             total = sum(runs.get(i)["total"] for i in ids)
             progress(done / max(total, 1), desc=f"{done}/{total} questions")
             time.sleep(POLL_S)
-        failed = [r["error"] for r in map(runs.get, ids) if r["status"] == "failed"]
-        return show(check_id, f"⚠️ {failed[0]}" if failed else "✅ Runs finished.")
+        ended = [runs.get(i) for i in ids]
+        failed = [r["error"] for r in ended if r["status"] == "failed"]
+        if failed:
+            return show(check_id, f"⚠️ {failed[0]}")
+        if any(r["status"] == "cancelled" for r in ended):
+            return show(check_id, "Cancelled: the answers given so far are kept.")
+        return show(check_id, "✅ Runs finished.")
+
+    @shows_errors(lambda m, check_id: show(check_id, problem(m)), with_inputs=True)
+    def cancel_runs(check_id):
+        active = [r for r in run_list(check_id) if r["status"] in ACTIVE]
+        for found in active:
+            runs.cancel(found["id"])
+        return show(check_id, f"Cancelling {len(active)} run(s): each stops after its current "
+                              "batch." if active else "No run is queued or running.")
 
     def answers_of(run_id):
         if not run_id:
@@ -187,6 +202,7 @@ def build_knowledge_tab(services: Services, live: Live) -> None:
     upload.upload(import_check, [upload], [check, *views])
     export.click(export_check, [check, fmt], [download, status])
     run.click(start_runs, [check, model, grounding, general], views, show_progress_on=status)
+    cancel.click(cancel_runs, [check], views)
     pick.change(answers_of, [pick], [answers])
     # Scores, checks and models follow the store (a run finished elsewhere, a new adapter).
     live.on_change(lambda: (scores_markdown(services),
