@@ -114,9 +114,11 @@ def test_dpo_run_stops_resumes_and_raises_the_chosen_over_rejected_margin(
     assert created.status_code == 201, created.text
     job_id = created.json()["id"]
     wait_for(lambda: services.training.get(job_id).step >= 3)
-    assert client.post(f"/api/v1/training/jobs/{job_id}/stop").status_code == 200
+    cancelled = client.post(f"/api/v1/jobs/{job_id}/cancel")  # the one route for every kind
+    assert cancelled.status_code == 200 and cancelled.json()["kind"] == "training"
     stopped = job_status(client, job_id, ("stopped", "failed", "completed"))
     assert (stopped["status"], stopped["step"]) == ("stopped", 3), stopped["error"]
+    assert client.get(f"/api/v1/jobs/{job_id}").json()["status"] == "cancelled"
     assert client.post(f"/api/v1/training/jobs/{job_id}/resume").status_code == 200
     job = job_status(client, job_id, ("completed", "stopped", "failed"))
     services.training.close()
