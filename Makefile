@@ -25,7 +25,7 @@ run: setup
 	$(PY) app.py $(ARGS)
 
 test: setup
-	$(PY) -m pytest -q
+	$(PY) -m pytest -q --durations=15  # the slowest, so the suite's time can be watched
 	$(PY) -m pytest -q -m slow tests/serving/test_real_model.py tests/training/test_training_real_model.py \
 		tests/operations/test_faults.py tests/training/test_training_faults.py
 

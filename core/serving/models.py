@@ -175,7 +175,7 @@ class ModelService:
         cache_dir: Path,
         device: str = "auto",
         trust_remote_code: bool = False,
-        engine: str = "transformers",  # serving/engines: auto | transformers | onnx | onnx-fp32
+        engine: str = "transformers",  # one of core.serving.engines.ENGINES
         remote=None,  # core.serving.engines.openai_remote.RemoteServer: with --engine openai
     ) -> None:
         self.name = name

@@ -305,13 +305,19 @@ def test_auto_is_the_exact_fast_engine_on_a_cpu_and_transformers_on_a_gpu():
 
 def test_the_int8_engine_answers_from_its_own_copy_close_to_the_reference(
         sharp_service, tmp_path):
-    """int8 weights and activations: its own converted copy, and per-step log-probabilities
-    near the fp32 reference's on the peaked tiny model (quantised, so not bit-equal)."""
+    """int8 weights and activations: its own converted copy with an fp32 output layer, and
+    per-step log-probabilities near the fp32 reference's on the peaked tiny model (quantised,
+    so not bit-equal)."""
+    import onnx
+
     exact_service, reference = sharp_service
     service = ModelService(exact_service.name, cache_dir=tmp_path / "models", engine="onnx-int8")
     service.fast_builds().wait(None)
-    folder = tmp_path / "models" / "onnx" / "int8" / Path(exact_service.name).name
-    assert (folder / "model.onnx").is_file()
+    folder = tmp_path / "models" / "onnx" / "int8-fp32-head" / Path(exact_service.name).name
+    graph = onnx.load(str(folder / "model.onnx"), load_external_data=False).graph
+    kinds = {node.name: node.op_type for node in graph.node}
+    assert kinds["/lm_head/MatMul"] == "MatMul"  # the output layer kept exact
+    assert "MatMulNBits" in kinds.values()  # the rest quantised
     options = GenerationOptions(max_new_tokens=1, temperature=0)
     with service.use(None) as loaded:
         assert loaded.engine.name == "onnx-int8"

@@ -18,11 +18,13 @@ the repeated-n-gram stop; a remote engine (an OpenAI-compatible server) would im
   Ollama, TGI, another Refinery) answers; adapters are addressed by registry id.
 
 `--engine auto` is `onnx-fp32` on a CPU when onnxruntime-genai is installed, else
-transformers: transformers' greedy answers (10/10 prompts, the same general-ability score)
-1.9x faster (bench/chat_latency.py, 2-core EPYC). `onnx-int8` decodes 5.2x transformers and
-scored 23/40 on the general-ability set against 22/40, but its greedy wording drifts after
-about 14 tokens (asked "What is the capital of France?" in chat it began "L'Étoile: Paris,
-la maquette de la France"); `onnx` (int4) decodes 6.3x and scored 18/40. Both stay opt-in.
+transformers: transformers' greedy answers, 1.9x faster (bench/chat_latency.py, 2-core EPYC,
+avx2 and avx512 alike). `onnx-int8` (int8 weights, the output layer kept fp32) decodes
+3.4x transformers and scores as it does (22/40 on the general-ability set; the knowledge
+check within one answer of onnx-fp32), but its greedy wording parts from transformers' where
+the model's top two words are near-tied: asked "What is the capital of France?" it begins in
+French, where transformers' own margin is 0.08 nats. `onnx` (int4) decodes 6.0x and scored
+19/40. Both stay opt-in; see docs/benchmarks.md.
 """
 
 from __future__ import annotations
