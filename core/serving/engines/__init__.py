@@ -18,8 +18,8 @@ the repeated-n-gram stop; a remote engine (an OpenAI-compatible server) would im
   Ollama, TGI, another Refinery) answers; adapters are addressed by registry id.
 
 `--engine auto` is `onnx-fp32` on a CPU when onnxruntime-genai is installed, else
-transformers: transformers' greedy answers, 1.9x faster (bench/chat_latency.py, 2-core EPYC,
-avx2 and avx512 alike). `onnx-int8` (int8 weights, the output layer kept fp32) decodes
+transformers: transformers' greedy answers, 1.9-3.0x faster (bench/chat_latency.py, 2-core
+EPYC, with and without avx512). `onnx-int8` (int8 weights, the output layer kept fp32) decodes
 3.4x transformers and scores as it does (22/40 on the general-ability set; the knowledge
 check within one answer of onnx-fp32), but its greedy wording parts from transformers' where
 the model's top two words are near-tied: asked "What is the capital of France?" it begins in
