@@ -10,7 +10,7 @@ export HF_HUB_OFFLINE := 1
 export TOKENIZERS_PARALLELISM := false
 export GRADIO_ANALYTICS_ENABLED := False
 
-.PHONY: setup run test test-fast test-slow bench lint clean
+.PHONY: setup run test test-fast test-e2e test-slow bench lint clean
 
 setup: $(STAMP)
 
@@ -26,11 +26,15 @@ run: setup
 
 test: setup
 	$(PY) -m pytest -q --durations=15  # the slowest, so the suite's time can be watched
+	$(PY) -m pytest -q -m e2e tests/e2e
 	$(PY) -m pytest -q -m slow tests/serving/test_real_model.py tests/training/test_training_real_model.py \
 		tests/operations/test_faults.py tests/training/test_training_faults.py
 
 test-fast: setup
 	$(PY) -m pytest -q
+
+test-e2e: setup
+	$(PY) -m pytest -q -m e2e tests/e2e
 
 test-slow: setup
 	$(PY) -m pytest -q -m slow

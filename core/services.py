@@ -16,7 +16,7 @@ from core.documents.retrievers import RetrieverService
 from core.documents.service import DocumentService, build_document_service
 from core.feedback.quality import QualityService
 from core.feedback.ratings import FeedbackService
-from core.jobs import DATASET, EVALUATION, KNOWLEDGE, SEARCH, TRAINING, JobBoard
+from core.jobs import DATASET, EVALUATION, KNOWLEDGE, RETRAINING, SEARCH, TRAINING, JobBoard
 from core.knowledge.check import KnowledgeService
 from core.knowledge.runs import KnowledgeRuns, Scores
 from core.operations.auth import Authenticator, build_authenticator
@@ -245,6 +245,6 @@ def build_services(settings: Settings) -> Services:
     jobs.cancellers.update({
         TRAINING: training.stop, SEARCH: services.searches.stop,
         EVALUATION: services.evaluations.cancel, DATASET: services.dataset_jobs.cancel,
-        KNOWLEDGE: knowledge_runs.cancel,
+        KNOWLEDGE: knowledge_runs.cancel, RETRAINING: services.retraining.cancel,
     })
     return services

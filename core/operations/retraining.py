@@ -23,9 +23,19 @@ from core.comparison.experiments import ExperimentSpec
 from core.datasets.kinds import fold_turns, sft_rows
 from core.datasets.rows import normalise_row
 from core.datasets.versions import BuildSpec
-from core.errors import Busy, Conflict, InvalidInput, RefineryError
+from core.errors import Busy, Conflict, InvalidInput, NotFound, RefineryError
 from core.feedback.turn_filter import TurnFilter
-from core.jobs import RETRAINING, Failed, JobBoard, Progressed, Queued, Started, Succeeded
+from core.jobs import (
+    ACTIVE,
+    RETRAINING,
+    Cancelled,
+    Failed,
+    JobBoard,
+    Progressed,
+    Queued,
+    Started,
+    Succeeded,
+)
 from core.serving.generation import GenerationOptions
 from core.serving.modelspec import BASE
 from core.store.jobs import JobStore
@@ -123,6 +133,7 @@ class RetrainingService:
         self.poll_interval = poll_interval
         self._lock = threading.Lock()
         self._closed = threading.Event()
+        self._interrupt = threading.Event()  # set by close() and cancel(): long steps end early
         self._thread: threading.Thread | None = None
         self._candidates: tuple[tuple, list[str]] | None = None  # (feedback fingerprint, ids)
 
@@ -174,7 +185,7 @@ class RetrainingService:
         if current is not None:
             return None, f"cycle {current.id[:8]} is still in progress ({current.state})"
         last = next(iter(self.store.cycles(limit=1)), None)
-        if last is not None:
+        if last is not None and not manual:  # a person asking now overrides the interval
             wait_until = last.created_at + timedelta(hours=policy.min_interval_hours)
             if now < wait_until:
                 return None, (f"the last run started {last.created_at:%Y-%m-%d %H:%M}; "
@@ -186,7 +197,8 @@ class RetrainingService:
         active = self.registry.active()
         source = f"continuing promoted adapter {active.id}" if active else "from the base model"
         reason = (f"{len(new)} new curated example(s) (threshold {policy.min_new_examples})"
-                  + (f", {policy.min_interval_hours:g} h since the last run" if last else "")
+                  + (f", {policy.min_interval_hours:g} h since the last run"
+                     if last and not manual else "")
                   + f"; training {source}")
         return RetrainingAction(reason, tuple(new), active.id if active else BASE,
                                 active.id if active else None), reason
@@ -208,7 +220,8 @@ class RetrainingService:
             return self._advance(cycle)
 
     def run_now(self, now: datetime, *, user: str = "anonymous") -> dict:
-        """One check on request (even with the policy off); starts a cycle if its conditions hold.
+        """One check on request, even with the policy off or within its interval; starts a cycle
+        if there are enough new examples and none is open.
 
         Only the quick steps (dataset, job submission) run here; the background loop does the
         rest, so the request returns in seconds."""
@@ -233,6 +246,7 @@ class RetrainingService:
             parent_adapter=action.parent_adapter, dataset_id=None, job_id=None, model_id=None,
             evaluations={}, comparison_ids=[], experiment_id=None, error=None,
         )
+        self._interrupt.clear()
         self.store.add_cycle(cycle)
         self.jobs.emit(Queued(cycle.id, RETRAINING, "retraining cycle", AUTOMATION,
                               detail={"reason": action.reason, "follow_up": cycle.follow_up,
@@ -260,6 +274,8 @@ class RetrainingService:
                 self._fail(cycle, f"{cycle.state}: {error.message}")
                 moved = True
             refreshed = self.store.get_cycle(cycle.id)
+            if refreshed is not None and refreshed.state == "cancelled":
+                self._stop_training(refreshed)  # a job submitted while the cancel came in
             if not moved or refreshed is None:
                 return refreshed or cycle
             cycle = refreshed
@@ -268,13 +284,16 @@ class RetrainingService:
 
     def _report(self, cycle: CycleRecord) -> None:
         """The cycle's stage on its job (a cycle begun before the job list has none)."""
-        if self.jobs.find(cycle.id) is None:
+        job = self.jobs.find(cycle.id)
+        if job is None or job.status not in ACTIVE:
             return
         result = {"dataset_id": cycle.dataset_id, "job_id": cycle.job_id,
                   "model_id": cycle.model_id, "comparison_ids": cycle.comparison_ids,
                   "experiment_id": cycle.experiment_id}
         if cycle.state == "failed":
             self.jobs.emit(Failed(cycle.id, cycle.error or "failed", result=result))
+        elif cycle.state == "cancelled":
+            self.jobs.emit(Cancelled(cycle.id, cycle.error or "cancelled", result=result))
         elif cycle.state == "comparison_opened":
             self.jobs.emit(Succeeded(cycle.id, "comparison opened; people decide the promotion",
                                      result=result))
@@ -283,8 +302,8 @@ class RetrainingService:
                                       message=cycle.state.replace("_", " "), result=result))
 
     def _fail(self, cycle: CycleRecord, reason: str) -> None:
-        self.store.update_cycle(cycle.id, state="failed", error=reason)
-        self.store.log(cycle.id, "failed", reason, {})
+        if self.store.update_cycle(cycle.id, state="failed", error=reason):  # not if cancelled
+            self.store.log(cycle.id, "failed", reason, {})
 
     def _build(self, cycle: CycleRecord) -> bool:
         policy = self.policy()
@@ -300,10 +319,19 @@ class RetrainingService:
                        {"dataset_id": dataset.id, "examples": len(ids)})
         return True
 
+    def _training_job(self, cycle: CycleRecord):
+        """The job this cycle submitted, found by its dataset (also before its id was stored)."""
+        return next((j for j in self.training.list() if cycle.dataset_id
+                     and j.dataset_id == cycle.dataset_id and j.user_id == AUTOMATION), None)
+
+    def _stop_training(self, cycle: CycleRecord) -> None:
+        job = self._training_job(cycle)
+        if job is not None and job.status in ("queued", "running"):
+            self.training.stop(job.id)  # it keeps its checkpoint and can be resumed by hand
+
     def _submit(self, cycle: CycleRecord) -> bool:
         # A job this cycle already submitted (before a crash) is reused, never submitted twice.
-        job = next((j for j in self.training.list() if j.dataset_id == cycle.dataset_id
-                    and j.user_id == AUTOMATION), None)
+        job = self._training_job(cycle)
         if job is None:
             options = dict(self.policy().training)
             if cycle.parent_adapter:
@@ -349,9 +377,9 @@ class RetrainingService:
         for role, model in (("candidate", cycle.model_id), ("incumbent", cycle.incumbent)):
             request = EvalRequest(model=model, dataset_id=cycle.dataset_id,
                                   limit=policy.eval_items, max_new_tokens=policy.max_new_tokens)
-            run = self.evaluations.run(request, cancel=self._closed)
+            run = self.evaluations.run(request, cancel=self._interrupt)
             if run["status"] == "cancelled":
-                return False  # cancelled by shutdown: evaluate again after the restart
+                return False  # by a shutdown (evaluate again after the restart) or by cancel()
             runs[role] = {"id": run["id"], "model": model, "status": run["status"],
                           "metrics": run.get("metrics") or {}, "error": run.get("error")}
         self.store.update_cycle(cycle.id, state="evaluated", evaluations=runs)
@@ -369,7 +397,7 @@ class RetrainingService:
         done = list(cycle.comparison_ids)
         options = GenerationOptions(max_new_tokens=policy.max_new_tokens)
         for prompt in prompts[len(done):]:
-            if self._closed.is_set():
+            if self._interrupt.is_set():
                 return False  # continue after the restart from the comparisons stored so far
             request = CompareRequest(prompt=prompt, model_a=cycle.model_id,
                                      model_b=cycle.incumbent, blind=True, user=AUTOMATION,
@@ -417,6 +445,29 @@ class RetrainingService:
 
     # --- reading ----------------------------------------------------------------------------
 
+    def cancel(self, cycle_id: str) -> CycleRecord:
+        """Stop an open cycle where it stands: its training job stops and keeps its checkpoint,
+        a running evaluation or comparison ends after its current answer, nothing further opens,
+        and the examples it used count as new again. Also the canceller of its job on /jobs."""
+        cycle = self.store.get_cycle(cycle_id)
+        if cycle is None:
+            raise NotFound(f"no retraining cycle {cycle_id!r}")
+        stage = cycle.state.replace("_", " ")
+        reason = f"cancelled at stage '{stage}'"
+        if not self.store.update_cycle(cycle_id, state="cancelled", error=reason):
+            raise Conflict(f"retraining cycle {cycle_id} has ended already "
+                           f"({self.store.get_cycle(cycle_id).state.replace('_', ' ')})")
+        self._interrupt.set()
+        self.store.release(cycle_id)
+        self.store.log(cycle_id, "cancelled", f"{reason}; its examples count as new again", {})
+        cycle = self.store.get_cycle(cycle_id)
+        self._stop_training(cycle)
+        self._report(cycle)
+        return cycle
+
+    def open_cycle(self) -> CycleRecord | None:
+        return self.store.open_cycle()
+
     def cycles(self, *, limit: int = 20) -> list[CycleRecord]:
         return self.store.cycles(limit=limit)
 
@@ -453,6 +504,7 @@ class RetrainingService:
     def ensure_started(self) -> None:
         if self._thread is None or not self._thread.is_alive():
             self._closed.clear()
+            self._interrupt.clear()
             self._thread = threading.Thread(target=self._loop, name="retraining", daemon=True)
             self._thread.start()
 
@@ -463,6 +515,7 @@ class RetrainingService:
 
     def close(self) -> None:
         self._closed.set()
+        self._interrupt.set()
         if self._thread is not None:
             self._thread.join(timeout=60)
 

@@ -53,7 +53,7 @@ MIGRATIONS = (
     ),
 )
 
-FINAL_STATES = ("comparison_opened", "failed")
+FINAL_STATES = ("comparison_opened", "failed", "cancelled")
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -134,29 +134,41 @@ class RetrainingStore:
         )
         return _cycle(rows[0]) if rows else None
 
-    def update_cycle(self, cycle_id: str, **fields) -> None:
-        for key in ("evaluations", "comparison_ids"):
-            if key in fields:
-                fields[key] = json.dumps(fields[key])
-        fields["updated_at"] = datetime.now()
-        names = ", ".join(f"{name} = ?" for name in fields)
-        self.db.execute(
-            f"UPDATE retraining_cycles SET {names} WHERE id = ?", [*fields.values(), cycle_id]
-        )
+    def update_cycle(self, cycle_id: str, **fields) -> bool:
+        """Change an open cycle; a settled one (done, failed, cancelled) never changes again, so
+        a step that ends after its cycle was cancelled writes nothing. False: nothing changed."""
+        with self.db.transaction() as con:
+            return self._update_open(con, cycle_id, fields)
 
     def consume(self, cycle_id: str, example_ids: list[str], **fields) -> None:
-        """Record the examples a cycle used and move it on, in one transaction."""
-        fields["updated_at"] = datetime.now()
-        names = ", ".join(f"{name} = ?" for name in fields)
+        """Record the examples an open cycle used and move it on, in one transaction."""
         with self.db.transaction() as con:
-            con.execute(
-                """INSERT INTO retraining_examples
-                   SELECT unnest(?::VARCHAR[]), ?, ? ON CONFLICT DO NOTHING""",
-                [example_ids, cycle_id, datetime.now()],
-            )
-            con.execute(
-                f"UPDATE retraining_cycles SET {names} WHERE id = ?", [*fields.values(), cycle_id]
-            )
+            if self._update_open(con, cycle_id, fields):
+                con.execute(
+                    """INSERT INTO retraining_examples
+                       SELECT unnest(?::VARCHAR[]), ?, ? ON CONFLICT DO NOTHING""",
+                    [example_ids, cycle_id, datetime.now()],
+                )
+
+    def release(self, cycle_id: str) -> None:
+        """The examples a cancelled cycle used count as new again."""
+        self.db.execute("DELETE FROM retraining_examples WHERE cycle_id = ?", [cycle_id])
+
+    @staticmethod
+    def _update_open(con, cycle_id: str, fields: dict) -> bool:
+        marks = ", ".join("?" for _ in FINAL_STATES)
+        state = con.execute(f"SELECT state NOT IN ({marks}) FROM retraining_cycles WHERE id = ?",
+                            [*FINAL_STATES, cycle_id]).fetchone()
+        if not (state and state[0]):
+            return False
+        values = {**fields, "updated_at": datetime.now()}
+        for key in ("evaluations", "comparison_ids"):
+            if key in values:
+                values[key] = json.dumps(values[key])
+        names = ", ".join(f"{name} = ?" for name in values)
+        con.execute(f"UPDATE retraining_cycles SET {names} WHERE id = ?",
+                    [*values.values(), cycle_id])
+        return True
 
     def feedback_fingerprint(self) -> tuple:
         """Changes whenever a rating (tags included) or a curation label is added or changed."""

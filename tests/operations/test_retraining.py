@@ -10,6 +10,7 @@ import pytest
 from core.errors import InvalidInput
 from core.feedback.turn_filter import TurnFilter
 from core.operations.retraining import RetrainingPolicy
+from core.training.lora import DEBUG_HOLD_ENV
 from tests.rated_turns import add_turn, rate
 from tests.training_helpers import PAIRS, wait_for
 
@@ -190,3 +191,34 @@ def test_restart_continues_the_cycle_and_experiment_follow_up(settings):
     finally:
         second.training.close(stop_workers=True)
         second.close()
+
+
+def test_a_cycle_cancelled_on_the_job_list_stops_its_training_and_frees_its_examples(
+        client, services, monkeypatch):
+    monkeypatch.setenv(DEBUG_HOLD_ENV, "1")  # the worker waits after step 1 to be stopped
+    retraining = services.retraining
+    retraining.poll_interval = 3600  # only run_now and cancel act, never the loop
+    retraining.set_policy(policy(enabled=False), user="ada")
+    add_examples(services, 4)
+    cycle = retraining.run_now(datetime.now(), user="ada")["cycle"]
+    assert cycle.state == "training"
+    wait_for(lambda: services.training.get(cycle.job_id).step >= 1)
+
+    cancelled = client.post(f"/api/v1/jobs/{cycle.id}/cancel")  # the one route for every kind
+    assert cancelled.status_code == 200, cancelled.text
+    assert (cancelled.json()["kind"], cancelled.json()["status"]) == ("retraining", "cancelled")
+    assert cancelled.json()["message"] == "cancelled at stage 'training'"
+    stopped = wait_for(lambda: (job := services.training.get(cycle.job_id)).status
+                       in ("stopped", "failed", "completed") and job)
+    assert stopped.status == "stopped", stopped.error  # with its checkpoint, resumable by hand
+    assert retraining.cycles()[0].state == "cancelled"
+    assert [a["action"] for a in retraining.actions()][0] == "cancelled"
+    assert len(retraining.new_example_ids(retraining.policy())) == 4  # free for the next cycle
+    assert client.post(f"/api/v1/jobs/{cycle.id}/cancel").status_code == 409
+
+    again = retraining.run_now(datetime.now(), user="ada")  # within the interval: a person asked
+    assert again["started"], again["reason"]
+    assert again["cycle"].job_id != cycle.job_id
+    assert retraining.cancel(again["cycle"].id).state == "cancelled"
+    assert services.training.get(again["cycle"].job_id).status in ("stopped", "stopping")
+    services.training.close(stop_workers=True)

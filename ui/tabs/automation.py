@@ -49,7 +49,7 @@ def state_views(services: Services):
     retraining = services.retraining
     policy = retraining.policy()
     new = len(retraining.new_example_ids(policy))
-    _, reason = retraining.decide(pd.Timestamp.now().to_pydatetime(), manual=True)
+    _, reason = retraining.decide(pd.Timestamp.now().to_pydatetime(), manual=not policy.enabled)
     status = (f"**Automated retraining is {'on' if policy.enabled else 'off'}.** "
               f"{new} new curated example(s) not yet used; {policy.min_new_examples} start a run. "
               f"Next check: {reason}.")
@@ -93,6 +93,7 @@ def build_automation_tab(services: Services, page: gr.Blocks, user: gr.Textbox) 
                 save = gr.Button("Save policy", variant="primary")
                 run = gr.Button("Run a check now")
                 refresh = gr.Button("Refresh")
+                cancel = gr.Button("Cancel the open cycle", variant="stop")
         message = gr.Markdown()
         status = gr.Markdown()
         cycles = gr.Dataframe(label="Cycles", interactive=False, wrap=True, max_height=300)
@@ -130,6 +131,15 @@ def build_automation_tab(services: Services, page: gr.Blocks, user: gr.Textbox) 
         verb = "Started a cycle" if outcome["started"] else "No cycle started"
         return (f"{verb}: {outcome['reason']}", *state_views(services))
 
+    @shows_errors(lambda m: (problem(m), *state_views(services)))
+    def cancel_cycle():
+        cycle = retraining.open_cycle()
+        if cycle is None:
+            return ("No cycle is open.", *state_views(services))
+        cycle = retraining.cancel(cycle.id)
+        return (f"Cycle {cycle.id[:8]} {cycle.error}; its examples count as new again.",
+                *state_views(services))
+
     def show_next(request: gr.Request, name):
         pair = retraining.next_blind_pair(user_name(name, request))
         if pair is None:
@@ -151,6 +161,7 @@ def build_automation_tab(services: Services, page: gr.Blocks, user: gr.Textbox) 
     refresh.click(load, None, [*fields, *views])
     save.click(save_policy, [user, *fields], [message, *views])
     run.click(check_now, user, [message, *views])
+    cancel.click(cancel_cycle, None, [message, *views])
     timer.tick(lambda: state_views(services), None, views, show_progress="hidden")
     next_pair.click(show_next, user, [current, prompt, left, right, verdict])
     for button, choice in zip(vote_buttons, VOTES.values(), strict=True):
