@@ -5,8 +5,8 @@ The model writes in batches (several prompts per forward pass). Every finished b
 appended to the job's cache file, so a cancelled or failed job resumes where it stopped: the
 build runs again and each prompt already written is read back instead of written again.
 One build writes at a time; the others wait their turn. Every build is a job on the studio's
-job board, so builds of an earlier process are still listed (one cut off by a restart as
-interrupted; start it again to build it).
+job board with its spec, so builds of an earlier process are still listed (one cut off by a
+restart as interrupted) and resume like any other.
 """
 
 from __future__ import annotations
@@ -49,7 +49,7 @@ class Cancelled(Exception):
 class DatasetJob:
     id: str
     name: str
-    spec: BuildSpec | None  # None: a build of an earlier process (it cannot resume)
+    spec: BuildSpec | None  # None: a build stored before specs were (it cannot resume)
     status: str = "queued"  # queued, running, completed, cancelled, failed
     written: int = 0  # prompts written (or read back from the cache) so far
     total: int = 0  # prompts asked for so far (a build may ask in several rounds)
@@ -75,7 +75,8 @@ class DatasetJob:
 
     @classmethod
     def restored(cls, job: Job) -> DatasetJob:
-        return cls(id=job.id, name=job.name, spec=None, status=STATUS.get(job.status, job.status),
+        spec = BuildSpec.from_dict(job.detail["spec"]) if "spec" in job.detail else None
+        return cls(id=job.id, name=job.name, spec=spec, status=STATUS.get(job.status, job.status),
                    written=job.result.get("written", 0), total=job.result.get("total", 0),
                    message=job.message, dataset_id=job.result.get("dataset_id"),
                    error=job.error, created_at=job.created_at, finished_at=job.finished_at)
@@ -102,7 +103,8 @@ class DatasetJobs:
         with self._lock:
             self._jobs[job.id] = job
         self.jobs.emit(Queued(job.id, DATASET, f"build {spec.name}",
-                              detail={"dataset_kind": spec.kind, "recipe": spec.recipe}))
+                              detail={"dataset_kind": spec.kind, "recipe": spec.recipe,
+                                      "spec": spec.to_dict()}))
         self._launch(job)
         return job
 
@@ -134,8 +136,10 @@ class DatasetJobs:
             raise Conflict(f"dataset job {job_id} is {job.status}; only a cancelled or failed "
                            "job resumes")
         if job.spec is None:
-            raise Conflict(f"dataset job {job_id} ran before a restart; start the build again")
+            raise Conflict(f"dataset job {job_id} has no stored spec; start the build again")
         self.jobs.emit(Requeued(job_id))
+        with self._lock:
+            self._jobs[job.id] = job  # a build of an earlier process is this one's again
         job.status, job.error, job.finished_at, job.written, job.total = (
             "queued", None, None, 0, 0)
         self._launch(job)

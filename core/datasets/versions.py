@@ -10,7 +10,7 @@ import random
 import re
 import uuid
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field, fields
 from datetime import datetime
 from pathlib import Path
 
@@ -102,6 +102,19 @@ class BuildSpec:
                 f"validation_fraction must be in [0, 1), got {self.validation_fraction}"
             )
 
+
+    def to_dict(self) -> dict:
+        """Plain JSON data, so a build's job can be started again after a restart."""
+        data = {f.name: getattr(self, f.name) for f in fields(self)}
+        return {**data, "selection": self.selection.to_dict(),
+                "augmentation": asdict(self.augmentation),
+                "document_ids": list(self.document_ids)}
+
+    @classmethod
+    def from_dict(cls, data: dict) -> BuildSpec:
+        return cls(**{**data, "selection": TurnFilter.from_dict(data["selection"]),
+                      "augmentation": Augmentation(**data["augmentation"]),
+                      "document_ids": tuple(data["document_ids"])})
 
     @property
     def synthetic(self) -> bool:

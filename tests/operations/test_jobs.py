@@ -2,13 +2,20 @@
 
 from __future__ import annotations
 
+import io
+import json
 from contextlib import contextmanager
 
 import pytest
 from fastapi.testclient import TestClient
 
 from core.comparison.evaluation import EvalRequest
+from core.datasets.augment import Augmentation
+from core.datasets.versions import BuildSpec
+from core.documents.chunking import ChunkSpec
+from core.documents.service import IncomingFile
 from core.errors import Conflict
+from core.feedback.turn_filter import TurnFilter
 from core.jobs import (
     DATASET,
     EVALUATION,
@@ -110,6 +117,33 @@ def test_work_cut_off_by_a_restart_shows_as_interrupted(settings):
         body = client.get("/api/v1/jobs/d1").json()
         assert body["interrupted"] is True and set(body) == SHAPE
         assert client.get("/api/v1/jobs/nope").status_code == 404
+
+
+def test_a_build_cut_off_by_a_restart_resumes_from_its_stored_spec(settings):
+    rich = BuildSpec(name="faq", kind="sft", selection=TurnFilter(tags=("faq",), min_rating=4),
+                     augmentation=Augmentation(paraphrase=1), document_ids=("d",), seed=3)
+    assert BuildSpec.from_dict(json.loads(json.dumps(rich.to_dict()))) == rich
+    spec = BuildSpec(name="docs", kind="text", synthetic_qa=2, validation_fraction=0.2)
+    with studio(settings) as (services, _):
+        text = "The red pump is primed with water first.\n\nHold the blue button to reset it."
+        services.documents.ingest([IncomingFile("manual.txt", io.BytesIO(text.encode()))],
+                                  spec=ChunkSpec(size=16, overlap=0))
+        started = services.dataset_jobs.start(spec)  # as the API starts it, spec on the board
+        services.dataset_jobs.wait(started.id)
+        detail = services.jobs.get(started.id).detail
+        # the store as a process killed mid-build leaves it
+        services.jobs.emit(Queued("d2", DATASET, "build docs", "ana", detail=detail))
+        services.jobs.emit(Started("d2"))
+    with studio(settings) as (services, client):
+        assert services.jobs.get("d2").interrupted
+        reply = client.post("/api/v1/datasets/jobs/d2/resume")
+        assert reply.status_code == 200, reply.text
+        done = wait_for(lambda: (job := services.dataset_jobs.get("d2")).status
+                        in ("completed", "failed") and job)
+        assert done.status == "completed", done.error
+        dataset = services.datasets.get(done.dataset_id)
+        assert any(row["meta"].get("synthetic") for row in dataset.train + dataset.validation)
+        assert services.jobs.get("d2").status == "succeeded"
 
 
 OPTIONS = {"batch_size": 2, "eval_every": 1, "learning_rate": 1e-2}
