@@ -325,3 +325,27 @@ def test_the_int8_engine_answers_from_its_own_copy_close_to_the_reference(
             (token, quantised), = step_logprobs(loaded.engine, loaded, prompt, options)
             (wanted, exact), = step_logprobs(TRANSFORMERS, reference, prompt, options)
             assert token == wanted and quantised == pytest.approx(exact, rel=0.15)
+
+
+def test_old_recipes_and_the_least_recently_used_adapter_copies_are_pruned(
+        tiny_model_dir, tiny_adapter, tmp_path, monkeypatch):
+    import os
+
+    from core.serving.engines import onnx as engines
+
+    monkeypatch.setattr(engines, "KEPT_ADAPTER_COPIES", 3)
+    builds = ModelService(str(tiny_model_dir), cache_dir=tmp_path / "models",
+                          engine="onnx-fp32").fast_builds()
+    old_recipe = tmp_path / "models" / "onnx" / "int8" / "a-copy"  # a folder no recipe reads
+    old_recipe.mkdir(parents=True)
+    assert builds.wait(Path(tiny_adapter)).switched  # converted, which prunes, and loaded
+    assert not old_recipe.parent.exists() and builds.folder(Path(tiny_adapter)).is_dir()
+
+    others = [builds.root / f"{Path(tiny_model_dir).name}+lora-{n}" for n in range(3)]
+    for when, folder in enumerate(others):
+        folder.mkdir()
+        os.utime(folder, (when, when))  # used in this order, the first longest ago
+    builds.prune(keep=others[2])  # as after converting others[2]
+    # three kept: the loaded copy, the new one, and the most recently used of the rest
+    assert [folder.is_dir() for folder in others] == [False, True, True]
+    assert builds.folder(Path(tiny_adapter)).is_dir()

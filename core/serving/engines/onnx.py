@@ -9,13 +9,14 @@ switch, base and adapter rows (side by side, A/B arms) decode in one pass over o
 the base weights instead of two models. Conversions live under <models>/onnx/<recipe
 folder>/, one folder per base model and per adapter weights (a retrained adapter gets a new
 one); they are built one at a time in a background thread, and until a copy is ready its
-model answers with the transformers engine.
+model answers with the transformers engine. Each build prunes the cache (see prune).
 """
 
 from __future__ import annotations
 
 import json
 import logging
+import os
 import shutil
 import subprocess
 import sys
@@ -56,6 +57,9 @@ RECIPES = {
 }
 # The input of an adapter's copy saying, per row, whether its LoRA path counts (1) or not (0).
 ROW_SWITCH = "lora_rows"
+
+
+KEPT_ADAPTER_COPIES = 8  # per recipe; each is a whole model (fp32: 4 bytes per weight)
 
 
 @dataclass(frozen=True)
@@ -127,6 +131,7 @@ class OnnxBuilds:
 
         with self._lock:
             if str(folder) not in self._models:
+                os.utime(folder)  # last used: what pruning keeps
                 config = json.loads((folder / "genai_config.json").read_text())
                 self._models[str(folder)] = Converted(
                     og.Model(str(folder)), pad_id=int(config["model"].get("pad_token_id") or 0),
@@ -176,6 +181,23 @@ class OnnxBuilds:
                 shutil.rmtree(folder, ignore_errors=True)
                 staging.rename(folder)  # atomic: a half-written copy is never loaded
                 bar.update()
+        self.prune(keep=folder)
+
+    def prune(self, keep: Path) -> None:
+        """Delete copies no recipe reads any more (a changed recipe has a new folder), and all
+        but the KEPT_ADAPTER_COPIES most recently used adapter copies of this recipe, never
+        `keep` or one this process has loaded; a pruned adapter converts again when used."""
+        folders = {recipe.folder for recipe in RECIPES.values()}
+        stale = [d for d in self.root.parent.iterdir() if d.is_dir() and d.name not in folders]
+        with self._lock:
+            protected = {*self._models, str(keep)} - {str(self.folder(None))}
+        copies = sorted((d for d in self.root.glob(f"{self.source.name}+lora-*")
+                         if str(d) not in protected), key=lambda d: d.stat().st_mtime,
+                        reverse=True)
+        room = max(0, KEPT_ADAPTER_COPIES - len(protected))
+        for folder in [*stale, *copies[room:]]:
+            log.info("removing the converted copy %s", folder)
+            shutil.rmtree(folder, ignore_errors=True)
 
 
 def switch_lora_per_row(path: Path) -> None:
