@@ -238,6 +238,26 @@ class RetrainingService:
         self.ensure_started()
         return {"started": True, "reason": action.reason, "cycle": cycle}
 
+    def cancel(self, cycle_id: str) -> CycleRecord:
+        """Stop an open cycle where it stands: its training job stops and keeps its checkpoint,
+        a running evaluation or comparison ends after its current answer, nothing further opens,
+        and the examples it used count as new again. Also the canceller of its job on /jobs."""
+        cycle = self.store.get_cycle(cycle_id)
+        if cycle is None:
+            raise NotFound(f"no retraining cycle {cycle_id!r}")
+        stage = cycle.state.replace("_", " ")
+        reason = f"cancelled at stage '{stage}'"
+        if not self.store.update_cycle(cycle_id, state="cancelled", error=reason):
+            raise Conflict(f"retraining cycle {cycle_id} has ended already "
+                           f"({self.store.get_cycle(cycle_id).state.replace('_', ' ')})")
+        self._interrupt.set()
+        self.store.release(cycle_id)
+        self.store.log(cycle_id, "cancelled", f"{reason}; its examples count as new again", {})
+        cycle = self.store.get_cycle(cycle_id)
+        self._stop_training(cycle)
+        self._report(cycle)
+        return cycle
+
     def _start(self, action: RetrainingAction, now: datetime) -> CycleRecord:
         policy = self.policy()
         cycle = CycleRecord(
@@ -444,26 +464,6 @@ class RetrainingService:
         return prompts[:limit]
 
     # --- reading ----------------------------------------------------------------------------
-
-    def cancel(self, cycle_id: str) -> CycleRecord:
-        """Stop an open cycle where it stands: its training job stops and keeps its checkpoint,
-        a running evaluation or comparison ends after its current answer, nothing further opens,
-        and the examples it used count as new again. Also the canceller of its job on /jobs."""
-        cycle = self.store.get_cycle(cycle_id)
-        if cycle is None:
-            raise NotFound(f"no retraining cycle {cycle_id!r}")
-        stage = cycle.state.replace("_", " ")
-        reason = f"cancelled at stage '{stage}'"
-        if not self.store.update_cycle(cycle_id, state="cancelled", error=reason):
-            raise Conflict(f"retraining cycle {cycle_id} has ended already "
-                           f"({self.store.get_cycle(cycle_id).state.replace('_', ' ')})")
-        self._interrupt.set()
-        self.store.release(cycle_id)
-        self.store.log(cycle_id, "cancelled", f"{reason}; its examples count as new again", {})
-        cycle = self.store.get_cycle(cycle_id)
-        self._stop_training(cycle)
-        self._report(cycle)
-        return cycle
 
     def open_cycle(self) -> CycleRecord | None:
         return self.store.open_cycle()
