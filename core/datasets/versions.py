@@ -102,7 +102,6 @@ class BuildSpec:
                 f"validation_fraction must be in [0, 1), got {self.validation_fraction}"
             )
 
-
     def to_dict(self) -> dict:
         """Plain JSON data, so a build's job can be started again after a restart."""
         data = {f.name: getattr(self, f.name) for f in fields(self)}
