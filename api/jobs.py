@@ -29,8 +29,8 @@ def build_jobs_router(services: Services) -> APIRouter:
 
     @router.post("/jobs/{job_id}/cancel")
     def cancel_job(job_id: str) -> dict:
-        """Stop a queued or running job of any kind; 409 for a finished one or a kind that
-        cannot stop (retraining cycles). Training keeps its checkpoint and can resume."""
+        """Stop a queued or running job of any kind; 409 for a finished one. Training keeps its
+        checkpoint and can resume."""
         return board.cancel(job_id).to_dict()
 
     return router

@@ -15,6 +15,7 @@ from datetime import datetime
 from core.documents.grounding import SOURCES_K, ground, retrieve
 from core.errors import Conflict, InvalidInput, NotFound, RefineryError
 from core.jobs import (
+    ACTIVE,
     KNOWLEDGE,
     Cancelled,
     Failed,
@@ -33,7 +34,6 @@ from core.store.jobs import JobStore
 from core.store.knowledge import KnowledgeStore
 
 BASE = "base"
-ACTIVE = ("queued", "running")
 FINISHED = ("done", "failed", "cancelled")
 BATCH = 8  # questions per generate() call
 MAX_NEW_TOKENS = 48
@@ -180,11 +180,9 @@ class KnowledgeRuns:
             return
         trigger = f"training:{job.id}"
         self.start(check["id"], model=model.id, general=True, trigger=trigger)
-        runs = self.store.runs(check_id=check["id"])
-        if not any(r["model"] == BASE and r["status"] in (*ACTIVE, "done") for r in runs):
+        if not _base_scored(self.store.runs(check_id=check["id"])):
             self.start(check["id"], model=BASE, trigger=trigger)
-        general = self.store.runs(kind="general")
-        if not any(r["model"] == BASE and r["status"] in (*ACTIVE, "done") for r in general):
+        if not _base_scored(self.store.runs(kind="general")):
             self.start_general(model=BASE, trigger=trigger)
 
     # running
@@ -314,3 +312,8 @@ class Scores:
         """Base and every registered adapter, newest adapter first."""
         models = [BASE, *(m.id for m in self.runs.registry.list())]
         return [self.of(model) for model in models]
+
+
+def _base_scored(runs: list[dict]) -> bool:
+    """Whether the base model has a score among `runs`, or one on the way."""
+    return any(r["model"] == BASE and r["status"] in (*ACTIVE, "done") for r in runs)
