@@ -305,19 +305,20 @@ def test_auto_is_the_exact_fast_engine_on_a_cpu_and_transformers_on_a_gpu():
 
 def test_the_int8_engine_answers_from_its_own_copy_close_to_the_reference(
         sharp_service, tmp_path):
-    """int8 weights and activations: its own converted copy with an fp32 output layer, and
-    per-step log-probabilities near the fp32 reference's on the peaked tiny model (quantised,
-    so not bit-equal)."""
+    """int8 weights and activations: its own converted copy, its output layer int8 with the
+    top logits rescored in fp32, and per-step log-probabilities near the fp32 reference's on
+    the peaked tiny model (quantised, so not bit-equal)."""
     import onnx
 
     exact_service, reference = sharp_service
     service = ModelService(exact_service.name, cache_dir=tmp_path / "models", engine="onnx-int8")
     service.fast_builds().wait(None)
-    folder = tmp_path / "models" / "onnx" / "int8-fp32-head" / Path(exact_service.name).name
+    folder = tmp_path / "models" / "onnx" / "int8-rescored-head" / Path(exact_service.name).name
     graph = onnx.load(str(folder / "model.onnx"), load_external_data=False).graph
     kinds = {node.name: node.op_type for node in graph.node}
-    assert kinds["/lm_head/MatMul"] == "MatMul"  # the output layer kept exact
-    assert "MatMulNBits" in kinds.values()  # the rest quantised
+    assert kinds["/lm_head/MatMul_Q8"] == "MatMulNBits"  # the output layer runs int8
+    assert kinds["/lm_head/Exact"] == "MatMul"  # and its top logits again in fp32
+    assert list(kinds.values()).count("MatMulNBits") > 1  # the rest quantised
     options = GenerationOptions(max_new_tokens=1, temperature=0)
     with service.use(None) as loaded:
         assert loaded.engine.name == "onnx-int8"
@@ -325,6 +326,41 @@ def test_the_int8_engine_answers_from_its_own_copy_close_to_the_reference(
             (token, quantised), = step_logprobs(loaded.engine, loaded, prompt, options)
             (wanted, exact), = step_logprobs(TRANSFORMERS, reference, prompt, options)
             assert token == wanted and quantised == pytest.approx(exact, rel=0.15)
+
+
+def first_logits(folder: Path, ids: list[int]):
+    import numpy as np
+    import onnxruntime_genai as og
+
+    model = og.Model(str(folder))
+    params = og.GeneratorParams(model)
+    params.set_search_options(max_length=len(ids) + 1)
+    generator = og.Generator(model, params)
+    generator.append_tokens(np.array([ids], dtype=np.int32))
+    return generator.get_logits().reshape(-1)
+
+
+def test_a_rescored_output_layer_gives_the_fp32_layers_own_top_logits(sharp_service, tmp_path):
+    import shutil
+
+    import numpy as np
+
+    from core.serving.engines.onnx_graph import rescore_output_layer
+
+    service, reference = sharp_service
+    copy = tmp_path / "rescored"
+    shutil.copytree(service.fast_builds().folder(None), copy)
+    rescore_output_layer(copy / "model.onnx", exact_top=4)
+    for prompt in PROMPTS:
+        ids = prepare(reference, prompt).input_ids
+        exact, rescored = first_logits(service.fast_builds().folder(None), ids), first_logits(
+            copy, ids)
+        top = np.argsort(rescored)[-4:]
+        assert rescored[top] == pytest.approx(exact[top], abs=1e-4)
+        rest = np.setdiff1d(np.arange(len(exact)), top)
+        assert not np.allclose(rescored[rest], exact[rest], atol=1e-6)  # the tail is int8
+        assert np.abs(rescored - exact).max() < 0.05 * (exact.max() - exact.min())
+        assert rescored.argmax() == exact.argmax()
 
 
 def test_old_recipes_and_the_least_recently_used_adapter_copies_are_pruned(

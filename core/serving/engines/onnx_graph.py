@@ -1,0 +1,119 @@
+"""Edits to a converted model's graph after onnxruntime-genai's builder wrote it."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+# The input of an adapter's copy saying, per row, whether its LoRA path counts (1) or not (0).
+ROW_SWITCH = "lora_rows"
+OUTPUT_LAYER = "/lm_head/MatMul"  # the builder's name for the output layer's matmul
+BLOCK = 32  # weights per int8 scale, as the builder quantises the rest of the model
+
+
+def switch_lora_per_row(path: Path) -> None:
+    """Scale each LoRA path's low-rank activations by ROW_SWITCH, an input of shape
+    (rows, 1, 1): 0 gives that row the base model's output, 1 the adapter's."""
+    import onnx
+    from onnx import TensorProto, helper
+
+    model = onnx.load(str(path), load_external_data=False)  # the weights stay where they are
+    graph = model.graph
+    low_rank = {node.name for node in graph.node
+                if "/lora_B/" in node.name and node.op_type in ("MatMul", "MatMulNBits")}
+    if not low_rank:
+        raise RuntimeError("the converted adapter has no LoRA matmuls to switch")
+    nodes = []
+    for node in graph.node:
+        if node.name in low_rank:
+            switched = f"{node.input[0]}/{ROW_SWITCH}"
+            nodes.append(helper.make_node("Mul", [node.input[0], ROW_SWITCH], [switched],
+                                          name=f"{node.name}/{ROW_SWITCH}"))
+            node.input[0] = switched
+        nodes.append(node)
+    del graph.node[:]
+    graph.node.extend(nodes)
+    graph.input.append(
+        helper.make_tensor_value_info(ROW_SWITCH, TensorProto.FLOAT, ["batch_size", 1, 1]))
+    onnx.save(model, str(path))
+
+
+def rescore_output_layer(path: Path, exact_top: int) -> None:
+    """Run the fp32 output layer in int8, then compute the exact_top highest logits again
+    in fp32 from the original weights.
+
+    The output layer is a fifth of the bundled model's weights, so reading it in fp32 at
+    every step costs as much as the int8 rest of the model; quantised, its logits moved
+    enough to change answers. Choosing, sampling and log-probabilities only look at the top
+    few logits, and those are now the fp32 layer's own; the tail stays approximate."""
+    import numpy as np
+    import onnx
+    from onnx import helper, numpy_helper
+
+    model = onnx.load(str(path))  # with its weights: they are written out again below
+    graph = model.graph
+    layer = next((node for node in graph.node if node.name == OUTPUT_LAYER
+                  and node.op_type == "MatMul"), None)
+    if layer is None:
+        raise RuntimeError(f"the converted model has no fp32 {OUTPUT_LAYER} to rescore")
+    hidden, weight_name = layer.input
+    weights = next(init for init in graph.initializer if init.name == weight_name)
+    rows = numpy_helper.to_array(weights).T  # (vocabulary, hidden): one row per token
+    if not any(weight_name in node.input for node in graph.node if node is not layer):
+        graph.initializer.remove(weights)  # unless the embedding shares it
+    quantised, scales = _int8_blocks(rows)
+    vocab, width = rows.shape
+    exact_top = min(exact_top, vocab)
+    name = OUTPUT_LAYER.rsplit("/", 1)[0]
+    constants = {
+        f"{name}.int8": quantised, f"{name}.scales": scales,
+        f"{name}.rows": np.ascontiguousarray(rows), f"{name}.top": np.array([exact_top], np.int64),
+        f"{name}.last_axis": np.array([-1], np.int64),
+    }
+    graph.initializer.extend(numpy_helper.from_array(value, key)
+                             for key, value in constants.items())
+    if not any(opset.domain == "com.microsoft" for opset in model.opset_import):
+        model.opset_import.append(helper.make_opsetid("com.microsoft", 1))
+    logits = layer.output[0]
+    approx, top_ids, top_rows, column, exact = (
+        f"{name}/{part}" for part in ("approx", "top_ids", "top_rows", "column", "exact"))
+    replacement = [
+        # no zero points: MatMulNBits' default of 128 makes the stored bytes signed
+        helper.make_node("MatMulNBits", [hidden, f"{name}.int8", f"{name}.scales"], [approx],
+                         domain="com.microsoft", K=width, N=vocab, bits=8, block_size=BLOCK,
+                         accuracy_level=4, name=f"{name}/MatMul_Q8"),
+        helper.make_node("TopK", [approx, f"{name}.top"], [f"{name}/top_values", top_ids],
+                         axis=-1, name=f"{name}/TopK"),
+        helper.make_node("Gather", [f"{name}.rows", top_ids], [top_rows], axis=0,
+                         name=f"{name}/Gather"),
+        helper.make_node("Unsqueeze", [hidden, f"{name}.last_axis"], [column],
+                         name=f"{name}/Unsqueeze"),
+        helper.make_node("MatMul", [top_rows, column], [f"{exact}_column"], name=f"{name}/Exact"),
+        helper.make_node("Squeeze", [f"{exact}_column", f"{name}.last_axis"], [exact],
+                         name=f"{name}/Squeeze"),
+        helper.make_node("ScatterElements", [approx, top_ids, exact], [logits], axis=-1,
+                         name=f"{name}/Scatter"),
+    ]
+    nodes = []
+    for node in graph.node:
+        nodes.extend(replacement if node is layer else [node])
+    del graph.node[:]
+    graph.node.extend(nodes)
+    data = path.with_name(f"{path.name}.data")
+    data.unlink(missing_ok=True)  # rewritten whole: the old fp32 layer's bytes go with it
+    onnx.save(model, str(path), save_as_external_data=True, all_tensors_to_one_file=True,
+              location=data.name)
+
+
+def _int8_blocks(rows):
+    """Symmetric int8 per BLOCK weights along each row, as MatMulNBits reads them:
+    bytes of shape (rows, blocks, BLOCK) offset by 128, and one scale per block."""
+    import numpy as np
+
+    count, width = rows.shape
+    if width % BLOCK:
+        raise RuntimeError(f"the output layer's width {width} is not a multiple of {BLOCK}")
+    blocks = rows.reshape(count, width // BLOCK, BLOCK).astype(np.float32)
+    scales = np.abs(blocks).max(axis=-1) / 127
+    scales[scales == 0] = 1  # an all-zero block stays zero
+    quantised = np.clip(np.rint(blocks / scales[..., None]), -127, 127) + 128
+    return quantised.astype(np.uint8), scales.astype(np.float32)
