@@ -41,10 +41,10 @@ def rescore_output_layer(path: Path, exact_top: int) -> None:
     """Run the fp32 output layer in int8, then compute the exact_top highest logits again
     in fp32 from the original weights.
 
-    The output layer is a fifth of the bundled model's weights, so reading it in fp32 at
-    every step costs as much as the int8 rest of the model; quantised, its logits moved
-    enough to change answers. Choosing, sampling and log-probabilities only look at the top
-    few logits, and those are now the fp32 layer's own; the tail stays approximate."""
+    The output layer is a fifth of the bundled model's weights and, in fp32, as many bytes
+    per step as the int8 rest of the model; quantised outright, its logits moved enough to
+    change answers. Choosing, sampling and log-probabilities only look at the top few
+    logits, and those are now the fp32 layer's own; only the tail stays approximate."""
     import numpy as np
     import onnx
     from onnx import helper, numpy_helper
@@ -57,23 +57,22 @@ def rescore_output_layer(path: Path, exact_top: int) -> None:
         raise RuntimeError(f"the converted model has no fp32 {OUTPUT_LAYER} to rescore")
     hidden, weight_name = layer.input
     weights = next(init for init in graph.initializer if init.name == weight_name)
-    rows = numpy_helper.to_array(weights).T  # (vocabulary, hidden): one row per token
+    rows = np.ascontiguousarray(numpy_helper.to_array(weights).T)  # one row per token
+    name = OUTPUT_LAYER.rsplit("/", 1)[0]
+    _read_rows_for_transposes(graph, weight_name, f"{name}.rows")
     if not any(weight_name in node.input for node in graph.node if node is not layer):
-        graph.initializer.remove(weights)  # unless the embedding shares it
+        graph.initializer.remove(weights)
     quantised, scales = _int8_blocks(rows)
     vocab, width = rows.shape
-    exact_top = min(exact_top, vocab)
-    name = OUTPUT_LAYER.rsplit("/", 1)[0]
     constants = {
-        f"{name}.int8": quantised, f"{name}.scales": scales,
-        f"{name}.rows": np.ascontiguousarray(rows), f"{name}.top": np.array([exact_top], np.int64),
+        f"{name}.int8": quantised, f"{name}.scales": scales, f"{name}.rows": rows,
+        f"{name}.top": np.array([min(exact_top, vocab)], np.int64),
         f"{name}.last_axis": np.array([-1], np.int64),
     }
     graph.initializer.extend(numpy_helper.from_array(value, key)
                              for key, value in constants.items())
     if not any(opset.domain == "com.microsoft" for opset in model.opset_import):
         model.opset_import.append(helper.make_opsetid("com.microsoft", 1))
-    logits = layer.output[0]
     approx, top_ids, top_rows, column, exact = (
         f"{name}/{part}" for part in ("approx", "top_ids", "top_rows", "column", "exact"))
     replacement = [
@@ -90,8 +89,8 @@ def rescore_output_layer(path: Path, exact_top: int) -> None:
         helper.make_node("MatMul", [top_rows, column], [f"{exact}_column"], name=f"{name}/Exact"),
         helper.make_node("Squeeze", [f"{exact}_column", f"{name}.last_axis"], [exact],
                          name=f"{name}/Squeeze"),
-        helper.make_node("ScatterElements", [approx, top_ids, exact], [logits], axis=-1,
-                         name=f"{name}/Scatter"),
+        helper.make_node("ScatterElements", [approx, top_ids, exact], [layer.output[0]],
+                         axis=-1, name=f"{name}/Scatter"),
     ]
     nodes = []
     for node in graph.node:
@@ -102,6 +101,17 @@ def rescore_output_layer(path: Path, exact_top: int) -> None:
     data.unlink(missing_ok=True)  # rewritten whole: the old fp32 layer's bytes go with it
     onnx.save(model, str(path), save_as_external_data=True, all_tensors_to_one_file=True,
               location=data.name)
+
+
+def _read_rows_for_transposes(graph, weight_name: str, rows_name: str) -> None:
+    """Where the embedding shares the output layer's weights (a Transpose of them, in
+    models with tied embeddings), read the transposed rows instead: one copy, not two."""
+    for node in graph.node:
+        perm = next((list(a.ints) for a in node.attribute if a.name == "perm"), [1, 0])
+        if node.op_type == "Transpose" and list(node.input) == [weight_name] and perm == [1, 0]:
+            node.op_type = "Identity"
+            node.input[0] = rows_name
+            del node.attribute[:]
 
 
 def _int8_blocks(rows):
