@@ -359,7 +359,7 @@ def test_a_rescored_output_layer_gives_the_fp32_layers_own_top_logits(
     rescored_copy = tmp_path / "rescored"
     shutil.copytree(exact_copy, rescored_copy)
     # the tiny model ties its embedding to the output layer: both now read the new rows
-    rescore_output_layer(rescored_copy / "model.onnx", exact_top=4)
+    assert rescore_output_layer(rescored_copy / "model.onnx", exact_top=4)
     for prompt in PROMPTS:
         ids = prepare(reference, prompt).input_ids
         exact, rescored = first_logits(exact_copy, ids), first_logits(rescored_copy, ids)

@@ -183,8 +183,10 @@ class OnnxBuilds:
                     shutil.rmtree(staging, ignore_errors=True)
                     raise RuntimeError(done.stderr.strip().splitlines()[-1:] or "builder failed")
                 bar.update()
-                if self.recipe.exact_top:
-                    rescore_output_layer(staging / "model.onnx", self.recipe.exact_top)
+                if self.recipe.exact_top and not rescore_output_layer(
+                        staging / "model.onnx", self.recipe.exact_top):
+                    log.info("%s: no fp32 output layer to rescore; kept as converted",
+                             folder.name)
                 if adapter_dir is not None:
                     switch_lora_per_row(staging / "model.onnx")
                 bar.update()

@@ -37,9 +37,10 @@ def switch_lora_per_row(path: Path) -> None:
     onnx.save(model, str(path))
 
 
-def rescore_output_layer(path: Path, exact_top: int) -> None:
+def rescore_output_layer(path: Path, exact_top: int) -> bool:
     """Run the fp32 output layer in int8, then compute the exact_top highest logits again
-    in fp32 from the original weights.
+    in fp32 from the original weights; False (the graph unchanged) where the model has no
+    such layer to rescore.
 
     The output layer is a fifth of the bundled model's weights and, in fp32, as many bytes
     per step as the int8 rest of the model; quantised outright, its logits moved enough to
@@ -53,29 +54,47 @@ def rescore_output_layer(path: Path, exact_top: int) -> None:
     graph = model.graph
     layer = next((node for node in graph.node if node.name == OUTPUT_LAYER
                   and node.op_type == "MatMul"), None)
-    if layer is None:
-        raise RuntimeError(f"the converted model has no fp32 {OUTPUT_LAYER} to rescore")
+    weights = layer and next((i for i in graph.initializer if i.name == layer.input[1]), None)
+    if weights is None or weights.dims[0] % BLOCK:
+        return False
     hidden, weight_name = layer.input
-    weights = next(init for init in graph.initializer if init.name == weight_name)
     rows = np.ascontiguousarray(numpy_helper.to_array(weights).T)  # one row per token
     name = OUTPUT_LAYER.rsplit("/", 1)[0]
     _read_rows_for_transposes(graph, weight_name, f"{name}.rows")
     if not any(weight_name in node.input for node in graph.node if node is not layer):
         graph.initializer.remove(weights)
     quantised, scales = _int8_blocks(rows)
-    vocab, width = rows.shape
     constants = {
         f"{name}.int8": quantised, f"{name}.scales": scales, f"{name}.rows": rows,
-        f"{name}.top": np.array([min(exact_top, vocab)], np.int64),
+        f"{name}.top": np.array([min(exact_top, len(rows))], np.int64),
         f"{name}.last_axis": np.array([-1], np.int64),
     }
     graph.initializer.extend(numpy_helper.from_array(value, key)
                              for key, value in constants.items())
     if not any(opset.domain == "com.microsoft" for opset in model.opset_import):
         model.opset_import.append(helper.make_opsetid("com.microsoft", 1))
+    nodes = []
+    for node in graph.node:
+        nodes.extend(_rescoring_nodes(name, hidden, layer.output[0], rows.shape)
+                     if node is layer else [node])
+    del graph.node[:]
+    graph.node.extend(nodes)
+    data = path.with_name(f"{path.name}.data")
+    data.unlink(missing_ok=True)  # rewritten whole: the old fp32 layer's bytes go with it
+    onnx.save(model, str(path), save_as_external_data=True, all_tensors_to_one_file=True,
+              location=data.name)
+    return True
+
+
+def _rescoring_nodes(name: str, hidden: str, logits: str, shape: tuple[int, int]) -> list:
+    """int8 logits, their top ids, those ids' fp32 rows times the hidden state, and the
+    exact values written over the approximate ones."""
+    from onnx import helper
+
+    vocab, width = shape
     approx, top_ids, top_rows, column, exact = (
         f"{name}/{part}" for part in ("approx", "top_ids", "top_rows", "column", "exact"))
-    replacement = [
+    return [
         # no zero points: MatMulNBits' default of 128 makes the stored bytes signed
         helper.make_node("MatMulNBits", [hidden, f"{name}.int8", f"{name}.scales"], [approx],
                          domain="com.microsoft", K=width, N=vocab, bits=8, block_size=BLOCK,
@@ -89,18 +108,9 @@ def rescore_output_layer(path: Path, exact_top: int) -> None:
         helper.make_node("MatMul", [top_rows, column], [f"{exact}_column"], name=f"{name}/Exact"),
         helper.make_node("Squeeze", [f"{exact}_column", f"{name}.last_axis"], [exact],
                          name=f"{name}/Squeeze"),
-        helper.make_node("ScatterElements", [approx, top_ids, exact], [layer.output[0]],
-                         axis=-1, name=f"{name}/Scatter"),
+        helper.make_node("ScatterElements", [approx, top_ids, exact], [logits], axis=-1,
+                         name=f"{name}/Scatter"),
     ]
-    nodes = []
-    for node in graph.node:
-        nodes.extend(replacement if node is layer else [node])
-    del graph.node[:]
-    graph.node.extend(nodes)
-    data = path.with_name(f"{path.name}.data")
-    data.unlink(missing_ok=True)  # rewritten whole: the old fp32 layer's bytes go with it
-    onnx.save(model, str(path), save_as_external_data=True, all_tensors_to_one_file=True,
-              location=data.name)
 
 
 def _read_rows_for_transposes(graph, weight_name: str, rows_name: str) -> None:
@@ -120,8 +130,6 @@ def _int8_blocks(rows):
     import numpy as np
 
     count, width = rows.shape
-    if width % BLOCK:
-        raise RuntimeError(f"the output layer's width {width} is not a multiple of {BLOCK}")
     blocks = rows.reshape(count, width // BLOCK, BLOCK).astype(np.float32)
     scales = np.abs(blocks).max(axis=-1) / 127
     scales[scales == 0] = 1  # an all-zero block stays zero
