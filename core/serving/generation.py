@@ -18,7 +18,8 @@ class GenerationOptions:
     max_new_tokens: int = 256
     temperature: float = 0.2  # core.serving.defaults.FALLBACK_TEMPERATURE
     top_p: float = 0.9
-    # Repetition control, on by default: a penalty on tokens already in the text (1 = off),
+    # Repetition control, on by default: a penalty on tokens already in the answer (not the
+    # prompt, which a grounded answer copies from; 1 = off),
     # and a stop once the last `repeat_ngram_size` tokens appeared `repeat_ngram_limit`
     # times (0 = off); such an answer ends with finish_reason "repetition".
     repetition_penalty: float = 1.1

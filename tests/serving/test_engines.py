@@ -195,6 +195,39 @@ def test_the_fast_engine_reports_each_tokens_own_logprob(sharp_service):
             assert len({round(lp, 2) for _, lp in fast}) > 1  # the check can tell steps apart
 
 
+def test_the_repetition_penalty_counts_the_answer_not_the_prompt(sharp_service):
+    """Both engines penalise only the tokens already answered (a grounded answer copies
+    names and numbers from its prompt); transformers' own penalty, which counts the prompt
+    too, answers otherwise."""
+    import torch
+
+    service, reference = sharp_service
+    options = GenerationOptions(max_new_tokens=12, temperature=0, repetition_penalty=2.0)
+    prompt_counted = 0
+    with service.use(None) as loaded:
+        for prompt in PROMPTS:
+            fast = [token for token, _ in step_logprobs(loaded.engine, loaded, prompt, options)]
+            slow = [token for token, _ in step_logprobs(TRANSFORMERS, reference, prompt, options)]
+            assert fast == slow
+            ids = prepare(reference, prompt).input_ids
+            whole = reference.model.generate(
+                torch.tensor([ids]), attention_mask=torch.ones(1, len(ids), dtype=torch.long),
+                max_new_tokens=12, do_sample=False, repetition_penalty=2.0)
+            prompt_counted += whole[0, len(ids):].tolist() != slow
+    assert prompt_counted  # so the check can tell the two apart
+
+
+def test_penalised_divides_positive_and_multiplies_negative_logits_of_answered_tokens_only():
+    import numpy as np
+
+    from core.serving.engines.onnx import penalised
+
+    logits = np.array([[2.0, -2.0, 2.0], [2.0, -2.0, 2.0]], dtype=np.float32)
+    out = penalised(logits, [{0, 1}, set()], 2.0)
+    assert out.tolist() == [[1.0, -4.0, 2.0], [2.0, -2.0, 2.0]]
+    assert logits[0, 0] == 2.0  # the engine's own logits untouched
+
+
 def test_sampling_on_the_fast_engine_keeps_to_the_nucleus_and_a_low_temperature(sharp_service):
     import torch
 

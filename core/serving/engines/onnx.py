@@ -242,17 +242,17 @@ class OnnxSteps:
         with ThreadPoolExecutor(len(generators)) as pool:
             for _ in range(self.options.max_new_tokens):
                 # is_done() stays false for a batch whose rows all reached max_length
-                if self.stop() or all(g.is_done() for g, _, _ in generators):
+                if self.stop() or all(g.generator.is_done() for g in generators):
                     break
                 for (_, indices), (values, chosen) in zip(
-                    passes, pool.map(self._step, generators), strict=True
+                    passes, pool.map(_Pass.step, generators), strict=True
                 ):
                     for i, value, lp in zip(indices, values, chosen, strict=True):
                         tokens[i] = value
                         self.logprobs[i].append(lp)
                 yield list(tokens)
 
-    def _generator(self, copy: Converted, indices: list[int]):
+    def _generator(self, copy: Converted, indices: list[int]) -> _Pass:
         import numpy as np
         import onnxruntime_genai as og
 
@@ -263,12 +263,9 @@ class OnnxSteps:
         )
         params = og.GeneratorParams(copy.model)
         options = self.options
-        search = dict(
-            max_length=width + options.max_new_tokens,
-            batch_size=len(indices),
-            do_sample=options.sampling,
-            repetition_penalty=options.repetition_penalty,
-        )
+        # no repetition_penalty here: onnxruntime-genai's counts the prompt too (_Pass.step)
+        search = dict(max_length=width + options.max_new_tokens, batch_size=len(indices),
+                      do_sample=options.sampling)
         if options.sampling:
             import torch
 
@@ -284,31 +281,60 @@ class OnnxSteps:
         generator = og.Generator(copy.model, params)
         switch = None
         if copy.switched:
-            # onnxruntime-genai reads this array at every step without copying it: it must
-            # live as long as the generator, so it travels with it
             switch = np.array([float(self.copies[i].switched) for i in indices],
                               dtype=np.float32).reshape(-1, 1, 1)
             generator.set_model_input(ROW_SWITCH, switch)
         generator.append_tokens(ids)
-        return generator, len(indices), switch
+        return _Pass(generator, switch, options.repetition_penalty, [set() for _ in indices])
 
-    @staticmethod
-    def _step(entry) -> tuple[list[int], list[float]]:
+
+@dataclass
+class _Pass:
+    """One batched generator and what its steps need."""
+
+    generator: object  # og.Generator
+    # onnxruntime-genai reads the ROW_SWITCH array at every step without copying it: it must
+    # live as long as the generator, so it travels with it
+    switch: object
+    penalty: float
+    answered: list[set[int]]  # per row, the tokens of its answer so far
+
+    def step(self) -> tuple[list[int], list[float]]:
         import numpy as np
 
-        generator, size, _ = entry
-        if generator.is_done():
+        size = len(self.answered)
+        if self.generator.is_done():
             return [0] * size, [0.0] * size
         # Read before choosing: after generate_next_token(), get_logits() runs the model on
         # the chosen token and returns the next step's logits. These are the raw logits
         # (before repetition penalty and temperature), as transformers' confidence uses.
+        raw = self.generator.get_logits()
+        logits = raw.reshape(size, -1)
+        if self.penalty != 1.0 and any(self.answered):
+            self.generator.set_logits(penalised(logits, self.answered, self.penalty)
+                                      .reshape(raw.shape))
+        self.generator.generate_next_token()
+        chosen = self.generator.get_next_tokens().tolist()
+        for seen, token in zip(self.answered, chosen, strict=True):
+            seen.add(token)
         # float32 is plenty for a log-probability and costs a tenth of float64 per row
-        logits = generator.get_logits().reshape(size, -1)
-        generator.generate_next_token()
-        chosen = generator.get_next_tokens().tolist()
         top = logits.max(axis=-1, keepdims=True)
         norm = top[:, 0] + np.log(np.exp(logits - top).sum(axis=-1))
         return chosen, [float(logits[r, t] - norm[r]) for r, t in enumerate(chosen)]
+
+
+def penalised(logits, answered: list[set[int]], penalty: float):
+    """The repetition penalty on each row's own answer so far (as transformers applies it:
+    a positive logit divided by it, a negative one multiplied), never on the prompt's tokens:
+    a grounded answer copies names and numbers from its sources."""
+    import numpy as np
+
+    out = logits.copy()
+    for row, seen in enumerate(answered):
+        ids = np.fromiter(seen, dtype=np.int64, count=len(seen))
+        values = out[row, ids]
+        out[row, ids] = np.where(values > 0, values / penalty, values * penalty)
+    return out
 
 
 class OnnxEngine:

@@ -102,7 +102,12 @@ class GenerateRun:
 
     def _generate_kwargs(self, streamer: _StepQueue, stop: Callable[[], bool]) -> dict:
         import torch
-        from transformers import StoppingCriteria, StoppingCriteriaList
+        from transformers import (
+            LogitsProcessorList,
+            RepetitionPenaltyLogitsProcessor,
+            StoppingCriteria,
+            StoppingCriteriaList,
+        )
 
         class _StopWhenAsked(StoppingCriteria):
             def __call__(self, input_ids, scores, **kwargs):
@@ -122,9 +127,11 @@ class GenerateRun:
             temperature=options.temperature if sampling else None,
             top_p=options.top_p if sampling else None,
             top_k=None,
-            repetition_penalty=(
-                options.repetition_penalty if options.repetition_penalty != 1.0 else None
-            ),
+            # on the answer's own tokens only: a grounded answer copies from its prompt
+            logits_processor=LogitsProcessorList(
+                [RepetitionPenaltyLogitsProcessor(options.repetition_penalty,
+                                                  prompt_ignore_length=width)]
+                if options.repetition_penalty != 1.0 else []),
             streamer=streamer,
             stopping_criteria=StoppingCriteriaList([_StopWhenAsked()]),
             return_dict_in_generate=True,
