@@ -137,6 +137,21 @@ def test_the_fast_engine_batches_and_stops_loops(onnx_service):
     assert looped.finish_reason == "repetition" and looped.engine == "onnx-fp32"
 
 
+def test_a_fast_engine_batch_answers_each_prompt_as_it_would_alone(sharp_service):
+    """Rows of different lengths in one batch (the peaked model, so a row that reads its
+    padding answers otherwise)."""
+    service, _ = sharp_service
+    options = GenerationOptions(max_new_tokens=12, temperature=0)
+    with service.use(None) as loaded:
+        prompts = [prepare(loaded, p) for p in PROMPTS]
+        assert len({len(p.input_ids) for p in prompts}) > 1
+        batch = generate_batch(loaded, prompts, options)
+        alone = [generate_batch(loaded, [p], options)[0] for p in prompts]
+    assert [r.text for r in batch] == [r.text for r in alone]
+    assert [r.confidence for r in batch] == pytest.approx([r.confidence for r in alone],
+                                                          abs=1e-4)
+
+
 def test_sampling_on_the_fast_engine_answers_and_follows_the_torch_seed(onnx_service):
     import torch
 
