@@ -20,11 +20,11 @@ the repeated-n-gram stop; a remote engine (an OpenAI-compatible server) would im
 `--engine auto` is `onnx-fp32` on a CPU when onnxruntime-genai is installed, else
 transformers: transformers' greedy answers, 1.9-3.0x faster (bench/chat_latency.py, 2-core
 EPYC, with and without avx512). `onnx-int8` (int8 weights; the output layer's top 32 logits
-computed again in fp32) decodes 3.7-4.3x transformers and scores as it does (22/40 on the
+computed again in fp32) decodes 3.5-4.3x transformers and scores within a point (23/40 on the
 general-ability set; the knowledge check within one answer of onnx-fp32), but its greedy
 wording parts from transformers' where the model's top two words are near-tied: asked "What
 is the capital of France?" it begins in French, where transformers' own margin is 0.08
-nats. `onnx` (int4) decodes 6.0x and scored 19/40. Both stay opt-in; see
+nats. `onnx` (int4) decodes 6-8x and scored 19-22/40. Both stay opt-in; see
 docs/benchmarks.md.
 """
 
