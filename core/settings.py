@@ -178,7 +178,7 @@ FLAGS = (
     Flag("--device", "REFINERY_DEVICE", "model", "auto"),
     Flag("--engine", "REFINERY_ENGINE", "model", "auto",
          help="auto (onnx-fp32 on a CPU, transformers on a GPU) | transformers | "
-         "onnx (int4, fastest) | onnx-int8 (3.4x transformers, wording drifts) | "
+         "onnx (int4, fastest) | onnx-int8 (3.5-4.3x transformers, wording drifts) | "
          "onnx-fp32 (same answers as transformers) | "
          "openai (an OpenAI-compatible server: --openai-base-url)"),
     Flag("--openai-base-url", "REFINERY_OPENAI_BASE_URL", "model",
