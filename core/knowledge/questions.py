@@ -112,9 +112,10 @@ def write_items(
     """One attempt per passage in one batch (the caller holds the base weights); None where
     the reply is unusable. Greedy first; a sampled retry gives the misses another chance."""
     tokenizer = loaded.tokenizer
-    # No repetition penalty: it counts the prompt's tokens as repeats, and the reference must
-    # be copied from the passage (with it, the bundled model paraphrased every fact away on
-    # the handbook of tests/knowledge/test_knowledge_real_model.py); the n-gram stop stays.
+    # No repetition penalty: the reply's question already uses the passage's words, and its
+    # reference must repeat them word for word (with the penalty, when it still counted the
+    # prompt too, the bundled model paraphrased every fact of the handbook in
+    # tests/knowledge/test_knowledge_real_model.py away); the n-gram stop stays.
     options = GenerationOptions(max_new_tokens=max_new_tokens,
                                 temperature=0.7 if sample else 0.0, repetition_penalty=1.0)
     budget = loaded.context_length - max_new_tokens
