@@ -59,7 +59,7 @@ RECIPES = {
     # int8 weights need int8 activations on CPU (with fp32 ones, accuracy_level=1, the bundled
     # model decoded 1.9 tokens/s). The output layer quantised moved the general-ability score
     # from 22/40 to 19/40; kept fp32 it scored transformers' 22/40, but reading it cost as
-    # much as the rest: its top 32 logits in fp32 give the same answers 1.6x faster.
+    # much as the rest: its top 32 logits in fp32 give the same answers 1.5x faster.
     "onnx-int8": Recipe("int8", "int8-rescored-head",
                         ("accuracy_level=4", "shared_embeddings=false",
                          f"nodes_to_exclude={OUTPUT_LAYER}"), exact_top=32),
@@ -258,7 +258,7 @@ class OnnxSteps:
 
         width = max(len(self.rows[i]) for i in indices)
         # padded on the right, as onnxruntime-genai pads its own batches: left-padded rows
-        # answered otherwise than alone (measured on 0.18: 2 of 12 general-set questions alike)
+        # answered otherwise than alone (0.18: 5 of 12 general-set answers alike, now 12)
         ids = np.array(
             [self.rows[i] + [copy.pad_id] * (width - len(self.rows[i])) for i in indices],
             dtype=np.int32,

@@ -126,7 +126,8 @@ def _read_rows_for_transposes(graph, weight_name: str, rows_name: str) -> None:
 
 def _int8_blocks(rows):
     """Symmetric int8 per BLOCK weights along each row, as MatMulNBits reads them:
-    bytes of shape (rows, blocks, BLOCK) offset by 128, and one scale per block."""
+    bytes of shape (rows, blocks, BLOCK) offset by 128, and one scale per block. (onnxruntime's
+    MatMulNBitsQuantizer does this too, but importing it sets the app's root logging to INFO.)"""
     import numpy as np
 
     count, width = rows.shape
