@@ -1,6 +1,7 @@
 """The generation path over its engines on tiny real models: repetition stop, batches,
 and the onnxruntime-genai engine against the transformers reference."""
 
+import json
 from pathlib import Path
 
 import pytest
@@ -344,10 +345,10 @@ def test_a_model_that_cannot_convert_keeps_answering_on_transformers(tmp_path, t
     assert result.engine == TRANSFORMERS.name
 
 
-def test_auto_is_the_exact_fast_engine_on_a_cpu_and_transformers_on_a_gpu():
+def test_auto_is_the_int8_fast_engine_on_a_cpu_and_transformers_on_a_gpu():
     from core.serving.engines import resolve_engine
 
-    assert resolve_engine("auto", "cpu") == "onnx-fp32"  # onnxruntime-genai is installed here
+    assert resolve_engine("auto", "cpu") == "onnx-int8"  # onnxruntime-genai is installed here
     assert resolve_engine("auto", "cuda") == "transformers"
     assert resolve_engine("transformers", "cpu") == "transformers"
 
@@ -363,7 +364,7 @@ def test_the_int8_engine_answers_from_its_own_copy_close_to_the_reference(
     exact_service, reference = sharp_service
     service = ModelService(exact_service.name, cache_dir=tmp_path / "models", engine="onnx-int8")
     service.fast_builds().wait(None)
-    folder = tmp_path / "models" / "onnx" / "int8-rescored-head" / Path(exact_service.name).name
+    folder = service.fast_builds().folder(None)
     graph = onnx.load(str(folder / "model.onnx"), load_external_data=False).graph
     kinds = {node.name: node.op_type for node in graph.node}
     assert kinds["/lm_head/MatMul_Q8"] == "MatMulNBits"  # the output layer runs int8
@@ -388,6 +389,36 @@ def first_logits(folder: Path, ids: list[int]):
     generator = og.Generator(model, params)
     generator.append_tokens(np.array([ids], dtype=np.int32))
     return generator.get_logits().reshape(-1)
+
+
+def test_an_int8_adapter_copy_keeps_its_lora_path_in_fp32_and_answers_as_the_adapter(
+        sharp_service, tmp_path):
+    """The base weights int8, the LoRA matmuls left fp32 (lora_matmuls names them for the
+    builder); the copy's adapter rows choose the reference adapter's tokens."""
+    import onnx
+
+    exact_service, _ = sharp_service
+    adapter = make_tiny_adapter(Path(exact_service.name), tmp_path / "adapter")
+    service = ModelService(exact_service.name, cache_dir=tmp_path / "models", engine="onnx-int8")
+    service.fast_builds().wait(adapter)
+    folder = service.fast_builds().folder(adapter)
+    graph = onnx.load(str(folder / "model.onnx"), load_external_data=False).graph
+    lora = [node.op_type for node in graph.node if "/lora_" in node.name
+            and node.op_type in ("MatMul", "MatMulNBits")]
+    layers = json.loads((Path(exact_service.name) / "config.json").read_text())[
+        "num_hidden_layers"]
+    assert lora == ["MatMul"] * (layers * 3 * 2)  # q, v, down: A and B each, none int8
+    assert "MatMulNBits" in {node.op_type for node in graph.node}  # the rest int8
+    options = dict(max_new_tokens=1, temperature=0)  # later tokens part on int8 near-ties
+    with service.use(adapter) as loaded:
+        assert loaded.engine.name == "onnx-int8"
+        tuned = [answer(loaded, p, **options)[1].text for p in PROMPTS]
+    with service.use(None) as loaded:
+        assert [answer(loaded, p, **options)[1].text for p in PROMPTS] != tuned
+    reference = ModelService(exact_service.name, cache_dir=tmp_path / "models",
+                             engine="transformers")
+    with reference.use(adapter) as loaded:
+        assert [answer(loaded, p, **options)[1].text for p in PROMPTS] == tuned
 
 
 def test_a_rescored_output_layer_gives_the_fp32_layers_own_top_logits(

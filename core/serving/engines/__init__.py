@@ -17,15 +17,14 @@ the repeated-n-gram stop; a remote engine (an OpenAI-compatible server) would im
 - `openai` (core/serving/engines/openai_remote.py): an OpenAI-compatible server (vLLM, llama.cpp,
   Ollama, TGI, another Refinery) answers; adapters are addressed by registry id.
 
-`--engine auto` is `onnx-fp32` on a CPU when onnxruntime-genai is installed, else
-transformers: transformers' greedy answers, 1.9-3.0x faster (bench/chat_latency.py, 2-core
-EPYC, with and without avx512). `onnx-int8` (int8 weights; the output layer's top 32 logits
-computed again in fp32) decodes 3.5-4.3x transformers and scores within a point (23/40 on the
-general-ability set; the knowledge check within one answer of onnx-fp32), but its greedy
-wording parts from transformers' where the model's top two words are near-tied: asked "What
-is the capital of France?" it begins in French, where transformers' own margin is 0.08
-nats. `onnx` (int4) decodes 6-8x and scored 19-22/40. Both stay opt-in; see
-docs/benchmarks.md.
+`--engine auto` is `onnx-int8` on a CPU when onnxruntime-genai is installed, else
+transformers. `onnx-int8` (int8 weights on all cores; the output layer's top 32 logits
+computed again in fp32, an adapter's LoRA path kept fp32) decoded 4.9x transformers and
+scored as transformers does on the general-ability set (24/40) and as onnx-fp32 on the
+knowledge check (a taught adapter 32/44 and 39/44 against 32 and 38); its greedy wording
+parts from transformers' where the model's top two words are near-tied. `onnx-fp32` gives
+transformers' greedy answers exactly, 3.1x; `onnx` (int4) decodes 6-7x and scored 19-22/40.
+bench/chat_latency.py, docs/benchmarks.md.
 """
 
 from __future__ import annotations
@@ -47,5 +46,5 @@ def resolve_engine(choice: str, device: str) -> str:
     if choice not in ENGINES:
         raise ValueError(f"engine must be one of {', '.join(ENGINES)}, got {choice!r}")
     if choice == "auto":
-        return "onnx-fp32" if device == "cpu" and onnx_installed() else "transformers"
+        return "onnx-int8" if device == "cpu" and onnx_installed() else "transformers"
     return choice
