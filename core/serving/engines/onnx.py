@@ -222,10 +222,10 @@ EXCLUDED = "nodes_to_exclude="  # the builder's option: matmuls it leaves in fp3
 
 def lora_matmuls(source: Path, adapter_dir: Path) -> list[str]:
     """The builder's names for an adapter's LoRA matmuls, to keep them fp32 in a quantised
-    copy: they hold a few percent of the weights but are two matmuls in three, and quantised (each
-    call quantising its input too) they made the bundled model's int8 adapter copy decode
-    1.4x slower (docs/benchmarks.md). A target the builder names otherwise, or
-    modules given as a pattern, stay quantised: slower, still right."""
+    copy: they hold a few percent of the weights but are two matmuls in three, and
+    quantised (each call quantising its input too) they made the bundled model's int8
+    adapter copy decode 1.4x slower (docs/benchmarks.md). A target the builder names
+    otherwise, or modules given as a pattern, stay quantised: slower, still right."""
     layers = json.loads((source / "config.json").read_text()).get("num_hidden_layers", 0)
     modules = json.loads((adapter_dir / "adapter_config.json").read_text())["target_modules"]
     if isinstance(modules, str):
