@@ -19,12 +19,12 @@ the repeated-n-gram stop; a remote engine (an OpenAI-compatible server) would im
 
 `--engine auto` is `onnx-int8` on a CPU when onnxruntime-genai is installed, else
 transformers. `onnx-int8` (int8 weights on all cores; the output layer's top 32 logits
-computed again in fp32, an adapter's LoRA path kept fp32) decoded 4.9x transformers and
+computed again in fp32, an adapter's LoRA path kept fp32) decoded 4.9-5.7x transformers and
 scored as transformers does on the general-ability set (24/40) and as onnx-fp32 on the
 knowledge check (a taught adapter 32/44 and 39/44 against 32 and 38); its greedy wording
 parts from transformers' where the model's top two words are near-tied. `onnx-fp32` gives
-transformers' greedy answers exactly, 3.1x; `onnx` (int4) decodes 6-7x and scored 19-22/40.
-bench/chat_latency.py, docs/benchmarks.md.
+transformers' greedy answers exactly, 2.9-3.1x; `onnx` (int4) decodes 6.9-7.8x and scored
+19-22/40. bench/chat_latency.py, docs/benchmarks.md.
 """
 
 from __future__ import annotations
