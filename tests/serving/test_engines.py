@@ -408,7 +408,9 @@ def test_an_int8_adapter_copy_keeps_its_lora_path_in_fp32_and_answers_as_the_ada
     layers = json.loads((Path(exact_service.name) / "config.json").read_text())[
         "num_hidden_layers"]
     assert lora == ["MatMul"] * (layers * 3 * 2)  # q, v, down: A and B each, none int8
-    assert "MatMulNBits" in {node.op_type for node in graph.node}  # the rest int8
+    kinds = {node.name: node.op_type for node in graph.node}
+    assert "MatMulNBits" in kinds.values()  # the rest int8
+    assert kinds["/lm_head/Exact"] == "MatMul"  # the recipe's own exclusion kept beside them
     options = dict(max_new_tokens=1, temperature=0)  # later tokens part on int8 near-ties
     with service.use(adapter) as loaded:
         assert loaded.engine.name == "onnx-int8"
