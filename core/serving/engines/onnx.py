@@ -55,6 +55,8 @@ class Recipe:
     exact_top: int = 0  # > 0: the output layer runs int8, its top logits again in fp32
 
 
+EXCLUDED = "nodes_to_exclude="  # the builder's option: matmuls it leaves in fp32
+
 RECIPES = {
     "onnx": Recipe("int4", "int4"),
     # int8 weights need int8 activations on CPU (with fp32 ones, accuracy_level=1, the bundled
@@ -64,7 +66,7 @@ RECIPES = {
     # scale per 128 weights instead of 32 decoded faster again and scored 24/40, not 23.
     "onnx-int8": Recipe("int8", "int8-b128-rescored-head",
                         ("accuracy_level=4", "block_size=128", "shared_embeddings=false",
-                         f"nodes_to_exclude={OUTPUT_LAYER}"), exact_top=32),
+                         f"{EXCLUDED}{OUTPUT_LAYER}"), exact_top=32),
     # the same rescored output layer keeps transformers' greedy answers, and each step reads
     # a sixth fewer bytes: about 1.1x faster, 12% less memory (docs/benchmarks.md)
     "onnx-fp32": Recipe("fp32", "fp32-rescored-head", exact_top=32),
@@ -215,9 +217,6 @@ class OnnxBuilds:
         for folder in [*stale, *copies[room:]]:
             log.info("removing the converted copy %s", folder)
             shutil.rmtree(folder, ignore_errors=True)
-
-
-EXCLUDED = "nodes_to_exclude="  # the builder's option: matmuls it leaves in fp32
 
 
 def lora_matmuls(source: Path, adapter_dir: Path) -> list[str]:
