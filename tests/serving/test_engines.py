@@ -345,6 +345,34 @@ def test_a_model_that_cannot_convert_keeps_answering_on_transformers(tmp_path, t
     assert result.engine == TRANSFORMERS.name
 
 
+def renamed_module(adapter: Path) -> None:
+    """The adapter's q_proj weights saved under a module name the model does not have."""
+    from safetensors.numpy import load_file, save_file
+
+    weights = adapter / "adapter_model.safetensors"
+    save_file({key.replace("q_proj", "x_proj"): value
+               for key, value in load_file(str(weights)).items()}, str(weights))
+
+
+@pytest.mark.parametrize("kind, edit, problem", [
+    (dict(use_dora=True), None, "plain LoRA adapters; this one sets use_dora"),
+    (dict(targets=("embed_tokens",)), None, "linear layers only, not .*embed_tokens"),
+    ({}, renamed_module, "no matmul in the converted model computes .*x_proj"),
+])
+def test_an_adapter_the_fast_engine_cannot_run_fails_alone(onnx_service, tiny_model_dir,
+                                                          tmp_path, kind, edit, problem):
+    adapter = make_tiny_adapter(tiny_model_dir, tmp_path / "adapter", **kind)
+    if edit:
+        edit(adapter)
+    builds = onnx_service.fast_builds()
+    with pytest.raises(ValueError, match=problem):
+        builds.wait(adapter)
+    assert not builds.folder(adapter).exists()
+    assert not [folder for folder in builds.root.iterdir() if folder.name.endswith(".partial")]
+    with onnx_service.use(None) as loaded:
+        assert loaded.engine is not None  # the base copy still answers
+
+
 def test_auto_is_the_int8_fast_engine_on_a_cpu_and_transformers_on_a_gpu():
     from core.serving.engines import resolve_engine
 
@@ -391,26 +419,29 @@ def first_logits(folder: Path, ids: list[int]):
     return generator.get_logits().reshape(-1)
 
 
-def test_an_int8_adapter_copy_keeps_its_lora_path_in_fp32_and_answers_as_the_adapter(
+def test_an_int8_adapter_copy_is_the_base_copy_with_fp32_lora_paths_and_answers_as_it(
         sharp_service, tmp_path):
-    """The base weights int8, the LoRA matmuls left fp32 (lora_matmuls names them for the
-    builder); the copy's adapter rows choose the reference adapter's tokens."""
+    """The base copy's int8 graph and weights (hard links, not a second conversion) with
+    the LoRA paths added in fp32, one low-rank pair per shared input; its adapter rows
+    choose the reference adapter's tokens."""
     import onnx
 
     exact_service, _ = sharp_service
     adapter = make_tiny_adapter(Path(exact_service.name), tmp_path / "adapter")
     service = ModelService(exact_service.name, cache_dir=tmp_path / "models", engine="onnx-int8")
     service.fast_builds().wait(adapter)
-    folder = service.fast_builds().folder(adapter)
+    base, folder = (service.fast_builds().folder(a) for a in (None, adapter))
+    assert (folder / "model.onnx.data").samefile(base / "model.onnx.data")
     graph = onnx.load(str(folder / "model.onnx"), load_external_data=False).graph
-    lora = [node.op_type for node in graph.node if "/lora_" in node.name
+    lora = [node.op_type for node in graph.node if node.name.startswith("/lora.")
             and node.op_type in ("MatMul", "MatMulNBits")]
     layers = json.loads((Path(exact_service.name) / "config.json").read_text())[
         "num_hidden_layers"]
-    assert lora == ["MatMul"] * (layers * 3 * 2)  # q, v, down: A and B each, none int8
+    assert lora == ["MatMul"] * (layers * 2 * 2)  # q and v share A and B, down has its own
+    base_graph = onnx.load(str(base / "model.onnx"), load_external_data=False).graph
     kinds = {node.name: node.op_type for node in graph.node}
-    assert "MatMulNBits" in kinds.values()  # the rest int8
-    assert kinds["/lm_head/Exact"] == "MatMul"  # the recipe's own exclusion kept beside them
+    assert {n.name: n.op_type for n in base_graph.node}.items() <= kinds.items()
+    assert kinds["/lm_head/Exact"] == "MatMul"  # the output layer's rescoring kept
     options = dict(max_new_tokens=1, temperature=0)  # later tokens part on int8 near-ties
     with service.use(adapter) as loaded:
         assert loaded.engine.name == "onnx-int8"
@@ -450,6 +481,50 @@ def test_a_rescored_output_layer_gives_the_fp32_layers_own_top_logits(
         assert not np.allclose(rescored[rest], exact[rest], atol=1e-6)  # the tail is int8
         assert np.abs(rescored - exact).max() < 0.05 * (exact.max() - exact.min())
         assert rescored.argmax() == exact.argmax()
+
+
+def batch_logits(folder: Path, rows: list[list[int]], steps: int = 3):
+    """Each step's logits for rows padded on the right, as the engine sends them."""
+    import numpy as np
+    import onnxruntime_genai as og
+
+    model = og.Model(str(folder))
+    pad = json.loads((folder / "genai_config.json").read_text())["model"]["pad_token_id"]
+    width = max(map(len, rows))
+    params = og.GeneratorParams(model)
+    params.set_search_options(max_length=width + steps, batch_size=len(rows))
+    generator = og.Generator(model, params)
+    generator.append_tokens(np.array([r + [pad] * (width - len(r)) for r in rows], np.int32))
+    logits = []
+    for _ in range(steps):
+        logits.append(generator.get_logits().reshape(len(rows), -1).copy())
+        generator.generate_next_token()
+    return logits
+
+
+def test_the_output_layer_on_last_positions_gives_each_padded_row_its_own_logits(
+        sharp_service, tmp_path, monkeypatch):
+    import shutil
+
+    import numpy as np
+
+    from core.serving.engines import onnx as engines
+    from core.serving.engines.onnx_graph import output_layer_on_last_positions
+
+    service, reference = sharp_service
+    monkeypatch.setitem(engines.RECIPES, "onnx-fp32", engines.Recipe("fp32", "every-position"))
+    monkeypatch.setattr(engines, "output_layer_on_last_positions", lambda path: False)
+    plain = ModelService(service.name, cache_dir=tmp_path / "models", engine="onnx-fp32")
+    plain.fast_builds().wait(None)
+    every = plain.fast_builds().folder(None)
+    last = tmp_path / "last"
+    shutil.copytree(every, last)
+    assert output_layer_on_last_positions(last / "model.onnx")
+    rows = [prepare(reference, prompt).input_ids for prompt in PROMPTS]
+    assert len({len(row) for row in rows}) > 1  # the shorter rows are padded
+    for wanted, got in zip(batch_logits(every, rows), batch_logits(last, rows), strict=True):
+        np.testing.assert_allclose(got, wanted, atol=1e-4)
+        assert (got.argmax(-1) == wanted.argmax(-1)).all()
 
 
 def test_old_recipes_and_the_least_recently_used_adapter_copies_are_pruned(

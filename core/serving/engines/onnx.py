@@ -1,5 +1,5 @@
-"""onnxruntime-genai on CPU: the model converted once, an adapter as a converted copy whose
-LoRA path stays apart from the base weights behind a per-row switch.
+"""onnxruntime-genai on CPU: the model converted once; an adapter's copy is the base copy's
+graph with the adapter's LoRA paths added behind a per-row switch.
 
 Measured on the bundled SmolLM2-135M (bench/chat_latency.py, 2-core CPU): fp32 weights give
 transformers' greedy answers exactly (the output layer rescored: see onnx_graph), near the
@@ -7,10 +7,11 @@ machine's memory bandwidth (4 bytes per weight per token); int8 weights decode f
 score as transformers does, with other wording where the model's top two words are
 near-tied; int4 is fastest and scores lower. With the switch, base and adapter rows (side
 by side, A/B arms) decode in one pass over one copy of the base weights instead of two
-models. Conversions live under <models>/onnx/<recipe folder>/, one folder per base model and
-per adapter weights (a retrained adapter gets a new one); they are built one at a time in a
-background thread, and until a copy is ready its model answers with the transformers engine.
-Each build prunes the cache (see prune).
+models. Copies live under <models>/onnx/<recipe folder>/, one folder per base model and
+per adapter weights (a retrained adapter gets a new one). The base model's conversion runs
+in a background thread, an adapter's copy takes seconds (its weights are hard links to the
+base copy's); until a copy is ready its model answers with the transformers engine. Each
+build prunes the cache (see prune).
 """
 
 from __future__ import annotations
@@ -34,8 +35,9 @@ from core.serving.cpu_threads import default_threads
 from core.serving.engines.onnx_graph import (
     OUTPUT_LAYER,
     ROW_SWITCH,
+    graft_lora,
+    output_layer_on_last_positions,
     rescore_output_layer,
-    switch_lora_per_row,
 )
 
 if TYPE_CHECKING:  # annotations only: models and generation run engines, not the reverse
@@ -50,28 +52,28 @@ class Recipe:
     """How the builder converts a model for one engine."""
 
     precision: str
-    folder: str  # copies live under onnx/<folder>/: a changed recipe gets a new folder
+    # copies live under onnx/<folder>/: a changed recipe or graph edit gets a new folder
+    # ("-last": the output layer on the last positions only, see onnx_graph)
+    folder: str
     options: tuple[str, ...] = ()
     exact_top: int = 0  # > 0: the output layer runs int8, its top logits again in fp32
 
 
-EXCLUDED = "nodes_to_exclude="  # the builder's option: matmuls it leaves in fp32
-
 RECIPES = {
-    "onnx": Recipe("int4", "int4"),
+    "onnx": Recipe("int4", "int4-last"),
     # int8 weights need int8 activations on CPU (with fp32 ones, accuracy_level=1, the bundled
     # model decoded 1.9 tokens/s). The output layer quantised moved the general-ability score
     # from 22/40 to 19/40; kept fp32 it scored transformers' 22/40, but reading it cost as
     # much as the rest: its top 32 logits in fp32 give the same answers 1.5x faster. A
     # scale per 128 weights instead of 32 decoded faster again and scored 24/40, not 23.
-    "onnx-int8": Recipe("int8", "int8-b128-rescored-head",
+    "onnx-int8": Recipe("int8", "int8-b128-rescored-head-last",
                         ("accuracy_level=4", "block_size=128", "shared_embeddings=false",
-                         f"{EXCLUDED}{OUTPUT_LAYER}"), exact_top=32),
+                         f"nodes_to_exclude={OUTPUT_LAYER}"), exact_top=32),
     # the same rescored output layer keeps transformers' greedy answers, and each step reads
     # a sixth fewer bytes: about 1.1x faster, 12% less memory (docs/benchmarks.md)
-    "onnx-fp32": Recipe("fp32", "fp32-rescored-head", exact_top=32),
+    "onnx-fp32": Recipe("fp32", "fp32-rescored-head-last", exact_top=32),
 }
-KEPT_ADAPTER_COPIES = 8  # per recipe; each is a whole model (fp32: 4 bytes per weight)
+KEPT_ADAPTER_COPIES = 8  # per recipe; each holds its LoRA weights (the rest are hard links)
 
 
 @dataclass(frozen=True)
@@ -164,48 +166,45 @@ class OnnxBuilds:
                 self._pending.discard(str(folder))
 
     def build(self, adapter_dir: Path | None, folder: Path) -> None:
+        """Convert the base model if needed; an adapter's copy is the base copy's graph with
+        the LoRA paths grafted on, its weights hard links to the base copy's."""
+        with self._build_lock:
+            base = self.folder(None)
+            if not (base / "genai_config.json").is_file():
+                _staged(base, self._convert)
+            if adapter_dir is not None and not (folder / "genai_config.json").is_file():
+                _staged(folder, lambda staging: _graft(base, Path(adapter_dir), staging))
+        self.prune(keep=folder)
+
+    def _convert(self, staging: Path) -> None:
         from tqdm import tqdm
 
-        with self._build_lock, tempfile.TemporaryDirectory() as scratch:
-            if (folder / "genai_config.json").is_file():
-                return
-            options = [*self.recipe.options, *(["hf_remote=true"] if self.trust_remote_code
-                                                 else [])]
-            if adapter_dir is not None:  # the builder keeps the LoRA matmuls apart
-                options.append(f"adapter_path={Path(adapter_dir).resolve()}")
-                if self.recipe.precision != "fp32":
-                    options = excluding(options, lora_matmuls(self.source, Path(adapter_dir)))
-            with tqdm(total=3, desc=f"Converting {folder.name} ({self.recipe.folder})") as bar:
-                staging = folder.parent / f".{folder.name}.partial"
-                shutil.rmtree(staging, ignore_errors=True)
-                staging.parent.mkdir(parents=True, exist_ok=True)
-                done = subprocess.run(
-                    [sys.executable, "-m", "onnxruntime_genai.models.builder",
-                     "-i", str(self.source), "-o", str(staging), "-p", self.recipe.precision,
-                     "-e", "cpu", "-c", str(Path(scratch) / "cache"),
-                     *(["--extra_options", *options] if options else [])],
-                    capture_output=True, text=True, check=False,
-                )
-                if done.returncode != 0:
-                    shutil.rmtree(staging, ignore_errors=True)
-                    raise RuntimeError(done.stderr.strip().splitlines()[-1:] or "builder failed")
-                bar.update()
-                if self.recipe.exact_top and not rescore_output_layer(
-                        staging / "model.onnx", self.recipe.exact_top):
-                    log.info("%s: no fp32 output layer to rescore; kept as converted",
-                             folder.name)
-                if adapter_dir is not None:
-                    switch_lora_per_row(staging / "model.onnx")
-                bar.update()
-                shutil.rmtree(folder, ignore_errors=True)
-                staging.rename(folder)  # atomic: a half-written copy is never loaded
-                bar.update()
-        self.prune(keep=folder)
+        options = [*self.recipe.options, *(["hf_remote=true"] if self.trust_remote_code
+                                           else [])]
+        with tqdm(total=2, desc=f"Converting {self.source.name} ({self.recipe.folder})") as bar, \
+                tempfile.TemporaryDirectory() as scratch:
+            done = subprocess.run(
+                [sys.executable, "-m", "onnxruntime_genai.models.builder",
+                 "-i", str(self.source), "-o", str(staging), "-p", self.recipe.precision,
+                 "-e", "cpu", "-c", str(Path(scratch) / "cache"),
+                 *(["--extra_options", *options] if options else [])],
+                capture_output=True, text=True, check=False,
+            )
+            if done.returncode != 0:
+                raise RuntimeError(done.stderr.strip().splitlines()[-1:] or "builder failed")
+            bar.update()
+            if self.recipe.exact_top and not rescore_output_layer(
+                    staging / "model.onnx", self.recipe.exact_top):
+                log.info("%s: no fp32 output layer to rescore; kept as converted",
+                         self.source.name)
+            if not output_layer_on_last_positions(staging / "model.onnx"):
+                log.info("%s: the output layer runs on every position", self.source.name)
+            bar.update()
 
     def prune(self, keep: Path) -> None:
         """Delete copies no recipe reads any more (a changed recipe has a new folder), and all
         but the KEPT_ADAPTER_COPIES most recently used adapter copies of this recipe, never
-        `keep` or one this process has loaded; a pruned adapter converts again when used."""
+        `keep` or one this process has loaded; a pruned adapter is rebuilt when used."""
         folders = {recipe.folder for recipe in RECIPES.values()}
         stale = [d for d in self.root.parent.iterdir() if d.is_dir() and d.name not in folders]
         with self._lock:
@@ -219,27 +218,30 @@ class OnnxBuilds:
             shutil.rmtree(folder, ignore_errors=True)
 
 
-def lora_matmuls(source: Path, adapter_dir: Path) -> list[str]:
-    """The builder's names for an adapter's LoRA matmuls, to keep them fp32 in a quantised
-    copy: they hold a few percent of the weights but are two matmuls in three, and
-    quantised (each call quantising its input too) they made the bundled model's int8
-    adapter copy decode 1.4x slower (docs/benchmarks.md). A target the builder names
-    otherwise, or modules given as a pattern, stay quantised: slower, still right."""
-    layers = json.loads((source / "config.json").read_text()).get("num_hidden_layers", 0)
-    modules = json.loads((adapter_dir / "adapter_config.json").read_text())["target_modules"]
-    if isinstance(modules, str):
-        return []
-    return [f"/model/layers.{layer}/{block}/{module}/lora_{side}/MatMul"
-            for layer in range(layers) for block in ("attn", "mlp")
-            for module in modules for side in "AB"]
+def _staged(folder: Path, write: Callable[[Path], None]) -> None:
+    """Write a copy beside its folder, then move it in whole: a half-written copy (a crash,
+    a failed conversion) is never loaded."""
+    staging = folder.parent / f".{folder.name}.partial"
+    shutil.rmtree(staging, ignore_errors=True)
+    staging.parent.mkdir(parents=True, exist_ok=True)
+    try:
+        write(staging)
+    except BaseException:
+        shutil.rmtree(staging, ignore_errors=True)
+        raise
+    shutil.rmtree(folder, ignore_errors=True)
+    staging.rename(folder)
 
 
-def excluding(options: list[str], names: list[str]) -> list[str]:
-    """Builder options with names added to its one nodes_to_exclude list."""
-    excluded = [name for option in options if option.startswith(EXCLUDED)
-                for name in option.removeprefix(EXCLUDED).split(",")] + names
-    kept = [option for option in options if not option.startswith(EXCLUDED)]
-    return [*kept, EXCLUDED + ",".join(excluded)] if excluded else kept
+def _graft(base: Path, adapter_dir: Path, staging: Path) -> None:
+    staging.mkdir()
+    for file in base.iterdir():
+        if file.name != "model.onnx":
+            try:  # the weights on disk once, however many adapters
+                os.link(file, staging / file.name)
+            except OSError:
+                shutil.copy2(file, staging / file.name)
+    graft_lora(base, adapter_dir, staging / "model.onnx")
 
 
 def _on_all_cores(config):
