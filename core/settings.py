@@ -178,8 +178,8 @@ FLAGS = (
     Flag("--device", "REFINERY_DEVICE", "model", "auto"),
     Flag("--engine", "REFINERY_ENGINE", "model", "auto",
          help="auto (onnx-int8 on a CPU, transformers on a GPU) | transformers | "
-         "onnx (int4, fastest) | onnx-int8 (4.9-5.7x transformers, its score; wording "
-         "differs on near-ties) | onnx-fp32 (transformers' answers exactly, 2.9-3.1x) | "
+         "onnx (int4, fastest) | onnx-int8 (4.6-6.5x transformers, its score; wording "
+         "differs on near-ties) | onnx-fp32 (transformers' answers exactly, 2.9-3.5x) | "
          "openai (an OpenAI-compatible server: --openai-base-url)"),
     Flag("--openai-base-url", "REFINERY_OPENAI_BASE_URL", "model",
          help="--engine openai: the server's OpenAI API root, e.g. http://gpu1:8000/v1"),
