@@ -98,10 +98,11 @@ def _target(matmuls: dict, module: str, packed: dict) -> tuple[object, int]:
     output columns that are the module's."""
     layer = re.search(r"\.layers\.(\d+)\.", module)
     name = module.rsplit(".", 1)[-1]
-    for candidate, offset in ((name, 0), packed.get(name, ("", 0))):
-        pattern = re.compile(rf"/model/layers\.{layer and layer[1]}/[^/]+/{candidate}/MatMul")
+    candidates = [(name, 0), *([packed[name]] if name in packed else [])] if layer else []
+    for candidate, offset in candidates:
+        pattern = re.compile(rf"/model/layers\.{layer[1]}/[^/]+/{re.escape(candidate)}/MatMul")
         found = [node for key, node in matmuls.items() if pattern.match(key)]
-        if layer and candidate and len(found) == 1:
+        if len(found) == 1:
             return found[0], offset
     raise ValueError(f"no matmul in the converted model computes {module}")
 
