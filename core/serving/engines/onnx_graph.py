@@ -45,16 +45,21 @@ def graft_lora(base: Path, adapter_dir: Path, path: Path) -> None:
         added[last.name] = nodes
         weights.extend(tensors)
         renamed.update(outputs)
-    nodes = []
     for node in graph.node:
         node.input[:] = [renamed.get(name, name) for name in node.input]
-        nodes.extend([node, *added.get(node.name, [])])
-    del graph.node[:]
-    graph.node.extend(nodes)
+    _splice(graph, lambda node: [node, *added.get(node.name, [])])
     graph.initializer.extend(weights)
     graph.input.append(
         helper.make_tensor_value_info(ROW_SWITCH, TensorProto.FLOAT, ["batch_size", 1, 1]))
     onnx.save(model, str(path))
+
+
+def _splice(graph, replace) -> None:
+    """The graph's nodes in order, each replaced by the nodes replace(node) returns (itself
+    among them to keep it)."""
+    nodes = [new for node in graph.node for new in replace(node)]
+    del graph.node[:]
+    graph.node.extend(nodes)
 
 
 def _lora_weights(adapter_dir: Path) -> dict[str, tuple[object, object]]:
@@ -171,17 +176,13 @@ def output_layer_on_last_positions(path: Path) -> bool:
     graph.initializer.extend([numpy_helper.from_array(np.array([1], np.int64), f"{name}.one"),
                               numpy_helper.from_array(np.array([0], np.int64), f"{name}.zero")])
     chosen = _last_position_nodes(name, hidden)
-    nodes = []
-    for node in graph.node:
-        nodes.extend([*chosen, node] if node is layer else [node])
-    nodes += [
+    _splice(graph, lambda node: [*chosen, node] if node is layer else [node])
+    graph.node.extend([
         helper.make_node("Concat", [f"{name}.one", f"{name}/positions", f"{name}.one"],
                          [f"{name}/spread"], axis=0, name=f"{name}/spread"),
         helper.make_node("Expand", [f"{name}/logits", f"{name}/spread"], [LOGITS],
                          name=f"{name}/every_position"),
-    ]
-    del graph.node[:]
-    graph.node.extend(nodes)
+    ])
     onnx.save(model, str(path))
     return True
 
@@ -247,12 +248,8 @@ def rescore_output_layer(path: Path, exact_top: int) -> bool:
                              for key, value in constants.items())
     if not any(opset.domain == "com.microsoft" for opset in model.opset_import):
         model.opset_import.append(helper.make_opsetid("com.microsoft", 1))
-    nodes = []
-    for node in graph.node:
-        nodes.extend(_rescoring_nodes(name, hidden, layer.output[0], rows.shape)
-                     if node is layer else [node])
-    del graph.node[:]
-    graph.node.extend(nodes)
+    _splice(graph, lambda node: _rescoring_nodes(name, hidden, layer.output[0], rows.shape)
+            if node is layer else [node])
     data = path.with_name(f"{path.name}.data")
     data.unlink(missing_ok=True)  # rewritten whole: the old fp32 layer's bytes go with it
     onnx.save(model, str(path), save_as_external_data=True, all_tensors_to_one_file=True,
